@@ -1,0 +1,112 @@
+package mqttwire
+
+import (
+	"io"
+)
+
+// DefaultMaxPacketSize is the default limit on a packet's remaining length.
+const DefaultMaxPacketSize = 1 << 20
+
+// Reader frames packets from a byte stream into one reused buffer. It never
+// allocates more than the declared size of a packet that passed the size
+// check, and the buffer only grows for packets larger than its current size.
+type Reader struct {
+	r     io.Reader
+	buf   []byte
+	start int // first unread byte
+	end   int // end of buffered data
+	max   int // maximum remaining length
+	init  int // initial buffer size
+}
+
+// NewReader returns a Reader with an initial buffer of size bytes that
+// rejects packets whose remaining length exceeds max.
+func NewReader(r io.Reader, size, max int) *Reader {
+	if max <= 0 || max > MaxRemainingLength {
+		max = MaxRemainingLength
+	}
+	if size < 16 {
+		size = 16
+	}
+	return &Reader{r: r, max: max, init: size}
+}
+
+// SetMax changes the maximum remaining length.
+func (r *Reader) SetMax(max int) { r.max = max }
+
+// Next returns the next packet. Its views are valid until the next call. The
+// fixed header is validated (type, reserved flags, length limit); the body is
+// not: use the Parse functions for that.
+func (r *Reader) Next() (Packet, error) {
+	if r.buf == nil {
+		r.buf = make([]byte, r.init)
+	}
+	for {
+		n, err := FrameLen(r.buf[r.start:r.end], r.max)
+		if err != nil {
+			return Packet{}, err
+		}
+		if n > 0 && r.end-r.start >= n {
+			raw := r.buf[r.start : r.start+n : r.start+n]
+			r.start += n
+			if r.start == r.end {
+				r.start, r.end = 0, 0
+			}
+			t, flags := Type(raw[0]>>4), raw[0]&0x0f
+			if err := checkFlags(t, flags); err != nil {
+				return Packet{}, err
+			}
+			return Packet{Type: t, Flags: flags, Raw: raw, Body: raw[n-bodyLen(raw):]}, nil
+		}
+		if err := r.fill(n); err != nil {
+			return Packet{}, err
+		}
+	}
+}
+
+func bodyLen(raw []byte) int {
+	rl, _, _ := decodeVarint(raw[1:])
+	return rl
+}
+
+// fill reads more data so that a packet of need bytes (0 when unknown) fits.
+func (r *Reader) fill(need int) error {
+	if need > len(r.buf) {
+		nb := make([]byte, need)
+		copy(nb, r.buf[r.start:r.end])
+		r.buf, r.end, r.start = nb, r.end-r.start, 0
+	} else if r.start > 0 && (need == 0 && r.end == len(r.buf) || r.start+need > len(r.buf)) {
+		r.end = copy(r.buf, r.buf[r.start:r.end])
+		r.start = 0
+	}
+	n, err := r.r.Read(r.buf[r.end:])
+	r.end += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	if err == io.EOF && r.end > r.start {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Buffered reports whether a complete packet is already in the buffer, so
+// that Next will not block. The pumps use it to batch writes.
+func (r *Reader) Buffered() bool {
+	n, err := FrameLen(r.buf[r.start:r.end], r.max)
+	return err != nil || (n > 0 && r.end-r.start >= n)
+}
+
+// Pending returns the number of buffered bytes not yet returned by Next.
+func (r *Reader) Pending() int { return r.end - r.start }
+
+// Release drops the buffer when it is empty, so an idle connection holds no
+// read buffer. It is reallocated on the next call to Next.
+func (r *Reader) Release() {
+	if r.start == r.end {
+		r.buf, r.start, r.end = nil, 0, 0
+	}
+}
