@@ -13,8 +13,8 @@ func frame(t testing.TB, raw []byte) Packet {
 	if err != nil {
 		t.Fatalf("framing %x: %v", raw, err)
 	}
-	if r.Pending() != 0 {
-		t.Fatalf("framing %x: %d bytes left over", raw, r.Pending())
+	if r.Unread() != 0 {
+		t.Fatalf("framing %x: %d bytes left over", raw, r.Unread())
 	}
 	return p
 }

@@ -13,10 +13,12 @@ const DefaultMaxPacketSize = 1 << 20
 type Reader struct {
 	r     io.Reader
 	buf   []byte
+	mark  int // first byte returned by Next but not yet written on (see Held)
 	start int // first unread byte
 	end   int // end of buffered data
 	max   int // maximum remaining length
 	init  int // initial buffer size
+	hold  bool
 }
 
 // NewReader returns a Reader with an initial buffer of size bytes that
@@ -38,6 +40,9 @@ func (r *Reader) SetMax(max int) { r.max = max }
 // fixed header is validated (type, reserved flags, length limit); the body is
 // not: use the Parse functions for that.
 func (r *Reader) Next() (Packet, error) {
+	if !r.hold {
+		r.mark = r.start
+	}
 	if r.buf == nil {
 		r.buf = make([]byte, r.init)
 	}
@@ -49,9 +54,6 @@ func (r *Reader) Next() (Packet, error) {
 		if n > 0 && r.end-r.start >= n {
 			raw := r.buf[r.start : r.start+n : r.start+n]
 			r.start += n
-			if r.start == r.end {
-				r.start, r.end = 0, 0
-			}
 			t, flags := Type(raw[0]>>4), raw[0]&0x0f
 			if err := checkFlags(t, flags); err != nil {
 				return Packet{}, err
@@ -69,15 +71,24 @@ func bodyLen(raw []byte) int {
 	return rl
 }
 
-// fill reads more data so that a packet of need bytes (0 when unknown) fits.
+// fill reads more data so that a packet of need bytes (0 when unknown)
+// fits after the held bytes. Held bytes move with the buffer.
 func (r *Reader) fill(need int) error {
-	if need > len(r.buf) {
-		nb := make([]byte, need)
-		copy(nb, r.buf[r.start:r.end])
-		r.buf, r.end, r.start = nb, r.end-r.start, 0
-	} else if r.start > 0 && (need == 0 && r.end == len(r.buf) || r.start+need > len(r.buf)) {
-		r.end = copy(r.buf, r.buf[r.start:r.end])
-		r.start = 0
+	if r.mark == r.end {
+		r.mark, r.start, r.end = 0, 0, 0
+		if len(r.buf) > 4*r.init && need <= r.init {
+			r.buf = make([]byte, r.init) // give back the space of a large packet
+		}
+	}
+	held := r.start - r.mark
+	switch {
+	case held+need > len(r.buf):
+		nb := make([]byte, held+need)
+		r.end = copy(nb, r.buf[r.mark:r.end])
+		r.buf, r.mark, r.start = nb, 0, held
+	case r.mark > 0 && (r.end == len(r.buf) || r.start+need > len(r.buf)):
+		r.end = copy(r.buf, r.buf[r.mark:r.end])
+		r.mark, r.start = 0, held
 	}
 	n, err := r.r.Read(r.buf[r.end:])
 	r.end += n
@@ -100,13 +111,29 @@ func (r *Reader) Buffered() bool {
 	return err != nil || (n > 0 && r.end-r.start >= n)
 }
 
-// Pending returns the number of buffered bytes not yet returned by Next.
-func (r *Reader) Pending() int { return r.end - r.start }
+// Unread returns the number of buffered bytes not yet returned by Next.
+func (r *Reader) Unread() int { return r.end - r.start }
 
-// Release drops the buffer when it is empty, so an idle connection holds no
-// read buffer. It is reallocated on the next call to Next.
+// HoldPackets makes the Reader keep the packets Next returns in its buffer
+// until Written is called, so that they can be written on in one piece.
+func (r *Reader) HoldPackets() { r.hold = true }
+
+// Held returns the packets returned by Next since the last call to Written,
+// as one contiguous slice in arrival order: the bytes to forward unchanged
+// in a single write.
+func (r *Reader) Held() []byte { return r.buf[r.mark:r.start] }
+
+// HeldBefore returns the held bytes that precede p, the packet Next just
+// returned. A caller that drops or replaces p writes these first.
+func (r *Reader) HeldBefore(p Packet) []byte { return r.buf[r.mark : r.start-len(p.Raw)] }
+
+// Written marks every held byte as dealt with.
+func (r *Reader) Written() { r.mark = r.start }
+
+// Release drops the buffer when nothing is buffered or held, so an idle
+// connection holds no read buffer. It is reallocated by the next Next.
 func (r *Reader) Release() {
-	if r.start == r.end {
-		r.buf, r.start, r.end = nil, 0, 0
+	if r.mark == r.end {
+		r.buf, r.mark, r.start, r.end = nil, 0, 0, 0
 	}
 }

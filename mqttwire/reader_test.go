@@ -116,6 +116,7 @@ func TestReaderTruncatedIsUnexpectedEOF(t *testing.T) {
 func TestReaderBufferedAndRelease(t *testing.T) {
 	stream := cat(pkt(0xc0), pkt(0xc0))
 	r := NewReader(bytes.NewReader(stream), 64, DefaultMaxPacketSize)
+	r.HoldPackets()
 	if _, err := r.Next(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +129,14 @@ func TestReaderBufferedAndRelease(t *testing.T) {
 	if r.Buffered() {
 		t.Fatal("nothing should be buffered")
 	}
+	r.Release()
+	if r.buf == nil {
+		t.Fatal("Release dropped held bytes")
+	}
+	if got := r.Held(); !bytes.Equal(got, stream) {
+		t.Fatalf("held %x, want %x", got, stream)
+	}
+	r.Written()
 	r.Release()
 	if r.buf != nil {
 		t.Fatal("Release kept the buffer of an idle reader")
@@ -155,5 +164,31 @@ func TestFixedHeaderFlags(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("first byte %#02x: err=%v, want ok=%v", c.first, err, c.ok)
 		}
+	}
+}
+
+// The pump forwards held packets in one write, dropping some in between.
+func TestReaderHeldSpans(t *testing.T) {
+	a, b, c := pkt(0xc0), pkt(0x30, cat(str("drop"), []byte("x"))...), pkt(0x30, cat(str("keep"), make([]byte, 100))...)
+	r := NewReader(iotest.HalfReader(bytes.NewReader(cat(a, b, c, a))), 16, DefaultMaxPacketSize)
+	r.HoldPackets()
+	var out []byte
+	for i := 0; i < 4; i++ {
+		if !r.Buffered() {
+			out = append(out, r.Held()...)
+			r.Written()
+		}
+		p, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(p.Raw, []byte("drop")) {
+			out = append(out, r.HeldBefore(p)...)
+			r.Written()
+		}
+	}
+	out = append(out, r.Held()...)
+	if want := cat(a, c, a); !bytes.Equal(out, want) {
+		t.Fatalf("forwarded %x, want %x", out, want)
 	}
 }
