@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ClientAuth says whether clients must present a certificate.
+type ClientAuth int
+
+// Client certificate modes.
+const (
+	ClientAuthNone ClientAuth = iota
+	ClientAuthOptional
+	ClientAuthRequire
+)
+
+// ParseClientAuth reads none, optional or require.
+func ParseClientAuth(s string) (ClientAuth, error) {
+	switch s {
+	case "none", "":
+		return ClientAuthNone, nil
+	case "optional":
+		return ClientAuthOptional, nil
+	case "require":
+		return ClientAuthRequire, nil
+	}
+	return 0, fmt.Errorf("%q: want none, optional or require", s)
+}
+
+// CertPair names one certificate (with its chain) and key file.
+type CertPair struct {
+	CertFile, KeyFile string
+}
+
+// TLSOptions configures a CertStore.
+type TLSOptions struct {
+	Pairs        []CertPair // the first is the default for clients without a matching SNI
+	ClientCAFile string
+	ClientAuth   ClientAuth
+	VerifyDepth  int // maximum intermediates between a client certificate and the CA; 0 means no limit
+}
+
+// CertStore holds the server certificates and client CA bundle and
+// reloads them from disk. A failed reload keeps the previous state in
+// service. It is safe for concurrent use.
+type CertStore struct {
+	opts  TLSOptions
+	state atomic.Pointer[certState]
+	mu    sync.Mutex // serialises reloads
+}
+
+type certState struct {
+	config *tls.Config
+	digest [32]byte // of every file's contents, to skip reloads of unchanged files
+	leaves []*x509.Certificate
+	loaded time.Time
+}
+
+// AEAD cipher suites with ECDHE key exchange, the only ones offered for
+// TLS 1.2. TLS 1.3 suites are all AEAD and not configurable in Go.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// NewCertStore loads every file once; any error fails.
+func NewCertStore(opts TLSOptions) (*CertStore, error) {
+	if len(opts.Pairs) == 0 {
+		return nil, errors.New("no certificate configured")
+	}
+	if opts.ClientAuth != ClientAuthNone && opts.ClientCAFile == "" {
+		return nil, errors.New("client certificate verification needs a CA bundle")
+	}
+	s := &CertStore{opts: opts}
+	if _, err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload reads the files again. It reports whether anything changed; on
+// error the certificates in service stay as they were.
+func (s *CertStore) Reload() (changed bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := sha256.New()
+	var certs []tls.Certificate
+	var leaves []*x509.Certificate
+	for _, p := range s.opts.Pairs {
+		certPEM, err := os.ReadFile(p.CertFile)
+		if err != nil {
+			return false, err
+		}
+		keyPEM, err := os.ReadFile(p.KeyFile)
+		if err != nil {
+			return false, err
+		}
+		h.Write(certPEM)
+		h.Write(keyPEM)
+		c, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", p.CertFile, err)
+		}
+		certs = append(certs, c)
+		leaves = append(leaves, c.Leaf)
+	}
+	var pool *x509.CertPool
+	if s.opts.ClientCAFile != "" {
+		caPEM, err := os.ReadFile(s.opts.ClientCAFile)
+		if err != nil {
+			return false, err
+		}
+		h.Write(caPEM)
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return false, fmt.Errorf("%s: no certificate found", s.opts.ClientCAFile)
+		}
+	}
+	var digest [32]byte
+	copy(digest[:], h.Sum(nil))
+	if old := s.state.Load(); old != nil && bytes.Equal(old.digest[:], digest[:]) {
+		return false, nil
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: tls12Suites,
+		Certificates: certs,
+		ClientCAs:    pool,
+		NextProtos:   []string{"mqtt"},
+	}
+	switch s.opts.ClientAuth {
+	case ClientAuthOptional:
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	case ClientAuthRequire:
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if depth := s.opts.VerifyDepth; depth > 0 {
+		cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+			for _, c := range chains {
+				if len(c)-2 <= depth { // leaf and root do not count
+					return nil
+				}
+			}
+			if len(chains) == 0 {
+				return nil
+			}
+			return fmt.Errorf("client certificate chain deeper than %d intermediates", depth)
+		}
+	}
+	s.state.Store(&certState{config: cfg, digest: digest, leaves: leaves, loaded: time.Now()})
+	return true, nil
+}
+
+// ServerConfig returns the tls.Config for a listener: every handshake uses
+// the state in service when it starts, so a reload applies to new
+// handshakes and never to established connections.
+func (s *CertStore) ServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.state.Load().config, nil
+		},
+	}
+}
+
+// Leaf returns the default certificate in service.
+func (s *CertStore) Leaf() *x509.Certificate { return s.state.Load().leaves[0] }

@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// initialReadBuffer is each direction's starting buffer; it grows only for
+// larger packets, up to the packet size limit.
+const initialReadBuffer = 4096
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// handle runs one connection from accept to close.
+func (s *Server) handle(sess *Session, tlsConfig *tls.Config) {
+	var conn net.Conn = sess.client
+	sess.ClientAddr = addrPort(conn.RemoteAddr())
+	reason := s.admit(sess, &conn, tlsConfig)
+	if reason == "" {
+		reason = s.pump(sess, conn)
+	}
+	sess.closeAll(reason)
+	s.Stats.Closed.Add(1)
+	s.logClose(sess)
+}
+
+// admit takes a connection from accept to a forwarded CONNECT. It returns
+// a close reason, or "" once the broker connection is up.
+func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) string {
+	log := &s.cfg.Logger
+	peer := sess.ClientAddr
+	if len(s.cfg.ProxyProtocolTrusted) > 0 {
+		policy := proxyproto.REJECT
+		if containsAddr(s.cfg.ProxyProtocolTrusted, peer.Addr()) {
+			policy = proxyproto.REQUIRE
+		}
+		pc := proxyproto.NewConn(*conn, proxyproto.WithPolicy(policy),
+			proxyproto.SetReadHeaderTimeout(s.cfg.HandshakeTimeout))
+		if _, err := pc.Read(nil); err != nil {
+			s.Stats.ProxyHeaderRefused.Add(1)
+			log.Warn().Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
+			return closeProxyHdr
+		}
+		if h := pc.ProxyHeader(); h != nil && h.Command.IsProxy() {
+			if src, ok := h.SourceAddr.(*net.TCPAddr); ok {
+				sess.ClientAddr = addrPort(src)
+			}
+		}
+		*conn = pc
+	}
+	if !s.cfg.Access.Allowed(sess.ClientAddr.Addr()) {
+		s.Stats.AccessDenied.Add(1)
+		log.Info().Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
+		return closeAccess
+	}
+	if tlsConfig != nil {
+		tc := tls.Server(*conn, tlsConfig)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.Stats.HandshakeFailed.Add(1)
+			log.Info().Str("event", "tls_handshake_failed").Stringer("client", sess.ClientAddr).Err(err).Msg("TLS handshake failed")
+			return closeHandshake
+		}
+		st := tc.ConnectionState()
+		sess.TLS = &st
+		*conn = tc
+	}
+	sess.setClientWriter(*conn)
+
+	// The first packet must be a CONNECT, within the connect timeout.
+	_ = (*conn).SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout))
+	r := mqttwire.NewReader(*conn, initialReadBuffer, s.cfg.MaxPacketSize)
+	p, err := r.Next()
+	if err != nil {
+		s.Stats.NoConnect.Add(1)
+		log.Info().Str("event", "no_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("no CONNECT")
+		return closeNoConnect
+	}
+	if p.Type != mqttwire.CONNECT {
+		s.Stats.NoConnect.Add(1)
+		log.Info().Str("event", "no_connect").Stringer("client", sess.ClientAddr).Stringer("packet", p.Type).Msg("first packet is not CONNECT")
+		return closeNoConnect // [MQTT-3.1.0-1]
+	}
+	c, err := mqttwire.ParseConnect(p)
+	sess.Version = c.Version
+	if err != nil {
+		s.Stats.BadPacket.Add(1)
+		log.Info().Str("event", "bad_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("malformed CONNECT")
+		switch code := mqttwire.ReasonOf(err); {
+		case code == mqttwire.UnsupportedProtocolVersion && c.Version != mqttwire.V5:
+			s.refuse(sess, *conn, mqttwire.V311, code) // [MQTT-3.1.2-2]
+		case c.Version == mqttwire.V5:
+			s.refuse(sess, *conn, mqttwire.V5, code)
+		}
+		return closeProtocol
+	}
+	sess.ClientID, sess.Username = string(c.ClientID), string(c.Username)
+
+	forward := p.Raw
+	if s.cfg.Authenticator != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
+		adm := s.cfg.Authenticator.Authenticate(ctx, sess, &c)
+		cancel()
+		if adm.Reason != mqttwire.Success {
+			s.Stats.AuthRefused.Add(1)
+			s.refuse(sess, *conn, c.Version, adm.Reason)
+			return closeAuth
+		}
+		sess.Identity = adm.Identity
+		if adm.Connect != nil {
+			forward = mqttwire.AppendConnect(nil, adm.Connect)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	bc, err := s.cfg.Dial(ctx, "tcp", s.cfg.Backend)
+	cancel()
+	if err != nil {
+		s.Stats.BackendDown.Add(1)
+		log.Error().Str("event", "broker_unavailable").Str("backend", s.cfg.Backend).Err(err).Msg("cannot reach broker")
+		s.refuse(sess, *conn, c.Version, mqttwire.ServerUnavailable)
+		return closeBackend
+	}
+	if !sess.setBroker(bc) {
+		bc.Close()
+		return closeShutdown
+	}
+	out := forward
+	if s.cfg.BackendProxyProtocol {
+		hdr, err := outboundHeader(sess, bc.LocalAddr())
+		if err != nil {
+			log.Error().Err(err).Msg("building PROXY header")
+			s.refuse(sess, *conn, c.Version, mqttwire.ServerUnavailable)
+			return closeBackend
+		}
+		out = append(hdr, forward...)
+	}
+	if _, err := bc.Write(out); err != nil {
+		s.refuse(sess, *conn, c.Version, mqttwire.ServerUnavailable)
+		return closeBackend
+	}
+	sess.bytesIn.Add(int64(len(p.Raw)))
+	_ = (*conn).SetReadDeadline(time.Time{})
+	s.logOpen(sess)
+	sess.reader = r
+	return ""
+}
+
+// refuse answers a CONNECT with a failure CONNACK.
+func (s *Server) refuse(sess *Session, c net.Conn, v mqttwire.Version, code mqttwire.ReasonCode) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = sess.writeClient(c, mqttwire.AppendConnack(nil, v, false, code, nil))
+}
+
+// pump runs the two directions until either ends, and returns why.
+func (s *Server) pump(sess *Session, client net.Conn) string {
+	done := make(chan string, 1)
+	go func() { done <- s.brokerToClient(sess, client) }()
+	reason := s.clientToBroker(sess, client)
+	sess.closeAll(reason)
+	<-done
+	return reason
+}
+
+// clientToBroker frames, validates and inspects every client packet, and
+// writes runs of forwarded packets to the broker from the read buffer.
+func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
+	r, broker, v := sess.reader, sess.broker, sess.Version
+	r.HoldPackets()
+	r.Written()
+	flush := func(b []byte) bool {
+		if len(b) == 0 {
+			return true
+		}
+		n, err := broker.Write(b)
+		sess.bytesIn.Add(int64(n))
+		r.Written()
+		return err == nil
+	}
+	in := new(Inspected)
+	for {
+		if !r.Buffered() && !flush(r.Held()) {
+			return closeBroker
+		}
+		p, err := r.Next()
+		if err != nil {
+			flush(r.Held())
+			return s.readFailed(sess, client, err, closeClient)
+		}
+		in.Packet = p
+		switch p.Type {
+		case mqttwire.PUBLISH:
+			in.Publish, err = mqttwire.ParsePublish(p, v)
+		case mqttwire.SUBSCRIBE, mqttwire.UNSUBSCRIBE:
+			in.Subscribe, err = mqttwire.ParseSubscribe(p, v)
+		default:
+			err = mqttwire.Validate(p, v)
+		}
+		if err != nil {
+			flush(r.HeldBefore(p))
+			return s.readFailed(sess, client, err, closeClient)
+		}
+		if s.cfg.Inspector == nil {
+			continue
+		}
+		switch d := s.cfg.Inspector.Inspect(sess, in); d.Verdict {
+		case Refuse:
+			if !flush(r.HeldBefore(p)) {
+				return closeBroker
+			}
+			if p.Type == mqttwire.PUBLISH && in.Publish.QoS > 0 {
+				t := mqttwire.PUBACK
+				if in.Publish.QoS == 2 {
+					t = mqttwire.PUBREC
+				}
+				if sess.writeClient(client, mqttwire.AppendPubAck(nil, t, v, in.Publish.PacketID, d.Reason, nil)) != nil {
+					return closeWriteError
+				}
+			}
+		case Disconnect:
+			flush(r.HeldBefore(p))
+			s.disconnect(sess, client, d.Reason)
+			return closeInspector
+		}
+	}
+}
+
+// readFailed turns a client read or validation error into a close reason,
+// telling a v5 client why when the fault is in what it sent.
+func (s *Server) readFailed(sess *Session, client net.Conn, err error, eof string) string {
+	var perr *mqttwire.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		return eof
+	case errors.As(err, &perr):
+		s.Stats.BadPacket.Add(1)
+		s.cfg.Logger.Info().Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+			Str("client_id", sess.ClientID).Err(err).Msg("client protocol error")
+		s.disconnect(sess, client, perr.Code)
+		return closeProtocol
+	}
+	return closeClient
+}
+
+// disconnect sends a v5 client DISCONNECT with a reason code; v3 has no
+// way to say why, so the connection is just closed.
+func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.ReasonCode) {
+	if sess.Version != mqttwire.V5 {
+		return
+	}
+	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = sess.writeClient(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ""))
+}
+
+// brokerToClient copies broker packets to the client, whole packets at a
+// time so that the proxy's own packets never land inside one.
+func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
+	r := mqttwire.NewReader(sess.broker, initialReadBuffer, mqttwire.MaxRemainingLength)
+	r.HoldPackets()
+	for {
+		if !r.Buffered() {
+			if held := r.Held(); len(held) > 0 {
+				if sess.writeClient(client, held) != nil {
+					return closeClient
+				}
+				r.Written()
+			}
+		}
+		if _, err := r.Next(); err != nil {
+			if held := r.Held(); len(held) > 0 {
+				_ = sess.writeClient(client, held)
+			}
+			sess.closeAll(closeBroker)
+			return closeBroker
+		}
+	}
+}
+
+func (s *Server) logOpen(sess *Session) {
+	ev := s.cfg.Logger.Info().Str("event", "open")
+	s.connFields(ev, sess).Msg("connection open")
+}
+
+func (s *Server) logClose(sess *Session) {
+	ev := s.cfg.Logger.Info().Str("event", "close")
+	s.connFields(ev, sess).
+		Int64("bytes_in", sess.bytesIn.Load()).
+		Int64("bytes_out", sess.bytesOut.Load()).
+		Dur("duration", time.Since(sess.start)).
+		Str("reason", sess.closeReason()).
+		Msg("connection closed")
+}
+
+// connFields adds what is known about a connection; never a password.
+func (s *Server) connFields(ev *zerolog.Event, sess *Session) *zerolog.Event {
+	ev = ev.Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
+	if st := sess.TLS; st != nil {
+		ev = ev.Str("tls_version", tlsVersionName(st.Version)).Str("cipher", tls.CipherSuiteName(st.CipherSuite))
+		if st.ServerName != "" {
+			ev = ev.Str("sni", st.ServerName)
+		}
+		if cert := sess.ClientCert(); cert != nil {
+			ev = ev.Str("cert_subject", cert.Subject.String())
+		}
+	}
+	if sess.Version != 0 {
+		ev = ev.Stringer("mqtt", sess.Version).Str("client_id", sess.ClientID)
+		if sess.Username != "" {
+			ev = ev.Str("username", sess.Username)
+		}
+	}
+	return ev
+}

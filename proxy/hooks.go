@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"context"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// Authenticator decides, at CONNECT and before anything reaches the
+// broker, whether a client is admitted. The authn package implements it.
+type Authenticator interface {
+	Authenticate(ctx context.Context, s *Session, c *mqttwire.Connect) Admission
+}
+
+// Admission is an Authenticator's answer.
+type Admission struct {
+	// Reason is Success to admit, or the v5 CONNACK reason code to refuse
+	// with (mapped to a v3 return code for older clients).
+	Reason mqttwire.ReasonCode
+	// Connect, when not nil, is forwarded instead of the client's CONNECT
+	// (identity mapping). The proxy encodes it.
+	Connect *mqttwire.Connect
+	// Identity is kept on the Session for the Inspector.
+	Identity any
+}
+
+// Inspector sees every packet a client sends after CONNECT, already
+// validated, and decides its fate. The acl and limits packages implement
+// it. Inspect runs on the connection's hot path and must not allocate.
+type Inspector interface {
+	Inspect(s *Session, p *Inspected) Decision
+}
+
+// Inspected is one client packet with the decoded form of the types the
+// proxy decodes (PUBLISH, SUBSCRIBE, UNSUBSCRIBE).
+type Inspected struct {
+	Packet    mqttwire.Packet
+	Publish   mqttwire.Publish   // when Packet.Type is PUBLISH
+	Subscribe mqttwire.Subscribe // when Packet.Type is SUBSCRIBE or UNSUBSCRIBE
+}
+
+// Verdict is what happens to an inspected packet.
+type Verdict uint8
+
+// Verdicts.
+const (
+	// Forward sends the packet to the broker unchanged.
+	Forward Verdict = iota
+	// Refuse keeps the packet from the broker. For a QoS 1 or 2 PUBLISH the
+	// proxy acknowledges it itself with Decision.Reason (v5), so the client
+	// is not left waiting.
+	Refuse
+	// Disconnect ends the connection, with DISCONNECT Decision.Reason for v5.
+	Disconnect
+)
+
+// Decision is an Inspector's answer.
+type Decision struct {
+	Verdict Verdict
+	Reason  mqttwire.ReasonCode
+}
+
+// InspectorChain runs inspectors in order; the first that does not forward
+// decides.
+type InspectorChain []Inspector
+
+// Inspect implements Inspector.
+func (c InspectorChain) Inspect(s *Session, p *Inspected) Decision {
+	for _, in := range c {
+		if d := in.Inspect(s, p); d.Verdict != Forward {
+			return d
+		}
+	}
+	return Decision{}
+}

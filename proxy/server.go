@@ -1,0 +1,221 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// Config is everything a Server needs; cmd/mqttgate fills it from the
+// environment. Zero durations take the defaults below.
+type Config struct {
+	Backend              string // broker address, host:port
+	BackendProxyProtocol bool   // send a PROXY v2 header to the broker
+	DialTimeout          time.Duration
+	HandshakeTimeout     time.Duration
+	ConnectTimeout       time.Duration // first packet must be a CONNECT within this time
+	DrainTimeout         time.Duration // how long Shutdown waits for clients to leave
+	MaxPacketSize        int
+
+	Access *AccessRules // nil allows everyone
+	// ProxyProtocolTrusted enables inbound PROXY headers (v1 and v2) from
+	// these peers only; a header from any other peer is refused.
+	ProxyProtocolTrusted []netip.Prefix
+
+	Authenticator Authenticator // nil admits every client
+	Inspector     Inspector     // nil forwards every valid packet
+
+	Logger zerolog.Logger
+	// Dial connects to the broker; nil uses net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Defaults.
+const (
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultDrainTimeout     = 10 * time.Second
+)
+
+// Stats counts what the server has done; read with Load.
+type Stats struct {
+	Accepted, Active, AccessDenied, ProxyHeaderRefused, HandshakeFailed,
+	NoConnect, BadPacket, AuthRefused, BackendDown, Refused, Closed atomic.Int64
+}
+
+// Server runs listeners and connections.
+type Server struct {
+	cfg   Config
+	Stats Stats
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*Session]struct{}
+	closing   bool
+	done      chan struct{} // closed when shutdown begins
+	wg        sync.WaitGroup
+	nextID    atomic.Uint64
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == "" {
+		return nil, errors.New("no backend address")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.MaxPacketSize <= 0 {
+		cfg.MaxPacketSize = mqttwire.DefaultMaxPacketSize
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{}
+		cfg.Dial = d.DialContext
+	}
+	return &Server{
+		cfg:       cfg,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*Session]struct{}{},
+		done:      make(chan struct{}),
+	}, nil
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Serve accepts connections on ln until Shutdown. With tlsConfig nil the
+// listener is plaintext MQTT.
+func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return ErrServerClosed
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept: %w", err)
+			}
+			// Out of file descriptors and the like: back off, 5 ms to 1 s.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.cfg.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.Stats.Accepted.Add(1)
+		sess := s.track(c)
+		if sess == nil {
+			c.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(sess)
+			s.handle(sess, tlsConfig)
+		}()
+	}
+}
+
+// track registers a new connection, or returns nil once shutdown began.
+func (s *Server) track(c net.Conn) *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil
+	}
+	sess := &Session{ID: s.nextID.Add(1), srv: s, client: c, start: time.Now()}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.Stats.Active.Add(1)
+	return sess
+}
+
+func (s *Server) untrack(sess *Session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.Stats.Active.Add(-1)
+}
+
+// Shutdown stops accepting, sends DISCONNECT 0x8B (server shutting down)
+// to v5 clients and closes them, waits up to the drain timeout (or ctx) for
+// the other clients to leave, then closes what is left. It returns once
+// every connection goroutine has ended. Calls after the first wait too.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+		for ln := range s.listeners {
+			ln.Close()
+		}
+		for sess := range s.sessions {
+			sess.shutdown()
+		}
+	}
+	s.mu.Unlock()
+
+	finished := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(finished)
+	}()
+	timer := time.NewTimer(s.cfg.DrainTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-finished:
+		return nil
+	case <-timer.C:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.closeAll(closeShutdown)
+	}
+	s.mu.Unlock()
+	<-finished
+	return err
+}

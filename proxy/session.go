@@ -1,0 +1,133 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// Session is one client connection. Fields are set before CONNECT is
+// forwarded and are read-only afterwards; hooks may read them.
+type Session struct {
+	ID         uint64
+	ClientAddr netip.AddrPort       // the real client: from the PROXY header when one was accepted
+	TLS        *tls.ConnectionState // nil on a plaintext listener
+	Version    mqttwire.Version
+	ClientID   string
+	Username   string
+	Identity   any // from the Authenticator
+
+	srv   *Server
+	start time.Time
+
+	mu        sync.Mutex
+	client    net.Conn // the raw accepted connection
+	cw        net.Conn // what client packets are written to (the TLS conn), once known
+	broker    net.Conn
+	reader    *mqttwire.Reader // client packets, from CONNECT on
+	connected bool             // CONNECT forwarded
+	closed    bool
+	reason    string
+
+	wmu      sync.Mutex // serialises writes to the client
+	bytesIn  atomic.Int64
+	bytesOut atomic.Int64
+}
+
+// Close reasons logged with the close event.
+const (
+	closeClient     = "client closed"
+	closeBroker     = "broker closed"
+	closeShutdown   = "server shutdown"
+	closeProtocol   = "protocol error"
+	closeNoConnect  = "no CONNECT"
+	closeAccess     = "access denied"
+	closeProxyHdr   = "PROXY header refused"
+	closeHandshake  = "TLS handshake failed"
+	closeAuth       = "authentication refused"
+	closeBackend    = "broker unavailable"
+	closeInspector  = "refused by policy"
+	closeWriteError = "write error"
+)
+
+// ClientCert returns the client's certificate when it was verified against
+// the client CA bundle, and nil otherwise.
+func (s *Session) ClientCert() *x509.Certificate {
+	if s.TLS == nil || len(s.TLS.VerifiedChains) == 0 {
+		return nil
+	}
+	return s.TLS.PeerCertificates[0]
+}
+
+// closeAll ends both sides once, remembering the first reason.
+func (s *Session) closeAll(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.reason = true, reason
+	s.client.Close()
+	if s.broker != nil {
+		s.broker.Close()
+	}
+}
+
+func (s *Session) closeReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// setBroker records the broker connection; it fails when the session was
+// closed meanwhile (shutdown).
+func (s *Session) setBroker(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.broker, s.connected = c, true
+	return true
+}
+
+func (s *Session) setClientWriter(c net.Conn) {
+	s.mu.Lock()
+	s.cw = c
+	s.mu.Unlock()
+}
+
+// writeClient writes whole packets to the client; the two pumps never
+// interleave inside a packet.
+func (s *Session) writeClient(c net.Conn, b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	n, err := c.Write(b)
+	s.bytesOut.Add(int64(n))
+	return err
+}
+
+// shutdown is called once when the server begins to shut down: a v5
+// client is told (DISCONNECT 0x8B) and closed, a client that has not
+// finished CONNECT is closed, a v3 client is left to drain.
+func (s *Session) shutdown() {
+	s.mu.Lock()
+	connected, cw := s.connected, s.cw
+	s.mu.Unlock()
+	switch {
+	case !connected:
+		s.closeAll(closeShutdown)
+	case s.Version == mqttwire.V5: // set before connected, under mu
+		go func() { // a blocked client must not stall shutdown of the others
+			_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = s.writeClient(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.ServerShuttingDown, ""))
+			s.closeAll(closeShutdown)
+		}()
+	}
+}
