@@ -187,13 +187,14 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 	r, broker, v := sess.reader, sess.broker, sess.Version
 	r.HoldPackets()
 	r.Written()
+	// flush writes b, held bytes, and marks everything held as dealt with.
 	flush := func(b []byte) bool {
+		defer r.Written()
 		if len(b) == 0 {
 			return true
 		}
 		n, err := broker.Write(b)
 		sess.bytesIn.Add(int64(n))
-		r.Written()
 		return err == nil
 	}
 	in := new(Inspected)

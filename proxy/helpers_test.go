@@ -1,0 +1,248 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/mqttgate/mqttgate/proxy/devpki"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// need finds an external program; under CI its absence fails the test.
+func need(t testing.TB, prog string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is required under CI: %v", prog, err)
+		}
+		t.Skipf("%s not installed", prog)
+	}
+	return p
+}
+
+// freeAddr returns a loopback address nobody listens on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitListening polls until addr accepts connections, for at most 10 s.
+func waitListening(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never started listening", addr)
+}
+
+// startMosquitto runs the real broker on a loopback port, anonymous access.
+func startMosquitto(t testing.TB) string {
+	t.Helper()
+	bin := need(t, "mosquitto")
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	body := fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\n", port, host)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("mosquitto output:\n%s", out.String())
+		}
+	})
+	waitListening(t, addr)
+	return addr
+}
+
+type pki struct {
+	*devpki.Files
+	store *CertStore
+}
+
+// newPKI writes a dev PKI with clients "alice" and "bob".
+func newPKI(t testing.TB, auth ClientAuth) *pki {
+	t.Helper()
+	f, err := devpki.Init(t.TempDir(), "alice", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewCertStore(TLSOptions{Pairs: []CertPair{{f.ServerCert, f.ServerKey}}, ClientCAFile: f.CA, ClientAuth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pki{Files: f, store: store}
+}
+
+func (p *pki) clientTLS(t testing.TB, who string) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(p.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	if who != "" {
+		c, err := tls.LoadX509KeyPair(p.Clients[who][0], p.Clients[who][1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return cfg
+}
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type running struct {
+	srv  *Server
+	addr string
+	logs *syncBuffer
+}
+
+// startProxy serves cfg on a loopback port; tlsCfg nil means plaintext.
+func startProxy(t testing.TB, cfg Config, tlsCfg *tls.Config) *running {
+	t.Helper()
+	logs := &syncBuffer{}
+	cfg.Logger = zerolog.New(logs)
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln, tlsCfg)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-served
+		if t.Failed() {
+			t.Logf("proxy log:\n%s", logs.String())
+		}
+	})
+	return &running{srv: srv, addr: ln.Addr().String(), logs: logs}
+}
+
+// mqttClient is a paho.golang client whose received messages arrive on Msgs.
+type mqttClient struct {
+	*paho.Client
+	Msgs        chan *paho.Publish
+	Disconnects chan *paho.Disconnect
+}
+
+func dialMQTT(t testing.TB, addr string, tlsCfg *tls.Config, clientID string) *mqttClient {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	if tlsCfg != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, tlsCfg)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	mc := &mqttClient{Msgs: make(chan *paho.Publish, 100), Disconnects: make(chan *paho.Disconnect, 1)}
+	mc.Client = paho.NewClient(paho.ClientConfig{
+		ClientID: clientID,
+		Conn:     packets.NewThreadSafeConn(conn),
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			mc.Msgs <- pr.Packet
+			return true, nil
+		}},
+		OnServerDisconnect: func(d *paho.Disconnect) { mc.Disconnects <- d },
+		OnClientError:      func(error) {},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := mc.Connect(ctx, &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true})
+	if err != nil {
+		t.Fatalf("connect %s: %v (connack %+v)", clientID, err, ca)
+	}
+	t.Cleanup(func() {
+		_ = mc.Disconnect(&paho.Disconnect{ReasonCode: 0})
+		select {
+		case <-mc.Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return mc
+}
+
+func ctx10(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// expectMsg waits for one message on topic with payload.
+func expectMsg(t testing.TB, c *mqttClient, topic, payload string) {
+	t.Helper()
+	select {
+	case m := <-c.Msgs:
+		if m.Topic != topic || string(m.Payload) != payload {
+			t.Fatalf("got %s %q, want %s %q", m.Topic, m.Payload, topic, payload)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no message on %s", topic)
+	}
+}

@@ -1,0 +1,468 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/devpki"
+)
+
+func connectV311(id string) []byte {
+	body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 30, 0, byte(len(id))}, id...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+func connectV5(id string) []byte {
+	body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 30, 0, 0, byte(len(id))}, id...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+// rawExchange writes b and returns everything read until the proxy closes
+// the connection (bounded by 5 s).
+func rawExchange(t *testing.T, c net.Conn, b []byte) []byte {
+	t.Helper()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("connection not closed by the proxy; read %x", got)
+	}
+	return got
+}
+
+func TestRoundTripThroughTLSToMosquitto(t *testing.T) {
+	broker := startMosquitto(t)
+	p := newPKI(t, ClientAuthNone)
+	px := startProxy(t, Config{Backend: broker}, p.store.ServerConfig())
+
+	for _, qos := range []byte{0, 1, 2} {
+		sub := dialMQTT(t, px.addr, p.clientTLS(t, ""), "sub")
+		if _, err := sub.Subscribe(ctx10(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "t/#", QoS: qos}}}); err != nil {
+			t.Fatal(err)
+		}
+		pub := dialMQTT(t, px.addr, p.clientTLS(t, ""), "pub")
+		if _, err := pub.Publish(ctx10(t), &paho.Publish{Topic: "t/x", QoS: qos, Payload: []byte("hello")}); err != nil {
+			t.Fatalf("QoS %d publish: %v", qos, err)
+		}
+		expectMsg(t, sub, "t/x", "hello")
+		_ = sub.Disconnect(&paho.Disconnect{})
+		_ = pub.Disconnect(&paho.Disconnect{})
+	}
+	if !strings.Contains(px.logs.String(), `"tls_version":"TLSv1.3"`) {
+		t.Errorf("open event lacks TLS details:\n%s", px.logs.String())
+	}
+}
+
+func TestMutualTLS(t *testing.T) {
+	broker := startMosquitto(t)
+	p := newPKI(t, ClientAuthRequire)
+	px := startProxy(t, Config{Backend: broker}, p.store.ServerConfig())
+
+	// No certificate: refused in the handshake.
+	c, err := tls.Dial("tcp", px.addr, p.clientTLS(t, ""))
+	if err == nil {
+		_, err = c.Write(connectV311("x"))
+		if err == nil {
+			_, err = c.Read(make([]byte, 1))
+		}
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("client without certificate was served")
+	}
+	// Self-signed certificate: refused.
+	dir := t.TempDir()
+	if err := devpki.SelfSigned("mallory", dir+"/m.pem", dir+"/m-key.pem"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := p.clientTLS(t, "")
+	kp, _ := tls.LoadX509KeyPair(dir+"/m.pem", dir+"/m-key.pem")
+	cfg.Certificates = []tls.Certificate{kp}
+	if c, err := tls.Dial("tcp", px.addr, cfg); err == nil {
+		_, _ = c.Write(connectV311("x"))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("self-signed client certificate was served")
+		}
+		c.Close()
+	}
+	// CA-signed: works, and the log names the subject.
+	mc := dialMQTT(t, px.addr, p.clientTLS(t, "alice"), "alice-1")
+	if _, err := mc.Publish(ctx10(t), &paho.Publish{Topic: "a", QoS: 1, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if px.srv.Stats.HandshakeFailed.Load() < 2 {
+		t.Errorf("handshake failures counted %d, want 2", px.srv.Stats.HandshakeFailed.Load())
+	}
+	if !strings.Contains(px.logs.String(), "CN=alice") {
+		t.Errorf("log lacks client certificate subject")
+	}
+}
+
+// recordingBroker accepts one connection, reads the PROXY header with
+// go-proxyproto, and answers the CONNECT with a CONNACK.
+func recordingBroker(t *testing.T) (addr string, headers <-chan *proxyproto.Header) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan *proxyproto.Header, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(c)
+			h, err := proxyproto.Read(br)
+			if err != nil {
+				t.Errorf("broker: reading PROXY header: %v", err)
+				c.Close()
+				continue
+			}
+			ch <- h
+			r := mqttwire.NewReader(br, 256, 1<<16)
+			if p, err := r.Next(); err == nil && p.Type == mqttwire.CONNECT {
+				cn, _ := mqttwire.ParseConnect(p)
+				_, _ = c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Success, nil))
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String(), ch
+}
+
+func TestBackendProxyHeaderCarriesClientAndTLS(t *testing.T) {
+	broker, headers := recordingBroker(t)
+	p := newPKI(t, ClientAuthRequire)
+	px := startProxy(t, Config{Backend: broker, BackendProxyProtocol: true}, p.store.ServerConfig())
+
+	cfg := p.clientTLS(t, "bob")
+	cfg.NextProtos = []string{"mqtt"}
+	conn, err := tls.Dial("tcp", px.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got := rawRead(t, conn, connectV311("bob-1"), 4)
+	if !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("CONNACK %x", got)
+	}
+	h := <-headers
+	src, _, ok := h.TCPAddrs()
+	if !ok || src.String() != conn.LocalAddr().String() {
+		t.Fatalf("header source %v, want the client's %v", h.SourceAddr, conn.LocalAddr())
+	}
+	tlvs, err := h.TLVs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssl, ok := tlvparse.FindSSL(tlvs)
+	if !ok || !ssl.Verified() || !ssl.ClientCertConn() {
+		t.Fatalf("SSL TLV %+v", ssl)
+	}
+	if cn, _ := ssl.ClientCN(); cn != "bob" {
+		t.Errorf("CN %q, want bob", cn)
+	}
+	if v, _ := ssl.SSLVersion(); v != "TLSv1.3" {
+		t.Errorf("version %q", v)
+	}
+	if c, _ := ssl.SSLCipher(); !strings.HasPrefix(c, "TLS_") {
+		t.Errorf("cipher %q", c)
+	}
+	var alpn, authority string
+	for _, tlv := range tlvs {
+		switch tlv.Type {
+		case proxyproto.PP2_TYPE_ALPN:
+			alpn = string(tlv.Value)
+		case proxyproto.PP2_TYPE_AUTHORITY:
+			authority = string(tlv.Value)
+		}
+	}
+	if alpn != "mqtt" || authority != "localhost" {
+		t.Errorf("ALPN %q authority %q", alpn, authority)
+	}
+}
+
+// rawRead writes b and reads exactly n bytes.
+func rawRead(t *testing.T, c net.Conn, b []byte, n int) []byte {
+	t.Helper()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	out := make([]byte, n)
+	if _, err := io.ReadFull(c, out); err != nil {
+		t.Fatalf("read: %v (got %x)", err, out)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return out
+}
+
+func TestInboundProxyHeader(t *testing.T) {
+	broker, headers := recordingBroker(t)
+	trusted, _ := ParsePrefixes("127.0.0.1/32")
+	access, _ := ParseAccessRules("deny 198.51.100.0/24, allow all")
+	px := startProxy(t, Config{Backend: broker, BackendProxyProtocol: true, ProxyProtocolTrusted: trusted, Access: access}, nil)
+
+	send := func(src string) []byte {
+		c, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(src), Port: 4242}, &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 8883})
+		hb, _ := h.Format()
+		return rawExchangeN(t, c, append(hb, connectV311("lb")...), 4)
+	}
+	// From a trusted balancer: the header's address is the client's.
+	if got := send("203.0.113.7"); !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("CONNACK %x", got)
+	}
+	if h := <-headers; h.SourceAddr.String() != "203.0.113.7:4242" {
+		t.Fatalf("forwarded source %v", h.SourceAddr)
+	}
+	if !strings.Contains(px.logs.String(), `"client":"203.0.113.7:4242"`) {
+		t.Errorf("log does not name the real client")
+	}
+	// Access rules apply to the real address.
+	if got := send("198.51.100.5"); len(got) != 0 {
+		t.Fatalf("denied client got %x", got)
+	}
+	if px.srv.Stats.AccessDenied.Load() != 1 {
+		t.Errorf("access denials %d", px.srv.Stats.AccessDenied.Load())
+	}
+}
+
+// rawExchangeN writes b and reads n bytes, or fewer if the proxy closes.
+func rawExchangeN(t *testing.T, c net.Conn, b []byte, n int) []byte {
+	t.Helper()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	out := make([]byte, n)
+	k, err := io.ReadFull(c, out)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("timed out after %x", out[:k])
+	}
+	return out[:k]
+}
+
+func TestForgedProxyHeaderFromUntrustedPeerRefused(t *testing.T) {
+	broker, _ := recordingBroker(t)
+	trusted, _ := ParsePrefixes("127.0.0.2")
+	px := startProxy(t, Config{Backend: broker, BackendProxyProtocol: true, ProxyProtocolTrusted: trusted}, nil)
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("10.9.9.9"), Port: 1}, &net.TCPAddr{IP: net.ParseIP("10.0.0.1"), Port: 2})
+	hb, _ := h.Format()
+	if got := rawExchange(t, c, append(hb, connectV311("forger")...)); len(got) != 0 {
+		t.Fatalf("forged header was served: %x", got)
+	}
+	if px.srv.Stats.ProxyHeaderRefused.Load() != 1 {
+		t.Fatalf("refusals %d", px.srv.Stats.ProxyHeaderRefused.Load())
+	}
+	// A plain client from the same untrusted address still works.
+	c2, _ := net.Dial("tcp", px.addr)
+	defer c2.Close()
+	if got := rawExchangeN(t, c2, connectV311("plain"), 4); !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("CONNACK %x", got)
+	}
+}
+
+func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, Config{Backend: broker, ConnectTimeout: 300 * time.Millisecond}, nil)
+	healthy := dialMQTT(t, px.addr, nil, "healthy")
+	if _, err := healthy.Subscribe(ctx10(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "h", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"garbage":             []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		"bad varint":          {0x10, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"oversized length":    {0x10, 0xff, 0xff, 0xff, 0x7f},
+		"PUBLISH first":       {0x30, 0x05, 0, 1, 'a', 'h', 'i'},
+		"slowloris":           {0x10},
+		"bad CONNECT":         {0x10, 0x04, 0, 2, 'X', 'Y'},
+		"second CONNECT":      append(connectV311("twice"), connectV311("twice")...),
+		"wildcard in PUBLISH": append(connectV311("wild"), 0x30, 0x05, 0, 3, 'a', '/', '#'),
+	}
+	for name, b := range cases {
+		c, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := rawExchange(t, c, b)
+		c.Close()
+		if name == "second CONNECT" || name == "wildcard in PUBLISH" {
+			// The broker's CONNACK may or may not beat the close.
+			if len(got) != 0 && !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
+				t.Errorf("%s: got %x, want at most a CONNACK, then close", name, got)
+			}
+		} else if len(got) != 0 {
+			t.Errorf("%s: got %x, want close", name, got)
+		}
+	}
+	// v5: a protocol error after CONNECT earns a DISCONNECT with a reason.
+	c, _ := net.Dial("tcp", px.addr)
+	got := rawExchange(t, c, append(connectV5("v5bad"), 0x30, 0x06, 0, 3, 'a', '/', '+', 0))
+	c.Close()
+	if i := bytes.Index(got, []byte{0xe0, 0x01, 0x90}); i < 0 {
+		t.Errorf("v5 wildcard publish: got %x, want DISCONNECT 0x90", got)
+	}
+	// Unsupported protocol level: CONNACK 0x01 [MQTT-3.1.2-2].
+	c, _ = net.Dial("tcp", px.addr)
+	got = rawExchange(t, c, []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 7, 2, 0, 0, 0, 0})
+	c.Close()
+	if !bytes.Equal(got, []byte{0x20, 2, 0, 1}) {
+		t.Errorf("level 7: got %x, want CONNACK 0x01", got)
+	}
+
+	// The healthy client is still served.
+	pub := dialMQTT(t, px.addr, nil, "pub")
+	if _, err := pub.Publish(ctx10(t), &paho.Publish{Topic: "h", QoS: 1, Payload: []byte("still here")}); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, healthy, "h", "still here")
+}
+
+func TestBrokerDownAnswersServerUnavailable(t *testing.T) {
+	px := startProxy(t, Config{Backend: freeAddr(t), DialTimeout: time.Second}, nil)
+	for _, c := range []struct {
+		connect, want []byte
+	}{
+		{connectV311("a"), []byte{0x20, 2, 0, 0x03}},
+		{connectV5("b"), []byte{0x20, 3, 0, 0x88, 0}},
+	} {
+		conn, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := rawExchange(t, conn, c.connect)
+		conn.Close()
+		if !bytes.Equal(got, c.want) {
+			t.Errorf("got %x, want %x", got, c.want)
+		}
+	}
+}
+
+func TestCertificateReloadKeepsConnections(t *testing.T) {
+	broker := startMosquitto(t)
+	p := newPKI(t, ClientAuthNone)
+	px := startProxy(t, Config{Backend: broker}, p.store.ServerConfig())
+	sub := dialMQTT(t, px.addr, p.clientTLS(t, ""), "long-lived")
+	if _, err := sub.Subscribe(ctx10(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "r", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	served := func() string {
+		c, err := tls.Dial("tcp", px.addr, p.clientTLS(t, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served(); cn != "localhost" {
+		t.Fatalf("served %q", cn)
+	}
+	// A broken file keeps the old certificate.
+	good, _ := os.ReadFile(p.ServerCert)
+	if err := os.WriteFile(p.ServerCert, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.store.Reload(); err == nil {
+		t.Fatal("reload of a broken file succeeded")
+	}
+	if cn := served(); cn != "localhost" {
+		t.Fatalf("after a failed reload served %q", cn)
+	}
+	_ = os.WriteFile(p.ServerCert, good, 0o644)
+	if _, err := p.Authority.Issue(devpki.Leaf{CommonName: "rotated", DNSNames: []string{"localhost"}}, p.ServerCert, p.ServerKey); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := p.store.Reload(); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	if cn := served(); cn != "rotated" {
+		t.Fatalf("after reload served %q, want rotated", cn)
+	}
+	pub := dialMQTT(t, px.addr, p.clientTLS(t, ""), "after-reload")
+	if _, err := pub.Publish(ctx10(t), &paho.Publish{Topic: "r", QoS: 1, Payload: []byte("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, sub, "r", "kept")
+}
+
+func TestShutdownTellsV5Clients(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, Config{Backend: broker, DrainTimeout: 200 * time.Millisecond}, nil)
+	mc := dialMQTT(t, px.addr, nil, "v5")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := px.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-mc.Disconnects:
+		if d.ReasonCode != 0x8b {
+			t.Fatalf("reason %#x, want 0x8B", d.ReasonCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DISCONNECT")
+	}
+	if _, err := net.DialTimeout("tcp", px.addr, time.Second); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+}
+
+// denyInspector refuses publishes to topics under "denied/".
+type denyInspector struct{}
+
+func (denyInspector) Inspect(_ *Session, in *Inspected) Decision {
+	if in.Packet.Type == mqttwire.PUBLISH && bytes.HasPrefix(in.Publish.Topic, []byte("denied/")) {
+		return Decision{Verdict: Refuse, Reason: mqttwire.NotAuthorized}
+	}
+	return Decision{}
+}
+
+func TestInspectorRefusesPublish(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, Config{Backend: broker, Inspector: InspectorChain{denyInspector{}}}, nil)
+	sub := dialMQTT(t, px.addr, nil, "watcher")
+	if _, err := sub.Subscribe(ctx10(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub := dialMQTT(t, px.addr, nil, "pub")
+	resp, err := pub.Publish(ctx10(t), &paho.Publish{Topic: "denied/x", QoS: 1, Payload: []byte("no")})
+	if resp == nil || resp.ReasonCode != 0x87 {
+		t.Fatalf("refused publish: %+v %v, want PUBACK 0x87", resp, err)
+	}
+	if _, err := pub.Publish(ctx10(t), &paho.Publish{Topic: "ok/x", QoS: 1, Payload: []byte("yes")}); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, sub, "ok/x", "yes") // the refused one never arrived first
+}
