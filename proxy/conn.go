@@ -220,6 +220,9 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			flush(r.HeldBefore(p))
 			return s.readFailed(sess, client, err, closeClient)
 		}
+		if p.Type == mqttwire.DISCONNECT {
+			sess.disconnected.Store(true)
+		}
 		if s.cfg.Inspector == nil {
 			continue
 		}
@@ -308,6 +311,7 @@ func (s *Server) logClose(sess *Session) {
 		Int64("bytes_out", sess.bytesOut.Load()).
 		Dur("duration", time.Since(sess.start)).
 		Str("reason", sess.closeReason()).
+		Bool("client_disconnect", sess.disconnected.Load()).
 		Msg("connection closed")
 }
 

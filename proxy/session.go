@@ -38,6 +38,8 @@ type Session struct {
 	wmu      sync.Mutex // serialises writes to the client
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
+	// disconnected is set when the client sent DISCONNECT: a clean end.
+	disconnected atomic.Bool
 }
 
 // Close reasons logged with the close event.

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/proxy"
+)
+
+const envPrefix = "MQTTGATE_"
+
+// config is every setting, read from MQTTGATE_* variables.
+type config struct {
+	Backend              string `env:"BACKEND" envDefault:"127.0.0.1:1883"`
+	BackendProxyProtocol bool   `env:"BACKEND_PROXY_PROTOCOL"`
+
+	ListenTLS string `env:"LISTEN_TLS" envDefault:":8883"`
+	ListenTCP string `env:"LISTEN_TCP"` // plaintext, off unless set
+
+	TLSCert           []string      `env:"TLS_CERT"` // comma-separated; the first pair is the default
+	TLSKey            []string      `env:"TLS_KEY"`
+	TLSClientCA       string        `env:"TLS_CLIENT_CA"`
+	TLSClientAuth     string        `env:"TLS_CLIENT_AUTH" envDefault:"none"`
+	TLSVerifyDepth    int           `env:"TLS_VERIFY_DEPTH"`
+	TLSReloadInterval time.Duration `env:"TLS_RELOAD_INTERVAL" envDefault:"2m"`
+
+	AccessRules          string `env:"ACCESS_RULES"`
+	ProxyProtocol        bool   `env:"PROXY_PROTOCOL"`
+	ProxyProtocolTrusted string `env:"PROXY_PROTOCOL_TRUSTED"`
+
+	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`
+	ConnectTimeout   time.Duration `env:"CONNECT_TIMEOUT" envDefault:"10s"`
+	DialTimeout      time.Duration `env:"DIAL_TIMEOUT" envDefault:"5s"`
+	DrainTimeout     time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
+	MaxPacketSize    int           `env:"MAX_PACKET_SIZE" envDefault:"1048576"`
+
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+}
+
+// configError names the variable at fault; main exits 2 on it.
+type configError struct {
+	Var string
+	Err error
+}
+
+func (e *configError) Error() string { return envPrefix + e.Var + ": " + e.Err.Error() }
+
+func bad(v, format string, args ...any) error {
+	return &configError{Var: v, Err: fmt.Errorf(format, args...)}
+}
+
+// envName maps a config field name to its variable name.
+func envName(field string) string {
+	if f, ok := reflect.TypeOf(config{}).FieldByName(field); ok {
+		return f.Tag.Get("env")
+	}
+	return field
+}
+
+// loadConfig reads the environment and checks every value.
+func loadConfig(environ map[string]string) (*config, error) {
+	var c config
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: environ}); err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			for _, e := range agg.Errors {
+				var pe env.ParseError
+				if errors.As(e, &pe) {
+					return nil, &configError{Var: envName(pe.Name), Err: pe.Err}
+				}
+			}
+		}
+		return nil, err
+	}
+	return &c, c.check()
+}
+
+func (c *config) check() error {
+	if c.Backend == "" || !strings.Contains(c.Backend, ":") {
+		return bad("BACKEND", "%q: want host:port", c.Backend)
+	}
+	if c.ListenTLS == "" && c.ListenTCP == "" {
+		return bad("LISTEN_TLS", "no listener: set MQTTGATE_LISTEN_TLS (or MQTTGATE_LISTEN_TCP for plaintext)")
+	}
+	if c.ListenTLS != "" {
+		if len(c.TLSCert) == 0 {
+			return bad("TLS_CERT", "required for the TLS listener %s", c.ListenTLS)
+		}
+		if len(c.TLSKey) != len(c.TLSCert) {
+			return bad("TLS_KEY", "%d key files for %d certificate files", len(c.TLSKey), len(c.TLSCert))
+		}
+	}
+	auth, err := proxy.ParseClientAuth(c.TLSClientAuth)
+	if err != nil {
+		return bad("TLS_CLIENT_AUTH", "%v", err)
+	}
+	if auth != proxy.ClientAuthNone && c.TLSClientCA == "" {
+		return bad("TLS_CLIENT_CA", "required when MQTTGATE_TLS_CLIENT_AUTH=%s", c.TLSClientAuth)
+	}
+	if c.TLSVerifyDepth < 0 {
+		return bad("TLS_VERIFY_DEPTH", "%d: must not be negative", c.TLSVerifyDepth)
+	}
+	if c.TLSReloadInterval < time.Second {
+		return bad("TLS_RELOAD_INTERVAL", "%v: at least 1s", c.TLSReloadInterval)
+	}
+	if _, err := proxy.ParseAccessRules(c.AccessRules); err != nil {
+		return bad("ACCESS_RULES", "%v", err)
+	}
+	trusted, err := proxy.ParsePrefixes(c.ProxyProtocolTrusted)
+	if err != nil {
+		return bad("PROXY_PROTOCOL_TRUSTED", "%v", err)
+	}
+	if c.ProxyProtocol && len(trusted) == 0 {
+		return bad("PROXY_PROTOCOL_TRUSTED", "empty: inbound PROXY headers need the load balancers' addresses")
+	}
+	for name, d := range map[string]time.Duration{"HANDSHAKE_TIMEOUT": c.HandshakeTimeout, "CONNECT_TIMEOUT": c.ConnectTimeout,
+		"DIAL_TIMEOUT": c.DialTimeout, "DRAIN_TIMEOUT": c.DrainTimeout} {
+		if d <= 0 {
+			return bad(name, "%v: must be positive", d)
+		}
+	}
+	if c.MaxPacketSize < 64 || c.MaxPacketSize > 268_435_455 {
+		return bad("MAX_PACKET_SIZE", "%d: between 64 and 268435455", c.MaxPacketSize)
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		return bad("LOG_LEVEL", "%q: want trace, debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		return bad("LOG_FORMAT", "%q: want json or console", c.LogFormat)
+	}
+	return nil
+}
+
+// proxyConfig turns checked settings into the proxy's configuration.
+func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
+	access, _ := proxy.ParseAccessRules(c.AccessRules)
+	pc := proxy.Config{
+		Backend: c.Backend, BackendProxyProtocol: c.BackendProxyProtocol,
+		DialTimeout: c.DialTimeout, HandshakeTimeout: c.HandshakeTimeout, ConnectTimeout: c.ConnectTimeout,
+		DrainTimeout: c.DrainTimeout, MaxPacketSize: c.MaxPacketSize, Access: access, Logger: log,
+	}
+	if c.ProxyProtocol {
+		pc.ProxyProtocolTrusted, _ = proxy.ParsePrefixes(c.ProxyProtocolTrusted)
+	}
+	return pc
+}
+
+func (c *config) tlsOptions() proxy.TLSOptions {
+	auth, _ := proxy.ParseClientAuth(c.TLSClientAuth)
+	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth}
+	for i := range c.TLSCert {
+		o.Pairs = append(o.Pairs, proxy.CertPair{CertFile: c.TLSCert[i], KeyFile: c.TLSKey[i]})
+	}
+	return o
+}
+
+func newLogger(c *config) zerolog.Logger {
+	lvl, _ := zerolog.ParseLevel(c.LogLevel)
+	var log zerolog.Logger
+	if c.LogFormat == "console" {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	} else {
+		log = zerolog.New(os.Stderr)
+	}
+	return log.Level(lvl).With().Timestamp().Logger()
+}

@@ -1,0 +1,204 @@
+// Command mqttgate is a TLS-terminating MQTT security proxy.
+//
+// Usage:
+//
+//	mqttgate [run]           run the proxy, configured by MQTTGATE_* variables
+//	mqttgate demo            run an embedded broker behind the proxy with throwaway certificates
+//	mqttgate certs init DIR  write a development PKI to DIR
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/proxy"
+)
+
+const usage = `usage:
+  mqttgate [run]           run the proxy (settings: MQTTGATE_* environment variables, see README)
+  mqttgate demo            embedded broker + proxy with TLS and mTLS and throwaway certificates
+  mqttgate certs init DIR  write a development CA, server and client certificates to DIR
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], environ(), os.Stdout, os.Stderr))
+}
+
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// run returns the exit code: 0 after a clean stop, 1 on a runtime failure,
+// 2 on bad usage or configuration.
+func run(args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "run":
+		err = runProxy(environ, stderr)
+	case "demo":
+		err = runDemo(environ, stdout, stderr)
+	case "certs":
+		if len(args) != 2 || args[0] != "init" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		err = certsInit(args[1], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	var ce *configError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "mqttgate: configuration: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "mqttgate: %v\n", err)
+		return 1
+	}
+}
+
+// gateway is a running proxy with its listeners and reload loop.
+type gateway struct {
+	srv    *proxy.Server
+	store  *proxy.CertStore
+	log    zerolog.Logger
+	errc   chan error
+	tlsLn  net.Listener
+	tcpLn  net.Listener
+	cancel context.CancelFunc
+}
+
+// startGateway builds and starts everything the configuration asks for.
+func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
+	g := &gateway{log: log, errc: make(chan error, 2)}
+	if c.ListenTLS != "" {
+		store, err := proxy.NewCertStore(c.tlsOptions())
+		if err != nil {
+			return nil, bad("TLS_CERT", "%v", err)
+		}
+		g.store = store
+	}
+	srv, err := proxy.New(c.proxyConfig(log))
+	if err != nil {
+		return nil, err
+	}
+	g.srv = srv
+	if c.ListenTLS != "" {
+		if g.tlsLn, err = net.Listen("tcp", c.ListenTLS); err != nil {
+			return nil, bad("LISTEN_TLS", "%v", err)
+		}
+	}
+	if c.ListenTCP != "" {
+		if g.tcpLn, err = net.Listen("tcp", c.ListenTCP); err != nil {
+			if g.tlsLn != nil {
+				g.tlsLn.Close()
+			}
+			return nil, bad("LISTEN_TCP", "%v", err)
+		}
+		log.Warn().Str("listen", g.tcpLn.Addr().String()).Msg("plaintext MQTT listener enabled")
+	}
+	if g.tlsLn != nil {
+		log.Info().Str("listen", g.tlsLn.Addr().String()).Str("backend", c.Backend).Msg("TLS listener ready")
+		go func() { g.errc <- srv.Serve(g.tlsLn, g.store.ServerConfig()) }()
+	}
+	if g.tcpLn != nil {
+		go func() { g.errc <- srv.Serve(g.tcpLn, nil) }()
+	}
+	var ctx context.Context
+	ctx, g.cancel = context.WithCancel(context.Background())
+	if g.store != nil {
+		go g.reloadLoop(ctx, c.TLSReloadInterval)
+	}
+	return g, nil
+}
+
+// reloadLoop reloads certificates on an interval and on SIGHUP.
+func (g *gateway) reloadLoop(ctx context.Context, every time.Duration) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		var why string
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			why = "interval"
+		case <-hup:
+			why = "SIGHUP"
+		}
+		changed, err := g.store.Reload()
+		switch {
+		case err != nil:
+			g.log.Error().Str("event", "reload_failed").Str("trigger", why).Err(err).Msg("certificate reload failed; keeping the certificates in service")
+		case changed:
+			g.log.Info().Str("event", "reloaded").Str("trigger", why).Str("subject", g.store.Leaf().Subject.String()).Msg("certificates reloaded")
+		}
+	}
+}
+
+// wait blocks until SIGTERM or SIGINT (or a listener failure), then shuts
+// down within the drain timeout.
+func (g *gateway) wait(drain time.Duration) error {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(stop)
+	var err error
+	select {
+	case s := <-stop:
+		g.log.Info().Str("signal", s.String()).Msg("shutting down")
+	case err = <-g.errc:
+		g.log.Error().Err(err).Msg("listener failed")
+	}
+	return errors.Join(err, g.shutdown(drain))
+}
+
+func (g *gateway) shutdown(drain time.Duration) error {
+	g.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), drain+5*time.Second)
+	defer cancel()
+	err := g.srv.Shutdown(ctx)
+	g.log.Info().Msg("stopped")
+	return err
+}
+
+func runProxy(environ map[string]string, stderr io.Writer) error {
+	c, err := loadConfig(environ)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c)
+	g, err := startGateway(c, log)
+	if err != nil {
+		return err
+	}
+	return g.wait(c.DrainTimeout)
+}
