@@ -1,16 +1,11 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,75 +15,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttgate/mqttgate/proxy/devpki"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// need finds an external program; under CI its absence fails the test.
-func need(t testing.TB, prog string) string {
-	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required under CI: %v", prog, err)
-		}
-		t.Skipf("%s not installed", prog)
-	}
-	return p
-}
+func startMosquitto(t testing.TB) string { return proxytest.Mosquitto(t, "") }
 
-// freeAddr returns a loopback address nobody listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitListening polls until addr accepts connections, for at most 10 s.
-func waitListening(t testing.TB, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s never started listening", addr)
-}
-
-// startMosquitto runs the real broker on a loopback port, anonymous access.
-func startMosquitto(t testing.TB) string {
-	t.Helper()
-	bin := need(t, "mosquitto")
-	addr := freeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	body := fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\n", port, host)
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("mosquitto output:\n%s", out.String())
-		}
-	})
-	waitListening(t, addr)
-	return addr
-}
+func freeAddr(t testing.TB) string { return proxytest.FreeAddr(t) }
 
 type pki struct {
 	*devpki.Files
@@ -128,34 +62,16 @@ func (p *pki) clientTLS(t testing.TB, who string) *tls.Config {
 	return cfg
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type running struct {
 	srv  *Server
 	addr string
-	logs *syncBuffer
+	logs *proxytest.SyncBuffer
 }
 
 // startProxy serves cfg on a loopback port; tlsCfg nil means plaintext.
 func startProxy(t testing.TB, cfg Config, tlsCfg *tls.Config) *running {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &proxytest.SyncBuffer{}
 	cfg.Logger = zerolog.New(logs)
 	srv, err := New(cfg)
 	if err != nil {

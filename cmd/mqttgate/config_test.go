@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
+	dir := t.TempDir()
+	if code := run([]string{"certs", "init", dir}, nil, new(bytes.Buffer), new(bytes.Buffer)); code != 0 {
+		t.Fatalf("certs init: exit %d", code)
+	}
+	good := map[string]string{"MQTTGATE_TLS_CERT": dir + "/server.pem", "MQTTGATE_TLS_KEY": dir + "/server-key.pem"}
+	cases := []struct {
+		env     map[string]string
+		wantVar string
+	}{
+		{map[string]string{}, "MQTTGATE_TLS_CERT"},
+		{map[string]string{"MQTTGATE_DIAL_TIMEOUT": "soon"}, "MQTTGATE_DIAL_TIMEOUT"},
+		{map[string]string{"MQTTGATE_TLS_CLIENT_AUTH": "maybe"}, "MQTTGATE_TLS_CLIENT_AUTH"},
+		{map[string]string{"MQTTGATE_TLS_CLIENT_AUTH": "require"}, "MQTTGATE_TLS_CLIENT_CA"},
+		{map[string]string{"MQTTGATE_ACCESS_RULES": "allow 10.0.0.0/33"}, "MQTTGATE_ACCESS_RULES"},
+		{map[string]string{"MQTTGATE_PROXY_PROTOCOL": "true"}, "MQTTGATE_PROXY_PROTOCOL_TRUSTED"},
+		{map[string]string{"MQTTGATE_PROXY_PROTOCOL_TRUSTED": "all"}, "MQTTGATE_PROXY_PROTOCOL_TRUSTED"},
+		{map[string]string{"MQTTGATE_MAX_PACKET_SIZE": "1"}, "MQTTGATE_MAX_PACKET_SIZE"},
+		{map[string]string{"MQTTGATE_LOG_FORMAT": "xml"}, "MQTTGATE_LOG_FORMAT"},
+		{map[string]string{"MQTTGATE_BACKEND": "nohost"}, "MQTTGATE_BACKEND"},
+		{map[string]string{"MQTTGATE_TLS_CERT": dir + "/missing.pem"}, "MQTTGATE_TLS_KEY"},
+	}
+	for _, c := range cases {
+		env := map[string]string{}
+		if c.wantVar != "MQTTGATE_TLS_CERT" && c.wantVar != "MQTTGATE_TLS_KEY" {
+			for k, v := range good {
+				env[k] = v
+			}
+		}
+		for k, v := range c.env {
+			env[k] = v
+		}
+		var stderr bytes.Buffer
+		code := run(nil, env, new(bytes.Buffer), &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), c.wantVar+":") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 naming %s", c.env, code, stderr.String(), c.wantVar)
+		}
+	}
+	// A certificate file that does not parse also stops start-up with exit 2.
+	env := map[string]string{"MQTTGATE_TLS_CERT": dir + "/ca.pem", "MQTTGATE_TLS_KEY": dir + "/server-key.pem", "MQTTGATE_LISTEN_TLS": "127.0.0.1:0"}
+	var stderr bytes.Buffer
+	if code := run(nil, env, new(bytes.Buffer), &stderr); code != 2 || !strings.Contains(stderr.String(), "MQTTGATE_TLS_CERT") {
+		t.Errorf("mismatched key: exit %d, %q", code, stderr.String())
+	}
+}

@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+
+	"github.com/mqttgate/mqttgate/proxy/devpki"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+// These tests drive the built binary from outside, as a user would, with
+// the real mosquitto broker and clients, openssl and haproxy.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mqttgate-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "mqttgate")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building mqttgate: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type gate struct {
+	addr string
+	cmd  *exec.Cmd
+	logs *proxytest.SyncBuffer
+	pki  *devpki.Files
+}
+
+// startGate runs the binary with a fresh PKI in front of backend.
+func startGate(t *testing.T, backend string, env ...string) *gate {
+	t.Helper()
+	pki, err := devpki.Init(t.TempDir(), "alice", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := proxytest.FreeAddr(t)
+	cmd := exec.Command(binary)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"),
+		"MQTTGATE_BACKEND=" + backend, "MQTTGATE_LISTEN_TLS=" + addr,
+		"MQTTGATE_TLS_CERT=" + pki.ServerCert, "MQTTGATE_TLS_KEY=" + pki.ServerKey,
+		"MQTTGATE_TLS_CLIENT_CA=" + pki.CA, "MQTTGATE_LOG_LEVEL=debug"}, env...)
+	logs := proxytest.Start(t, "mqttgate", cmd)
+	proxytest.WaitFor(t, "mqttgate listening", func() bool { return strings.Contains(logs.String(), "TLS listener ready") })
+	return &gate{addr: addr, cmd: cmd, logs: logs, pki: pki}
+}
+
+func (g *gate) port() string { _, p, _ := net.SplitHostPort(g.addr); return p }
+
+// tlsArgs are the mosquitto client options to reach the proxy, with the
+// named client certificate ("" for none).
+func (g *gate) tlsArgs(cert string) []string {
+	a := []string{"-h", "localhost", "-p", g.port(), "--cafile", g.pki.CA}
+	if cert != "" {
+		a = append(a, "--cert", g.pki.Clients[cert][0], "--key", g.pki.Clients[cert][1])
+	}
+	return a
+}
+
+// sub starts mosquitto_sub and returns a channel of the lines it prints.
+func sub(t *testing.T, args ...string) <-chan string {
+	t.Helper()
+	bin := proxytest.Need(t, "mosquitto_sub")
+	cmd := exec.Command(bin, append(args, "-v")...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return lines
+}
+
+func pub(t *testing.T, args ...string) error {
+	t.Helper()
+	bin := proxytest.Need(t, "mosquitto_pub")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+func expectLine(t *testing.T, lines <-chan string, want string) {
+	t.Helper()
+	select {
+	case l := <-lines:
+		if l != want {
+			t.Fatalf("subscriber got %q, want %q", l, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("subscriber got nothing, want %q", want)
+	}
+}
+
+// waitSubscribed waits for the broker to log the subscription of id, so a
+// publish that follows cannot overtake it.
+func waitSubscribed(t *testing.T, g *gate, id string) {
+	proxytest.WaitFor(t, id+" connected", func() bool {
+		return strings.Contains(g.logs.String(), `"client_id":"`+id+`"`)
+	})
+	time.Sleep(200 * time.Millisecond) // SUBSCRIBE follows CONNACK; mosquitto_sub gives no signal
+}
+
+func TestMosquittoClientsThroughProxy(t *testing.T) {
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker)
+	for _, v := range []string{"mqttv311", "mqttv5"} {
+		for _, qos := range []string{"0", "1", "2"} {
+			id := "sub-" + v + "-" + qos
+			lines := sub(t, append(g.tlsArgs(""), "-V", v, "-q", qos, "-i", id, "-t", "rt/"+v+"/#")...)
+			waitSubscribed(t, g, id)
+			if err := pub(t, append(g.tlsArgs(""), "-V", v, "-q", qos, "-t", "rt/"+v+"/q"+qos, "-m", "hello "+qos)...); err != nil {
+				t.Fatal(err)
+			}
+			expectLine(t, lines, "rt/"+v+"/q"+qos+" hello "+qos)
+		}
+		// Retained: published first, delivered to a later subscriber.
+		if err := pub(t, append(g.tlsArgs(""), "-V", v, "-q", "1", "-r", "-t", "retained/"+v, "-m", "kept")...); err != nil {
+			t.Fatal(err)
+		}
+		expectLine(t, sub(t, append(g.tlsArgs(""), "-V", v, "-t", "retained/"+v)...), "retained/"+v+" kept")
+	}
+
+	// Will: a client that vanishes without DISCONNECT has its will published.
+	wills := sub(t, append(g.tlsArgs(""), "-i", "will-watcher", "-t", "wills/#")...)
+	waitSubscribed(t, g, "will-watcher")
+	bin := proxytest.Need(t, "mosquitto_sub")
+	dying := exec.Command(bin, append(g.tlsArgs(""), "-i", "dying", "-V", "mqttv5", "-t", "nothing",
+		"--will-topic", "wills/dying", "--will-payload", "gone", "--will-qos", "1")...)
+	if err := dying.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitSubscribed(t, g, "dying")
+	_ = dying.Process.Signal(syscall.SIGKILL)
+	_ = dying.Wait()
+	expectLine(t, wills, "wills/dying gone")
+}
+
+func openssl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin := proxytest.Need(t, "openssl")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestOpenSSLProtocolAndCipherPolicy(t *testing.T) {
+	g := startGate(t, proxytest.FreeAddr(t))
+	base := []string{"s_client", "-connect", g.addr, "-servername", "localhost", "-CAfile", g.pki.CA}
+	refused := map[string][]string{
+		"TLS 1.0":        {"-tls1", "-cipher", "DEFAULT@SECLEVEL=0"},
+		"TLS 1.1":        {"-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"},
+		"TLS 1.2 CBC":    {"-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA256"},
+		"TLS 1.2 no PFS": {"-tls1_2", "-cipher", "AES128-GCM-SHA256:AES256-GCM-SHA384"},
+	}
+	for name, extra := range refused {
+		out, err := openssl(t, append(base, extra...)...)
+		if err == nil || strings.Contains(out, "Verify return code: 0 (ok)") && regexp.MustCompile(`Cipher is [A-Z]`).MatchString(out) {
+			t.Errorf("%s accepted:\n%s", name, out)
+		}
+		if !strings.Contains(out, "alert") {
+			t.Errorf("%s: no alert from the server:\n%s", name, out)
+		}
+	}
+	accepted := map[string][]string{
+		"TLS 1.2 ECDHE-ECDSA-AES128-GCM": {"-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+		"TLS 1.2 ECDHE-ECDSA-CHACHA20":   {"-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+		"TLS 1.3":                        {"-tls1_3"},
+	}
+	for name, extra := range accepted {
+		out, err := openssl(t, append(append(base, "-showcerts"), extra...)...)
+		if err != nil || !strings.Contains(out, "Verify return code: 0 (ok)") {
+			t.Errorf("%s refused: %v\n%s", name, err, out)
+			continue
+		}
+		// The full chain: leaf and intermediate.
+		if n := strings.Count(out, "-----BEGIN CERTIFICATE-----"); n != 2 {
+			t.Errorf("%s: served %d certificates, want leaf and intermediate", name, n)
+		}
+	}
+}
+
+func TestMutualTLSWithMosquittoClients(t *testing.T) {
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_TLS_CLIENT_AUTH=require")
+	if err := pub(t, append(g.tlsArgs(""), "-t", "m", "-m", "no cert")...); err == nil {
+		t.Error("publish without a client certificate succeeded")
+	}
+	dir := t.TempDir()
+	if err := devpki.SelfSigned("alice", dir+"/self.pem", dir+"/self-key.pem"); err != nil {
+		t.Fatal(err)
+	}
+	args := append(g.tlsArgs(""), "--cert", dir+"/self.pem", "--key", dir+"/self-key.pem", "-t", "m", "-m", "self-signed")
+	if err := pub(t, args...); err == nil {
+		t.Error("publish with a self-signed certificate succeeded")
+	}
+	lines := sub(t, append(g.tlsArgs("alice"), "-i", "alice-sub", "-t", "m")...)
+	waitSubscribed(t, g, "alice-sub")
+	if err := pub(t, append(g.tlsArgs("bob"), "-t", "m", "-m", "signed")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, lines, "m signed")
+	if !strings.Contains(g.logs.String(), `"cert_subject":"CN=bob,O=mqttgate dev"`) {
+		t.Error("log lacks the client certificate subject")
+	}
+}
+
+func servedCN(t *testing.T, g *gate) string {
+	t.Helper()
+	pem, _ := os.ReadFile(g.pki.CA)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
+func TestCertificateReloadOnSIGHUP(t *testing.T) {
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker)
+	lines := sub(t, append(g.tlsArgs(""), "-i", "steady", "-t", "r/#")...)
+	waitSubscribed(t, g, "steady")
+	if cn := servedCN(t, g); cn != "localhost" {
+		t.Fatalf("served %q", cn)
+	}
+	// A broken file is reported and the old certificate stays in service.
+	good, _ := os.ReadFile(g.pki.ServerCert)
+	if err := os.WriteFile(g.pki.ServerCert, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	proxytest.WaitFor(t, "reload failure logged", func() bool { return strings.Contains(g.logs.String(), "reload_failed") })
+	if cn := servedCN(t, g); cn != "localhost" {
+		t.Fatalf("after broken reload served %q", cn)
+	}
+	_ = os.WriteFile(g.pki.ServerCert, good, 0o644)
+	if _, err := g.pki.Authority.Issue(devpki.Leaf{CommonName: "rotated", DNSNames: []string{"localhost"}}, g.pki.ServerCert, g.pki.ServerKey); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	proxytest.WaitFor(t, "reload logged", func() bool { return strings.Contains(g.logs.String(), `"event":"reloaded"`) })
+	if cn := servedCN(t, g); cn != "rotated" {
+		t.Fatalf("after reload served %q, want rotated", cn)
+	}
+	if err := pub(t, append(g.tlsArgs(""), "-t", "r/after", "-m", "still subscribed")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, lines, "r/after still subscribed")
+}
+
+func TestBehindHAProxySendProxyV2(t *testing.T) {
+	haproxy := proxytest.Need(t, "haproxy")
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_PROXY_PROTOCOL=true", "MQTTGATE_PROXY_PROTOCOL_TRUSTED=127.0.0.1")
+	front := proxytest.FreeAddr(t)
+	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
+	body := fmt.Sprintf(`global
+  log stderr format raw local0 warning
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend mqtt
+  bind %s
+  default_backend gate
+backend gate
+  server mqttgate %s send-proxy-v2 source 127.0.0.1
+`, front, g.addr)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proxytest.Start(t, "haproxy", exec.Command(haproxy, "-db", "-f", conf))
+	proxytest.WaitListening(t, front)
+	_, frontPort, _ := net.SplitHostPort(front)
+
+	// mosquitto clients through HAProxy.
+	args := func(extra ...string) []string {
+		return append([]string{"-h", "localhost", "-p", frontPort, "--cafile", g.pki.CA}, extra...)
+	}
+	lines := sub(t, args("-i", "via-lb", "-t", "lb")...)
+	waitSubscribed(t, g, "via-lb")
+	if err := pub(t, args("-t", "lb", "-m", "through haproxy")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, lines, "lb through haproxy")
+
+	// A client on 127.0.0.9 through HAProxy: the proxy logs that address.
+	pem, _ := os.ReadFile(g.pki.CA)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}, Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", front, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := []byte{0x10, 0x0f, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 30, 0, 3, 'r', 'e', 'l'}
+	if _, err := c.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK %x %v", ack, err)
+	}
+	c.Close()
+	proxytest.WaitFor(t, "real address in the log", func() bool {
+		return strings.Contains(g.logs.String(), `"client":"127.0.0.9:`)
+	})
+
+	// A PROXY header sent straight to the proxy from an untrusted address
+	// (127.0.0.2) is refused.
+	raw, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, net.TCPAddrFromAddrPort(mustAddrPort(t, g.addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(10, 1, 1, 1), Port: 1}, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 8883})
+	if _, err := h.WriteTo(raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := raw.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("forged header not refused: n=%d err=%v", n, err)
+	}
+	raw.Close()
+	proxytest.WaitFor(t, "refusal logged", func() bool {
+		return strings.Contains(g.logs.String(), `"event":"proxy_header_refused","peer":"127.0.0.2:`)
+	})
+}
+
+func mustAddrPort(t *testing.T, s string) netip.AddrPort {
+	t.Helper()
+	a, err := netip.ParseAddrPort(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestDemoCommandsWorkAsPrinted(t *testing.T) {
+	proxytest.Need(t, "mosquitto_pub")
+	cmd := exec.Command(binary, "demo")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MQTTGATE_LISTEN_TLS=" + proxytest.FreeAddr(t)}
+	out := proxytest.Start(t, "mqttgate demo", cmd)
+	proxytest.WaitFor(t, "demo instructions", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+	var subCmd, pubCmd, refusedCmd string
+	for _, l := range strings.Split(out.String(), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "mosquitto_sub"):
+			subCmd = l
+		case strings.HasPrefix(l, "mosquitto_pub") && strings.Contains(l, "--cert"):
+			pubCmd = l
+		case strings.HasPrefix(l, "mosquitto_pub"):
+			refusedCmd = l
+		}
+	}
+	subProc := exec.Command("sh", "-c", subCmd+" -C 1")
+	subOut := &proxytest.SyncBuffer{}
+	subProc.Stdout = subOut
+	if err := subProc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	proxytest.WaitFor(t, "demo subscriber connected", func() bool { return strings.Count(out.String(), "connection open") >= 1 })
+	time.Sleep(200 * time.Millisecond)
+	if o, err := exec.Command("sh", "-c", pubCmd).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v %s", pubCmd, err, o)
+	}
+	done := make(chan error, 1)
+	go func() { done <- subProc.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = subProc.Process.Kill()
+		t.Fatal("demo subscriber received nothing")
+	}
+	if got := strings.TrimSpace(subOut.String()); got != "demo/hello hello through mqttgate" {
+		t.Fatalf("demo subscriber printed %q", got)
+	}
+	if err := exec.Command("sh", "-c", refusedCmd).Run(); err == nil {
+		t.Fatal("the printed refused command succeeded")
+	}
+	// Ctrl-C stops the demo cleanly and removes the certificates.
+	dir := regexp.MustCompile(`certificates are in (\S+)`).FindStringSubmatch(out.String())
+	_ = cmd.Process.Signal(os.Interrupt)
+	proxytest.WaitFor(t, "demo stopped", func() bool { return strings.Contains(out.String(), "stopped") })
+	if len(dir) == 2 {
+		proxytest.WaitFor(t, "certificates removed", func() bool { _, err := os.Stat(dir[1]); return os.IsNotExist(err) })
+	} else {
+		t.Error("demo did not say where its certificates are")
+	}
+}

@@ -1,0 +1,123 @@
+// Package proxytest starts the real programs that mqttgate's tests run
+// against (Mosquitto, HAProxy) on loopback ports, and small helpers around
+// them. It is imported only by tests.
+package proxytest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Need finds an external program. When it is missing the test is skipped,
+// except under CI (CI set), where it fails: CI installs what tests need.
+func Need(t testing.TB, prog string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is required under CI: %v", prog, err)
+		}
+		t.Skipf("%s not installed", prog)
+	}
+	return p
+}
+
+// FreeAddr returns a loopback address nobody listens on right now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WaitListening polls until addr accepts connections, for at most 10 s.
+func WaitListening(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never started listening", addr)
+}
+
+// Start runs a program until the test ends; its output is logged if the
+// test fails.
+func Start(t testing.TB, name string, cmd *exec.Cmd) *SyncBuffer {
+	t.Helper()
+	out := &SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out.String())
+		}
+	})
+	return out
+}
+
+// Mosquitto runs the real broker on a loopback port with anonymous access
+// and the extra configuration lines given, and returns its address.
+func Mosquitto(t testing.TB, extra string) string {
+	t.Helper()
+	bin := Need(t, "mosquitto")
+	addr := FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	body := fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\n%s", port, host, extra)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Start(t, "mosquitto", exec.Command(bin, "-c", conf))
+	WaitListening(t, addr)
+	return addr
+}
+
+// SyncBuffer collects output written from several goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// WaitFor polls until cond holds, for at most 10 s.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
