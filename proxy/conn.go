@@ -47,23 +47,13 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	log := &s.cfg.Logger
 	peer := sess.ClientAddr
 	if len(s.cfg.ProxyProtocolTrusted) > 0 {
-		policy := proxyproto.REJECT
-		if containsAddr(s.cfg.ProxyProtocolTrusted, peer.Addr()) {
-			policy = proxyproto.REQUIRE
-		}
-		pc := proxyproto.NewConn(*conn, proxyproto.WithPolicy(policy),
-			proxyproto.SetReadHeaderTimeout(s.cfg.HandshakeTimeout))
-		if _, err := pc.Read(nil); err != nil {
+		pc, client, err := inboundHeader(*conn, peer, s.cfg.ProxyProtocolTrusted, s.cfg.HandshakeTimeout)
+		if err != nil {
 			s.Stats.ProxyHeaderRefused.Add(1)
 			log.Warn().Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
 			return closeProxyHdr
 		}
-		if h := pc.ProxyHeader(); h != nil && h.Command.IsProxy() {
-			if src, ok := h.SourceAddr.(*net.TCPAddr); ok {
-				sess.ClientAddr = addrPort(src)
-			}
-		}
-		*conn = pc
+		*conn, sess.ClientAddr = pc, client
 	}
 	if !s.cfg.Access.Allowed(sess.ClientAddr.Addr()) {
 		s.Stats.AccessDenied.Add(1)
@@ -163,6 +153,26 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	s.logOpen(sess)
 	sess.reader = r
 	return ""
+}
+
+// inboundHeader reads the PROXY header (v1 or v2) that a trusted load
+// balancer must send, and refuses one from anybody else. It returns the
+// connection to read MQTT from and the real client address.
+func inboundHeader(c net.Conn, peer netip.AddrPort, trusted []netip.Prefix, timeout time.Duration) (net.Conn, netip.AddrPort, error) {
+	policy := proxyproto.REJECT
+	if containsAddr(trusted, peer.Addr()) {
+		policy = proxyproto.REQUIRE
+	}
+	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))
+	if _, err := pc.Read(nil); err != nil {
+		return nil, peer, err
+	}
+	if h := pc.ProxyHeader(); h != nil && h.Command.IsProxy() {
+		if src, ok := h.SourceAddr.(*net.TCPAddr); ok {
+			return pc, addrPort(src), nil
+		}
+	}
+	return pc, peer, nil // LOCAL (health checks) or UNSPEC: the balancer itself
 }
 
 // refuse answers a CONNECT with a failure CONNACK.
