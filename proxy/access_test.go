@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net/netip"
 	"testing"
+
+	"github.com/mqttgate/mqttgate/proxy/devpki"
 )
 
 func TestAccessRules(t *testing.T) {
@@ -37,5 +40,44 @@ func TestAccessRules(t *testing.T) {
 		if _, err := ParseAccessRules(bad); err == nil {
 			t.Errorf("%q should not parse", bad)
 		}
+	}
+}
+
+func TestSNISelectsCertificate(t *testing.T) {
+	p := newPKI(t, ClientAuthNone)
+	dir := t.TempDir()
+	if _, err := p.Authority.Issue(devpki.Leaf{CommonName: "other", DNSNames: []string{"other.example"}}, dir+"/o.pem", dir+"/o-key.pem"); err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewCertStore(TLSOptions{Pairs: []CertPair{{p.ServerCert, p.ServerKey}, {dir + "/o.pem", dir + "/o-key.pem"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", store.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	for sni, want := range map[string]string{"other.example": "other", "localhost": "localhost", "unknown.example": "localhost"} {
+		cfg := p.clientTLS(t, "")
+		cfg.ServerName, cfg.InsecureSkipVerify = sni, true
+		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != want {
+			t.Errorf("SNI %s: served %s, want %s", sni, cn, want)
+		}
+		c.Close()
 	}
 }
