@@ -80,6 +80,24 @@ func TestParseConnectInvalid(t *testing.T) {
 	}
 }
 
+// invalidCase is a packet that parse must refuse with the want sentinel.
+type invalidCase struct {
+	name  string
+	first byte
+	body  []byte
+	v     Version
+	want  *Error
+}
+
+func checkInvalid(t *testing.T, cases []invalidCase, parse func(Packet, Version) error) {
+	t.Helper()
+	for _, c := range cases {
+		if err := parse(frame(t, pkt(c.first, c.body...)), c.v); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
 func TestParsePublish(t *testing.T) {
 	// QoS 1, retain, packet id 10 (3.1.1 section 3.3).
 	p := frame(t, pkt(0x33, cat(str("a/b"), []byte{0, 10}, []byte("payload"))...))
@@ -93,13 +111,7 @@ func TestParsePublish(t *testing.T) {
 	if err != nil || pub.TopicAlias != 7 || len(pub.Topic) != 0 {
 		t.Fatalf("alias: %+v %v", pub, err)
 	}
-	bad := []struct {
-		name  string
-		first byte
-		body  []byte
-		v     Version
-		want  *Error
-	}{
+	bad := []invalidCase{
 		{"wildcard + [MQTT-3.3.2-2]", 0x30, str("a/+"), V311, ErrBadTopic},
 		{"wildcard # [MQTT-3.3.2-2]", 0x30, str("#"), V311, ErrBadTopic},
 		{"empty topic without alias", 0x30, str(""), V311, ErrBadTopic},
@@ -111,12 +123,7 @@ func TestParsePublish(t *testing.T) {
 		{"v5 payload format 2", 0x30, cat(str("a"), []byte{2, 0x01, 2}), V5, ErrProtocol},
 		{"v5 truncated properties", 0x30, cat(str("a"), []byte{9, 0x02}), V5, ErrMalformed},
 	}
-	for _, c := range bad {
-		_, err := ParsePublish(frame(t, pkt(c.first, c.body...)), c.v)
-		if !errors.Is(err, c.want) {
-			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
-		}
-	}
+	checkInvalid(t, bad, func(p Packet, v Version) error { _, err := ParsePublish(p, v); return err })
 	// Several user properties and subscription identifiers are allowed.
 	ok := cat(str("a"), []byte{16, 0x26, 0, 1, 'k', 0, 1, 'v', 0x26, 0, 1, 'k', 0, 1, 'w', 0x0b, 1})
 	if _, err := ParsePublish(frame(t, pkt(0x30, ok...)), V5); err != nil {
@@ -139,13 +146,7 @@ func TestParseSubscribe(t *testing.T) {
 		t.Fatalf("filters %v, want %v", got, want)
 	}
 
-	bad := []struct {
-		name  string
-		first byte
-		body  []byte
-		v     Version
-		want  *Error
-	}{
+	bad := []invalidCase{
 		{"no filters [MQTT-3.8.3-3]", 0x82, []byte{0, 1}, V311, ErrProtocol},
 		{"# not last [MQTT-4.7.1-2]", 0x82, cat([]byte{0, 1}, str("a/#/b"), []byte{0}), V311, ErrBadFilter},
 		{"# inside level [MQTT-4.7.1-2]", 0x82, cat([]byte{0, 1}, str("a#"), []byte{0}), V311, ErrBadFilter},
@@ -161,12 +162,7 @@ func TestParseSubscribe(t *testing.T) {
 		{"packet id 0", 0x82, cat([]byte{0, 0}, str("a"), []byte{0}), V311, ErrProtocol},
 		{"unsubscribe no filters", 0xa2, []byte{0, 1}, V311, ErrProtocol},
 	}
-	for _, c := range bad {
-		_, err := ParseSubscribe(frame(t, pkt(c.first, c.body...)), c.v)
-		if !errors.Is(err, c.want) {
-			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
-		}
-	}
+	checkInvalid(t, bad, func(p Packet, v Version) error { _, err := ParseSubscribe(p, v); return err })
 	u, err := ParseSubscribe(frame(t, pkt(0xa2, cat([]byte{0, 9}, str("a/#"), str("b"))...)), V311)
 	if err != nil || !u.Unsubscribe || u.Count != 2 {
 		t.Fatalf("unsubscribe %+v %v", u, err)
