@@ -71,8 +71,8 @@ func bodyLen(raw []byte) int {
 	return rl
 }
 
-// fill reads more data so that a packet of need bytes (0 when unknown)
-// fits after the held bytes. Held bytes move with the buffer.
+// fill reads more data towards a packet of need bytes (0 while its length
+// is unknown). Held bytes move with the buffer.
 func (r *Reader) fill(need int) error {
 	if r.mark == r.end {
 		r.mark, r.start, r.end = 0, 0, 0
@@ -80,15 +80,23 @@ func (r *Reader) fill(need int) error {
 			r.buf = make([]byte, r.init) // give back the space of a large packet
 		}
 	}
-	held := r.start - r.mark
-	switch {
-	case held+need > len(r.buf):
-		nb := make([]byte, held+need)
-		r.end = copy(nb, r.buf[r.mark:r.end])
-		r.buf, r.mark, r.start = nb, 0, held
-	case r.mark > 0 && (r.end == len(r.buf) || r.start+need > len(r.buf)):
-		r.end = copy(r.buf, r.buf[r.mark:r.end])
-		r.mark, r.start = 0, held
+	if r.end == len(r.buf) { // no room left to read into
+		held := r.start - r.mark
+		if r.mark > 0 {
+			r.end = copy(r.buf, r.buf[r.mark:r.end])
+			r.mark, r.start = 0, held
+		} else {
+			// Grow by doubling, not to the declared size at once, so a
+			// client that declares a large packet and sends it slowly
+			// holds memory in proportion to what it actually sent.
+			size := 2 * len(r.buf)
+			if need > 0 {
+				size = min(size, held+need)
+			}
+			nb := make([]byte, size)
+			copy(nb, r.buf[:r.end])
+			r.buf = nb
+		}
 	}
 	n, err := r.r.Read(r.buf[r.end:])
 	r.end += n

@@ -192,3 +192,16 @@ func TestReaderHeldSpans(t *testing.T) {
 		t.Fatalf("forwarded %x, want %x", out, want)
 	}
 }
+
+// A client that declares a large packet and trickles it holds memory in
+// proportion to what it sent, not to what it declared.
+func TestReaderGrowsWithDataNotDeclaration(t *testing.T) {
+	stream := append(appendVarint([]byte{0x30}, 1<<20-10), make([]byte, 1000)...)
+	r := NewReader(iotest.OneByteReader(bytes.NewReader(stream)), 64, DefaultMaxPacketSize)
+	if _, err := r.Next(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("got %v", err)
+	}
+	if len(r.buf) > 4096 {
+		t.Fatalf("buffer of %d bytes for 1004 bytes received", len(r.buf))
+	}
+}

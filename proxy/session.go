@@ -126,7 +126,9 @@ func (s *Session) shutdown() {
 	case !connected:
 		s.closeAll(closeShutdown)
 	case s.Version == mqttwire.V5: // set before connected, under mu
-		go func() { // a blocked client must not stall shutdown of the others
+		s.srv.wg.Add(1) // Shutdown calls this before it waits
+		go func() {
+			defer s.srv.wg.Done() // a blocked client must not stall shutdown of the others
 			_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = s.writeClient(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.ServerShuttingDown, ""))
 			s.closeAll(closeShutdown)
