@@ -80,11 +80,14 @@ func (g *gate) tlsArgs(cert string) []string {
 	return a
 }
 
-// sub starts mosquitto_sub and returns a channel of the lines it prints.
-func sub(t *testing.T, args ...string) <-chan string {
+// sub starts mosquitto_sub, waits until the broker has acknowledged the
+// subscription (the client's own debug output says so), and returns the
+// messages it prints and the process.
+func sub(t *testing.T, args ...string) (<-chan string, *exec.Cmd) {
 	t.Helper()
 	bin := proxytest.Need(t, "mosquitto_sub")
-	cmd := exec.Command(bin, append(args, "-v")...)
+	// Line-buffered, or the debug lines sit in stdio's buffer.
+	cmd := exec.Command(proxytest.Need(t, "stdbuf"), append([]string{"-oL", bin}, append(args, "-v", "-d")...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -93,16 +96,27 @@ func sub(t *testing.T, args ...string) <-chan string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 100)
+	lines, subscribed := make(chan string, 100), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			lines <- sc.Text()
+			switch l := sc.Text(); {
+			case strings.HasSuffix(l, "received SUBACK"):
+				close(subscribed)
+			case strings.HasPrefix(l, "Client ") || strings.HasPrefix(l, "Subscribed (mid"):
+			default:
+				lines <- l
+			}
 		}
 		close(lines)
 	}()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return lines
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("mosquitto_sub %v: no SUBACK", args)
+	}
+	return lines, cmd
 }
 
 func pub(t *testing.T, args ...string) error {
@@ -129,23 +143,13 @@ func expectLine(t *testing.T, lines <-chan string, want string) {
 	}
 }
 
-// waitSubscribed waits for the broker to log the subscription of id, so a
-// publish that follows cannot overtake it.
-func waitSubscribed(t *testing.T, g *gate, id string) {
-	proxytest.WaitFor(t, id+" connected", func() bool {
-		return strings.Contains(g.logs.String(), `"client_id":"`+id+`"`)
-	})
-	time.Sleep(200 * time.Millisecond) // SUBSCRIBE follows CONNACK; mosquitto_sub gives no signal
-}
-
 func TestMosquittoClientsThroughProxy(t *testing.T) {
 	broker := proxytest.Mosquitto(t, "")
 	g := startGate(t, broker)
 	for _, v := range []string{"mqttv311", "mqttv5"} {
 		for _, qos := range []string{"0", "1", "2"} {
 			id := "sub-" + v + "-" + qos
-			lines := sub(t, append(g.tlsArgs(""), "-V", v, "-q", qos, "-i", id, "-t", "rt/"+v+"/#")...)
-			waitSubscribed(t, g, id)
+			lines, _ := sub(t, append(g.tlsArgs(""), "-V", v, "-q", qos, "-i", id, "-t", "rt/"+v+"/#")...)
 			if err := pub(t, append(g.tlsArgs(""), "-V", v, "-q", qos, "-t", "rt/"+v+"/q"+qos, "-m", "hello "+qos)...); err != nil {
 				t.Fatal(err)
 			}
@@ -155,21 +159,15 @@ func TestMosquittoClientsThroughProxy(t *testing.T) {
 		if err := pub(t, append(g.tlsArgs(""), "-V", v, "-q", "1", "-r", "-t", "retained/"+v, "-m", "kept")...); err != nil {
 			t.Fatal(err)
 		}
-		expectLine(t, sub(t, append(g.tlsArgs(""), "-V", v, "-t", "retained/"+v)...), "retained/"+v+" kept")
+		retained, _ := sub(t, append(g.tlsArgs(""), "-V", v, "-t", "retained/"+v)...)
+		expectLine(t, retained, "retained/"+v+" kept")
 	}
 
 	// Will: a client that vanishes without DISCONNECT has its will published.
-	wills := sub(t, append(g.tlsArgs(""), "-i", "will-watcher", "-t", "wills/#")...)
-	waitSubscribed(t, g, "will-watcher")
-	bin := proxytest.Need(t, "mosquitto_sub")
-	dying := exec.Command(bin, append(g.tlsArgs(""), "-i", "dying", "-V", "mqttv5", "-t", "nothing",
+	wills, _ := sub(t, append(g.tlsArgs(""), "-i", "will-watcher", "-t", "wills/#")...)
+	_, dying := sub(t, append(g.tlsArgs(""), "-i", "dying", "-V", "mqttv5", "-t", "nothing",
 		"--will-topic", "wills/dying", "--will-payload", "gone", "--will-qos", "1")...)
-	if err := dying.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitSubscribed(t, g, "dying")
-	_ = dying.Process.Signal(syscall.SIGKILL)
-	_ = dying.Wait()
+	_ = dying.Process.Signal(syscall.SIGKILL) // no DISCONNECT: the will must fire
 	expectLine(t, wills, "wills/dying gone")
 }
 
@@ -234,8 +232,7 @@ func TestMutualTLSWithMosquittoClients(t *testing.T) {
 	if err := pub(t, args...); err == nil {
 		t.Error("publish with a self-signed certificate succeeded")
 	}
-	lines := sub(t, append(g.tlsArgs("alice"), "-i", "alice-sub", "-t", "m")...)
-	waitSubscribed(t, g, "alice-sub")
+	lines, _ := sub(t, append(g.tlsArgs("alice"), "-i", "alice-sub", "-t", "m")...)
 	if err := pub(t, append(g.tlsArgs("bob"), "-t", "m", "-m", "signed")...); err != nil {
 		t.Fatal(err)
 	}
@@ -261,8 +258,7 @@ func servedCN(t *testing.T, g *gate) string {
 func TestCertificateReloadOnSIGHUP(t *testing.T) {
 	broker := proxytest.Mosquitto(t, "")
 	g := startGate(t, broker)
-	lines := sub(t, append(g.tlsArgs(""), "-i", "steady", "-t", "r/#")...)
-	waitSubscribed(t, g, "steady")
+	lines, _ := sub(t, append(g.tlsArgs(""), "-i", "steady", "-t", "r/#")...)
 	if cn := servedCN(t, g); cn != "localhost" {
 		t.Fatalf("served %q", cn)
 	}
@@ -321,8 +317,7 @@ backend gate
 	args := func(extra ...string) []string {
 		return append([]string{"-h", "localhost", "-p", frontPort, "--cafile", g.pki.CA}, extra...)
 	}
-	lines := sub(t, args("-i", "via-lb", "-t", "lb")...)
-	waitSubscribed(t, g, "via-lb")
+	lines, _ := sub(t, args("-i", "via-lb", "-t", "lb")...)
 	if err := pub(t, args("-t", "lb", "-m", "through haproxy")...); err != nil {
 		t.Fatal(err)
 	}
@@ -398,14 +393,13 @@ func TestDemoCommandsWorkAsPrinted(t *testing.T) {
 			refusedCmd = l
 		}
 	}
-	subProc := exec.Command("sh", "-c", subCmd+" -C 1")
+	subProc := exec.Command("sh", "-c", "stdbuf -oL "+subCmd+" -C 1 -d")
 	subOut := &proxytest.SyncBuffer{}
 	subProc.Stdout = subOut
 	if err := subProc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	proxytest.WaitFor(t, "demo subscriber connected", func() bool { return strings.Count(out.String(), "connection open") >= 1 })
-	time.Sleep(200 * time.Millisecond)
+	proxytest.WaitFor(t, "demo subscriber subscribed", func() bool { return strings.Contains(subOut.String(), "received SUBACK") })
 	if o, err := exec.Command("sh", "-c", pubCmd).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v %s", pubCmd, err, o)
 	}
@@ -417,7 +411,7 @@ func TestDemoCommandsWorkAsPrinted(t *testing.T) {
 		_ = subProc.Process.Kill()
 		t.Fatal("demo subscriber received nothing")
 	}
-	if got := strings.TrimSpace(subOut.String()); got != "demo/hello hello through mqttgate" {
+	if got := subOut.String(); !strings.Contains(got, "\ndemo/hello hello through mqttgate\n") {
 		t.Fatalf("demo subscriber printed %q", got)
 	}
 	if err := exec.Command("sh", "-c", refusedCmd).Run(); err == nil {
