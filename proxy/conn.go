@@ -46,20 +46,25 @@ func (s *Server) handle(sess *Session, tlsConfig *tls.Config) {
 func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) string {
 	log := &s.cfg.Logger
 	peer := sess.ClientAddr
+	// Only a trusted balancer's header can change the client address, so
+	// anybody else is judged by the access rules before a byte is read.
+	trusted := containsAddr(s.cfg.ProxyProtocolTrusted, peer.Addr())
+	if !trusted && !s.allowed(sess) {
+		return closeAccess
+	}
 	if len(s.cfg.ProxyProtocolTrusted) > 0 {
-		pc, client, err := inboundHeader(*conn, peer, s.cfg.ProxyProtocolTrusted, s.cfg.HandshakeTimeout)
+		pc, client, err := inboundHeader(*conn, peer, trusted, s.cfg.HandshakeTimeout)
 		if err != nil {
 			s.Stats.ProxyHeaderRefused.Add(1)
 			log.Warn().Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
 			return closeProxyHdr
 		}
 		*conn, sess.ClientAddr = pc, client
+		if trusted && !s.allowed(sess) {
+			return closeAccess
+		}
 	}
-	if !s.cfg.Access.Allowed(sess.ClientAddr.Addr()) {
-		s.Stats.AccessDenied.Add(1)
-		log.Info().Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
-		return closeAccess
-	}
+	sess.localAddr = (*conn).LocalAddr() // the address the client connected to (from the header behind a balancer)
 	if tlsConfig != nil {
 		tc := tls.Server(*conn, tlsConfig)
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
@@ -136,7 +141,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	}
 	out := forward
 	if s.cfg.BackendProxyProtocol {
-		hdr, err := outboundHeader(sess, bc.LocalAddr())
+		hdr, err := outboundHeader(sess)
 		if err != nil {
 			log.Error().Err(err).Msg("building PROXY header")
 			s.refuse(sess, *conn, c.Version, mqttwire.ServerUnavailable)
@@ -158,9 +163,9 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 // inboundHeader reads the PROXY header (v1 or v2) that a trusted load
 // balancer must send, and refuses one from anybody else. It returns the
 // connection to read MQTT from and the real client address.
-func inboundHeader(c net.Conn, peer netip.AddrPort, trusted []netip.Prefix, timeout time.Duration) (net.Conn, netip.AddrPort, error) {
+func inboundHeader(c net.Conn, peer netip.AddrPort, trusted bool, timeout time.Duration) (net.Conn, netip.AddrPort, error) {
 	policy := proxyproto.REJECT
-	if containsAddr(trusted, peer.Addr()) {
+	if trusted {
 		policy = proxyproto.REQUIRE
 	}
 	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))
@@ -173,6 +178,17 @@ func inboundHeader(c net.Conn, peer netip.AddrPort, trusted []netip.Prefix, time
 		}
 	}
 	return pc, peer, nil // LOCAL (health checks) or UNSPEC: the balancer itself
+}
+
+// allowed applies the access rules to the client's address, counting and
+// logging a denial.
+func (s *Server) allowed(sess *Session) bool {
+	if s.cfg.Access.Allowed(sess.ClientAddr.Addr()) {
+		return true
+	}
+	s.Stats.AccessDenied.Add(1)
+	s.cfg.Logger.Info().Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
+	return false
 }
 
 // refuse answers a CONNECT with a failure CONNACK.

@@ -168,9 +168,12 @@ func TestBackendProxyHeaderCarriesClientAndTLS(t *testing.T) {
 		t.Fatalf("CONNACK %x", got)
 	}
 	h := <-headers
-	src, _, ok := h.TCPAddrs()
+	src, dst, ok := h.TCPAddrs()
 	if !ok || src.String() != conn.LocalAddr().String() {
 		t.Fatalf("header source %v, want the client's %v", h.SourceAddr, conn.LocalAddr())
+	}
+	if dst.String() != px.addr {
+		t.Errorf("header destination %v, want the address the client connected to, %v", dst, px.addr)
 	}
 	tlvs, err := h.TLVs()
 	if err != nil {
@@ -238,8 +241,8 @@ func TestInboundProxyHeader(t *testing.T) {
 	if got := send("203.0.113.7"); !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
 		t.Fatalf("CONNACK %x", got)
 	}
-	if h := <-headers; h.SourceAddr.String() != "203.0.113.7:4242" {
-		t.Fatalf("forwarded source %v", h.SourceAddr)
+	if h := <-headers; h.SourceAddr.String() != "203.0.113.7:4242" || h.DestinationAddr.String() != "192.0.2.1:8883" {
+		t.Fatalf("forwarded %v -> %v, want the balancer's 203.0.113.7:4242 -> 192.0.2.1:8883", h.SourceAddr, h.DestinationAddr)
 	}
 	if !strings.Contains(px.logs.String(), `"client":"203.0.113.7:4242"`) {
 		t.Errorf("log does not name the real client")
@@ -267,6 +270,27 @@ func rawExchangeN(t *testing.T, c net.Conn, b []byte, n int) []byte {
 		t.Fatalf("timed out after %x", out[:k])
 	}
 	return out[:k]
+}
+
+// A peer that is not a trusted balancer is judged on its socket address at
+// once: the proxy does not wait for it to send anything.
+func TestUntrustedPeerDeniedBeforeAnyRead(t *testing.T) {
+	broker, _ := recordingBroker(t)
+	trusted, _ := ParsePrefixes("127.0.0.2")
+	access, _ := ParseAccessRules("deny 127.0.0.1, allow all")
+	px := startProxy(t, Config{Backend: broker, ProxyProtocolTrusted: trusted, Access: access, HandshakeTimeout: time.Minute}, nil)
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read %d, %v: want the proxy to close at once", n, err)
+	}
+	if px.srv.Stats.AccessDenied.Load() != 1 {
+		t.Fatalf("access denials %d", px.srv.Stats.AccessDenied.Load())
+	}
 }
 
 func TestForgedProxyHeaderFromUntrustedPeerRefused(t *testing.T) {

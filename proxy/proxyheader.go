@@ -9,11 +9,11 @@ import (
 )
 
 // outboundHeader builds the PROXY v2 header sent to the broker: the real
-// client address, and TLVs for ALPN, the SNI (AUTHORITY) and the TLS
+// client address and the address it connected to, and TLVs for ALPN, the SNI (AUTHORITY) and the TLS
 // session (version, cipher, and the CN of a verified client certificate).
-func outboundHeader(s *Session, local net.Addr) ([]byte, error) {
+func outboundHeader(s *Session) ([]byte, error) {
 	src := net.TCPAddrFromAddrPort(s.ClientAddr)
-	h := proxyproto.HeaderProxyFromAddrs(2, src, local)
+	h := proxyproto.HeaderProxyFromAddrs(2, src, s.localAddr)
 	if s.TLS != nil {
 		st := s.TLS
 		var tlvs []proxyproto.TLV

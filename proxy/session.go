@@ -23,8 +23,9 @@ type Session struct {
 	Username   string
 	Identity   any // from the Authenticator
 
-	srv   *Server
-	start time.Time
+	srv       *Server
+	start     time.Time
+	localAddr net.Addr // where the client connected: the PROXY header's destination
 
 	mu        sync.Mutex
 	client    net.Conn // the raw accepted connection
