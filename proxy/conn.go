@@ -257,14 +257,14 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			if !flush(r.HeldBefore(p)) {
 				return closeBroker
 			}
-			if p.Type == mqttwire.PUBLISH && in.Publish.QoS > 0 {
-				t := mqttwire.PUBACK
-				if in.Publish.QoS == 2 {
-					t = mqttwire.PUBREC
-				}
-				if sess.writeClient(client, mqttwire.AppendPubAck(nil, t, v, in.Publish.PacketID, d.Reason, nil)) != nil {
-					return closeWriteError
-				}
+			s.Stats.Refused.Add(1)
+			reply, ok := refusal(v, in, d.Reason)
+			if !ok {
+				s.disconnect(sess, client, d.Reason)
+				return closeInspector
+			}
+			if reply != nil && sess.writeClient(client, reply) != nil {
+				return closeWriteError
 			}
 		case Disconnect:
 			flush(r.HeldBefore(p))
@@ -272,6 +272,36 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			return closeInspector
 		}
 	}
+}
+
+// refusal is the proxy's own answer to a refused packet, so the client is
+// not left waiting: PUBACK/PUBREC for QoS 1/2 PUBLISH (nothing for QoS 0),
+// a SUBACK or UNSUBACK failing every filter. ok is false for packet types
+// that cannot be refused on their own; the connection is then ended.
+func refusal(v mqttwire.Version, in *Inspected, code mqttwire.ReasonCode) (reply []byte, ok bool) {
+	if !code.IsError() {
+		code = mqttwire.NotAuthorized
+	}
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		switch in.Publish.QoS {
+		case 1:
+			return mqttwire.AppendPubAck(nil, mqttwire.PUBACK, v, in.Publish.PacketID, code, nil), true
+		case 2:
+			return mqttwire.AppendPubAck(nil, mqttwire.PUBREC, v, in.Publish.PacketID, code, nil), true
+		}
+		return nil, true
+	case mqttwire.SUBSCRIBE, mqttwire.UNSUBSCRIBE:
+		codes := make([]byte, in.Subscribe.Count)
+		for i := range codes {
+			codes[i] = byte(code)
+		}
+		if in.Subscribe.Unsubscribe {
+			return mqttwire.AppendUnsuback(nil, v, in.Subscribe.PacketID, codes, nil), true
+		}
+		return mqttwire.AppendSuback(nil, v, in.Subscribe.PacketID, codes, nil), true
+	}
+	return nil, false
 }
 
 // readFailed turns a client read or validation error into a close reason,

@@ -46,9 +46,11 @@ type Verdict uint8
 const (
 	// Forward sends the packet to the broker unchanged.
 	Forward Verdict = iota
-	// Refuse keeps the packet from the broker. For a QoS 1 or 2 PUBLISH the
-	// proxy acknowledges it itself with Decision.Reason (v5), so the client
-	// is not left waiting.
+	// Refuse keeps the packet from the broker and answers the client the
+	// way the protocol expects: PUBACK or PUBREC with Decision.Reason (v5)
+	// for a QoS 1 or 2 PUBLISH, nothing for QoS 0, a SUBACK or UNSUBACK
+	// failing every filter. Other packet types cannot be refused on their
+	// own: Refuse ends the connection as Disconnect does.
 	Refuse
 	// Disconnect ends the connection, with DISCONNECT Decision.Reason for v5.
 	Disconnect

@@ -463,14 +463,64 @@ func TestShutdownTellsV5Clients(t *testing.T) {
 	}
 }
 
-// denyInspector refuses publishes to topics under "denied/".
+// denyInspector refuses publishes, subscriptions and unsubscriptions whose
+// topic starts with "denied/", and the PINGREQs of client "no-ping".
 type denyInspector struct{}
 
-func (denyInspector) Inspect(_ *Session, in *Inspected) Decision {
-	if in.Packet.Type == mqttwire.PUBLISH && bytes.HasPrefix(in.Publish.Topic, []byte("denied/")) {
-		return Decision{Verdict: Refuse, Reason: mqttwire.NotAuthorized}
+func (denyInspector) Inspect(s *Session, in *Inspected) Decision {
+	refuse := Decision{Verdict: Refuse, Reason: mqttwire.NotAuthorized}
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		if bytes.HasPrefix(in.Publish.Topic, []byte("denied/")) {
+			return refuse
+		}
+	case mqttwire.SUBSCRIBE, mqttwire.UNSUBSCRIBE:
+		it := in.Subscribe.Filters()
+		if f, _ := it.Next(); bytes.HasPrefix(f.Topic, []byte("denied/")) {
+			return refuse
+		}
+	case mqttwire.PINGREQ:
+		if s.ClientID == "no-ping" {
+			return refuse
+		}
 	}
 	return Decision{}
+}
+
+// Refused subscriptions get a failure code per filter, for each protocol
+// version, and never reach the broker; a refused PINGREQ ends the session.
+func TestInspectorRefusalAnswers(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, Config{Backend: broker, Inspector: InspectorChain{denyInspector{}}}, nil)
+
+	mc := dialMQTT(t, px.addr, nil, "v5-sub")
+	sa, err := mc.Subscribe(ctx10(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "denied/a", QoS: 1}, {Topic: "denied/b", QoS: 0}}})
+	if sa == nil || !bytes.Equal(sa.Reasons, []byte{0x87, 0x87}) {
+		t.Fatalf("v5 SUBACK %+v %v, want 0x87 twice", sa, err)
+	}
+	ua, err := mc.Unsubscribe(ctx10(t), &paho.Unsubscribe{Topics: []string{"denied/a"}})
+	if ua == nil || !bytes.Equal(ua.Reasons, []byte{0x87}) {
+		t.Fatalf("v5 UNSUBACK %+v %v", ua, err)
+	}
+
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := rawRead(t, c, connectV311("no-ping"), 4); !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("CONNACK %x", got)
+	}
+	subscribe := []byte{0x82, 13, 0, 7, 0, 8, 'd', 'e', 'n', 'i', 'e', 'd', '/', 'x', 1}
+	if got := rawRead(t, c, subscribe, 5); !bytes.Equal(got, []byte{0x90, 3, 0, 7, 0x80}) {
+		t.Fatalf("v3 SUBACK %x, want failure 0x80", got)
+	}
+	if got := rawExchange(t, c, []byte{0xc0, 0}); len(got) != 0 {
+		t.Fatalf("refused PINGREQ answered %x, want close", got)
+	}
+	if n := px.srv.Stats.Refused.Load(); n != 4 {
+		t.Errorf("refusals counted %d, want 4", n)
+	}
 }
 
 func TestInspectorRefusesPublish(t *testing.T) {
