@@ -81,3 +81,39 @@ func TestSNISelectsCertificate(t *testing.T) {
 		c.Close()
 	}
 }
+
+// ALPN "mqtt" is negotiated when offered; a client offering other names is
+// still served (Go would refuse the handshake otherwise).
+func TestALPN(t *testing.T) {
+	p := newPKI(t, ClientAuthNone)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", p.store.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	for _, c := range []struct {
+		offer []string
+		want  string
+	}{{[]string{"mqtt"}, "mqtt"}, {[]string{"x-amzn-mqtt-ca"}, ""}, {nil, ""}, {[]string{"h2", "mqtt"}, "mqtt"}} {
+		cfg := p.clientTLS(t, "")
+		cfg.NextProtos = c.offer
+		conn, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		if err != nil {
+			t.Fatalf("offer %v: %v", c.offer, err)
+		}
+		if got := conn.ConnectionState().NegotiatedProtocol; got != c.want {
+			t.Errorf("offer %v: negotiated %q, want %q", c.offer, got, c.want)
+		}
+		conn.Close()
+	}
+}

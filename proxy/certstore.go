@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // ClientAuth says whether clients must present a certificate.
@@ -59,10 +59,10 @@ type CertStore struct {
 }
 
 type certState struct {
-	config *tls.Config
-	digest [32]byte // of every file's contents, to skip reloads of unchanged files
+	config *tls.Config // for clients that offer the "mqtt" ALPN protocol
+	noALPN *tls.Config // for all others
+	digest [32]byte    // of every file's contents, to skip reloads of unchanged files
 	leaves []*x509.Certificate
-	loaded time.Time
 }
 
 // AEAD cipher suites with ECDHE key exchange, the only ones offered for
@@ -160,7 +160,12 @@ func (s *CertStore) Reload() (changed bool, err error) {
 			return fmt.Errorf("client certificate chain deeper than %d intermediates", depth)
 		}
 	}
-	s.state.Store(&certState{config: cfg, digest: digest, leaves: leaves, loaded: time.Now()})
+	// Go refuses a handshake whose ALPN offer has nothing in common with
+	// NextProtos; clients that offer other names (AWS IoT's
+	// "x-amzn-mqtt-ca", say) or none get a config without ALPN.
+	noALPN := cfg.Clone()
+	noALPN.NextProtos = nil
+	s.state.Store(&certState{config: cfg, noALPN: noALPN, digest: digest, leaves: leaves})
 	return true, nil
 }
 
@@ -170,8 +175,12 @@ func (s *CertStore) Reload() (changed bool, err error) {
 func (s *CertStore) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return s.state.Load().config, nil
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			st := s.state.Load()
+			if slices.Contains(hello.SupportedProtos, "mqtt") {
+				return st.config, nil
+			}
+			return st.noALPN, nil
 		},
 	}
 }
