@@ -53,25 +53,11 @@ func TestSNISelectsCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", store.ServerConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
+	addr := handshakeServer(t, store.ServerConfig())
 	for sni, want := range map[string]string{"other.example": "other", "localhost": "localhost", "unknown.example": "localhost"} {
 		cfg := p.clientTLS(t, "")
 		cfg.ServerName, cfg.InsecureSkipVerify = sni, true
-		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		c, err := tls.Dial("tcp", addr, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,12 +72,34 @@ func TestSNISelectsCertificate(t *testing.T) {
 // still served (Go would refuse the handshake otherwise).
 func TestALPN(t *testing.T) {
 	p := newPKI(t, ClientAuthNone)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", p.store.ServerConfig())
+	addr := handshakeServer(t, p.store.ServerConfig())
+	for _, c := range []struct {
+		offer []string
+		want  string
+	}{{[]string{"mqtt"}, "mqtt"}, {[]string{"x-amzn-mqtt-ca"}, ""}, {nil, ""}, {[]string{"h2", "mqtt"}, "mqtt"}} {
+		cfg := p.clientTLS(t, "")
+		cfg.NextProtos = c.offer
+		conn, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("offer %v: %v", c.offer, err)
+		}
+		if got := conn.ConnectionState().NegotiatedProtocol; got != c.want {
+			t.Errorf("offer %v: negotiated %q, want %q", c.offer, got, c.want)
+		}
+		conn.Close()
+	}
+}
+
+// handshakeServer completes TLS handshakes with cfg on a loopback port
+// until the test ends.
+func handshakeServer(t *testing.T, cfg *tls.Config) string {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -101,19 +109,6 @@ func TestALPN(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for _, c := range []struct {
-		offer []string
-		want  string
-	}{{[]string{"mqtt"}, "mqtt"}, {[]string{"x-amzn-mqtt-ca"}, ""}, {nil, ""}, {[]string{"h2", "mqtt"}, "mqtt"}} {
-		cfg := p.clientTLS(t, "")
-		cfg.NextProtos = c.offer
-		conn, err := tls.Dial("tcp", ln.Addr().String(), cfg)
-		if err != nil {
-			t.Fatalf("offer %v: %v", c.offer, err)
-		}
-		if got := conn.ConnectionState().NegotiatedProtocol; got != c.want {
-			t.Errorf("offer %v: negotiated %q, want %q", c.offer, got, c.want)
-		}
-		conn.Close()
-	}
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
 }

@@ -209,16 +209,11 @@ func TestBackendProxyHeaderCarriesClientAndTLS(t *testing.T) {
 // rawRead writes b and reads exactly n bytes.
 func rawRead(t *testing.T, c net.Conn, b []byte, n int) []byte {
 	t.Helper()
-	if _, err := c.Write(b); err != nil {
-		t.Fatal(err)
+	got := rawExchangeN(t, c, b, n)
+	if len(got) != n {
+		t.Fatalf("connection closed after %x, want %d bytes", got, n)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	out := make([]byte, n)
-	if _, err := io.ReadFull(c, out); err != nil {
-		t.Fatalf("read: %v (got %x)", err, out)
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	return out
+	return got
 }
 
 func TestInboundProxyHeader(t *testing.T) {
