@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,4 +162,38 @@ func expectMsg(t testing.TB, c *mqttClient, topic, payload string) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no message on %s", topic)
 	}
+}
+
+// acceptLoop runs handle in a goroutine for each connection ln accepts,
+// until the test ends; cleanup closes them all and waits for every goroutine.
+func acceptLoop(t testing.TB, ln net.Listener, handle func(net.Conn)) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); handle(c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 }

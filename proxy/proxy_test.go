@@ -123,31 +123,23 @@ func recordingBroker(t *testing.T) (addr string, headers <-chan *proxyproto.Head
 		t.Fatal(err)
 	}
 	ch := make(chan *proxyproto.Header, 4)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			br := bufio.NewReader(c)
-			h, err := proxyproto.Read(br)
-			if err != nil {
-				t.Errorf("broker: reading PROXY header: %v", err)
-				c.Close()
-				continue
-			}
-			ch <- h
-			r := mqttwire.NewReader(br, 256, 1<<16)
-			if p, err := r.Next(); err == nil && p.Type == mqttwire.CONNECT {
-				cn, _ := mqttwire.ParseConnect(p)
-				_, _ = c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Success, nil))
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+	acceptLoop(t, ln, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		h, err := proxyproto.Read(br)
+		if err != nil {
+			t.Errorf("broker: reading PROXY header: %v", err)
+			c.Close()
+			return
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+		ch <- h
+		r := mqttwire.NewReader(br, 256, 1<<16)
+		if p, err := r.Next(); err == nil && p.Type == mqttwire.CONNECT {
+			cn, _ := mqttwire.ParseConnect(p)
+			_, _ = c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Success, nil))
+		}
+		_, _ = io.Copy(io.Discard, c)
+		c.Close()
+	})
 	return ln.Addr().String(), ch
 }
 
