@@ -345,6 +345,13 @@ func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
 	if i := bytes.Index(got, []byte{0xe0, 0x01, 0x90}); i < 0 {
 		t.Errorf("v5 wildcard publish: got %x, want DISCONNECT 0x90", got)
 	}
+	// v5: a packet over the size limit earns DISCONNECT 0x95 before its body is read.
+	c, _ = net.Dial("tcp", px.addr)
+	got = rawExchange(t, c, append(connectV5("v5big"), 0x30, 0x80, 0x80, 0x80, 0x01))
+	c.Close()
+	if i := bytes.Index(got, []byte{0xe0, 0x01, 0x95}); i < 0 {
+		t.Errorf("v5 oversized publish: got %x, want DISCONNECT 0x95", got)
+	}
 	// Unsupported protocol level: CONNACK 0x01 [MQTT-3.1.2-2].
 	c, _ = net.Dial("tcp", px.addr)
 	got = rawExchange(t, c, []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 7, 2, 0, 0, 0, 0})
