@@ -118,6 +118,9 @@ func (c *config) check() error {
 	if err != nil {
 		return bad("PROXY_PROTOCOL_TRUSTED", "%v", err)
 	}
+	if !c.ProxyProtocol && len(trusted) > 0 {
+		return bad("PROXY_PROTOCOL_TRUSTED", "set, but inbound PROXY headers are off: set MQTTGATE_PROXY_PROTOCOL=true as well, or unset this")
+	}
 	if c.ProxyProtocol && len(trusted) == 0 {
 		return bad("PROXY_PROTOCOL_TRUSTED", "empty: inbound PROXY headers need the load balancers' addresses")
 	}

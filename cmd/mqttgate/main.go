@@ -109,6 +109,7 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 		return nil, err
 	}
 	g.srv = srv
+	log.Warn().Msg("no authentication configured: every client that passes TLS and the access rules is admitted")
 	if c.ListenTLS != "" {
 		if g.tlsLn, err = net.Listen("tcp", c.ListenTLS); err != nil {
 			return nil, bad("LISTEN_TLS", "%v", err)
