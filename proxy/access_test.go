@@ -4,9 +4,13 @@ import (
 	"crypto/tls"
 	"net"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mqttgate/mqttgate/proxy/devpki"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 func TestAccessRules(t *testing.T) {
@@ -103,4 +107,41 @@ func handshakeServer(t *testing.T, cfg *tls.Config) string {
 		c.Close()
 	})
 	return ln.Addr().String()
+}
+
+// Keys encrypted by openssl (PKCS#8, PBES2) load with the passphrase and
+// fail, naming the problem, without it or with a wrong one.
+func TestEncryptedKey(t *testing.T) {
+	openssl := proxytest.Need(t, "openssl")
+	p := newPKI(t, ClientAuthNone)
+	enc := filepath.Join(t.TempDir(), "enc-key.pem")
+	out, err := exec.Command(openssl, "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", p.ServerKey, "-out", enc, "-passout", "pass:s3cret").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl: %v %s", err, out)
+	}
+	pair := []CertPair{{p.ServerCert, enc}}
+	for pass, want := range map[string]string{"": "no passphrase", "wrong": "wrong passphrase"} {
+		_, err := NewCertStore(TLSOptions{Pairs: pair, KeyPassphrase: []byte(pass)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("passphrase %q: %v, want an error saying %q", pass, err, want)
+		}
+	}
+	store, err := NewCertStore(TLSOptions{Pairs: pair, KeyPassphrase: []byte("s3cret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := p.clientTLS(t, "")
+	c, err := tls.Dial("tcp", handshakeServer(t, store.ServerConfig()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	legacy := filepath.Join(t.TempDir(), "legacy-key.pem")
+	if out, err := exec.Command(openssl, "ec", "-in", p.ServerKey, "-out", legacy, "-aes256", "-passout", "pass:s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v %s", err, out)
+	}
+	if _, err := NewCertStore(TLSOptions{Pairs: []CertPair{{p.ServerCert, legacy}}, KeyPassphrase: []byte("s3cret")}); err == nil || !strings.Contains(err.Error(), "legacy") {
+		t.Errorf("legacy encrypted key: %v", err)
+	}
 }

@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/youmark/pkcs8"
 )
 
 // ClientAuth says whether clients must present a certificate.
@@ -47,6 +50,35 @@ type TLSOptions struct {
 	ClientCAFile string
 	ClientAuth   ClientAuth
 	VerifyDepth  int // maximum intermediates between a client certificate and the CA; 0 means no limit
+	// KeyPassphrase decrypts keys stored as encrypted PKCS#8
+	// ("ENCRYPTED PRIVATE KEY", as openssl pkcs8 -topk8 -v2 writes them).
+	KeyPassphrase []byte
+}
+
+// decryptKey returns keyPEM with an encrypted PKCS#8 key decrypted, and
+// unencrypted keys as they are. Legacy OpenSSL PEM encryption
+// ("Proc-Type: 4,ENCRYPTED") is refused: its key derivation is weak.
+func decryptKey(keyPEM, passphrase []byte) ([]byte, error) {
+	block, _ := pem.Decode(keyPEM)
+	switch {
+	case block == nil:
+		return keyPEM, nil // tls.X509KeyPair reports it
+	case block.Headers["Proc-Type"] != "":
+		return nil, errors.New("legacy PEM encryption is not supported; convert with: openssl pkcs8 -topk8 -v2 aes-256-cbc")
+	case block.Type != "ENCRYPTED PRIVATE KEY":
+		return keyPEM, nil
+	case len(passphrase) == 0:
+		return nil, errors.New("the key is encrypted and no passphrase is configured")
+	}
+	key, err := pkcs8.ParsePKCS8PrivateKey(block.Bytes, passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("decrypting the key (wrong passphrase?): %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // CertStore holds the server certificates and client CA bundle and
@@ -110,6 +142,9 @@ func (s *CertStore) Reload() (changed bool, err error) {
 		}
 		h.Write(certPEM)
 		h.Write(keyPEM)
+		if keyPEM, err = decryptKey(keyPEM, s.opts.KeyPassphrase); err != nil {
+			return false, fmt.Errorf("%s: %w", p.KeyFile, err)
+		}
 		c, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", p.CertFile, err)

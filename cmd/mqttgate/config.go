@@ -26,6 +26,8 @@ type config struct {
 
 	TLSCert           []string      `env:"TLS_CERT"` // comma-separated; the first pair is the default
 	TLSKey            []string      `env:"TLS_KEY"`
+	TLSKeyPassphrase  string        `env:"TLS_KEY_PASSPHRASE"`      // for encrypted PKCS#8 keys
+	TLSKeyPassFile    string        `env:"TLS_KEY_PASSPHRASE_FILE"` // the same, read from a file
 	TLSClientCA       string        `env:"TLS_CLIENT_CA"`
 	TLSClientAuth     string        `env:"TLS_CLIENT_AUTH" envDefault:"none"`
 	TLSVerifyDepth    int           `env:"TLS_VERIFY_DEPTH"`
@@ -98,6 +100,16 @@ func (c *config) check() error {
 			return bad("TLS_KEY", "%d key files for %d certificate files", len(c.TLSKey), len(c.TLSCert))
 		}
 	}
+	if c.TLSKeyPassphrase != "" && c.TLSKeyPassFile != "" {
+		return bad("TLS_KEY_PASSPHRASE_FILE", "set only one of MQTTGATE_TLS_KEY_PASSPHRASE and MQTTGATE_TLS_KEY_PASSPHRASE_FILE")
+	}
+	if c.TLSKeyPassFile != "" {
+		b, err := os.ReadFile(c.TLSKeyPassFile)
+		if err != nil {
+			return bad("TLS_KEY_PASSPHRASE_FILE", "%v", err)
+		}
+		c.TLSKeyPassphrase = strings.TrimRight(string(b), "\r\n")
+	}
 	auth, err := proxy.ParseClientAuth(c.TLSClientAuth)
 	if err != nil {
 		return bad("TLS_CLIENT_AUTH", "%v", err)
@@ -158,7 +170,8 @@ func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 
 func (c *config) tlsOptions() proxy.TLSOptions {
 	auth, _ := proxy.ParseClientAuth(c.TLSClientAuth)
-	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth}
+	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth,
+		KeyPassphrase: []byte(c.TLSKeyPassphrase)}
 	for i := range c.TLSCert {
 		o.Pairs = append(o.Pairs, proxy.CertPair{CertFile: c.TLSCert[i], KeyFile: c.TLSKey[i]})
 	}

@@ -27,6 +27,7 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_MAX_PACKET_SIZE": "1"}, "MQTTGATE_MAX_PACKET_SIZE"},
 		{map[string]string{"MQTTGATE_LOG_FORMAT": "xml"}, "MQTTGATE_LOG_FORMAT"},
 		{map[string]string{"MQTTGATE_BACKEND": "nohost"}, "MQTTGATE_BACKEND"},
+		{map[string]string{"MQTTGATE_TLS_KEY_PASSPHRASE_FILE": dir + "/missing"}, "MQTTGATE_TLS_KEY_PASSPHRASE_FILE"},
 		{map[string]string{"MQTTGATE_TLS_CERT": dir + "/missing.pem"}, "MQTTGATE_TLS_KEY"},
 	}
 	for _, c := range cases {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -57,6 +58,12 @@ func startGate(t *testing.T, backend string, env ...string) *gate {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startGateWith(t, pki, backend, env...)
+}
+
+// startGateWith runs the binary with pki's files; later env entries win.
+func startGateWith(t *testing.T, pki *devpki.Files, backend string, env ...string) *gate {
+	t.Helper()
 	addr := proxytest.FreeAddr(t)
 	cmd := exec.Command(binary)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"),
@@ -425,5 +432,34 @@ func TestDemoCommandsWorkAsPrinted(t *testing.T) {
 		proxytest.WaitFor(t, "certificates removed", func() bool { _, err := os.Stat(dir[1]); return os.IsNotExist(err) })
 	} else {
 		t.Error("demo did not say where its certificates are")
+	}
+}
+
+func TestEncryptedKeyWithPassphraseFile(t *testing.T) {
+	pki, err := devpki.Init(t.TempDir(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, pass := filepath.Join(pki.Dir, "enc-key.pem"), filepath.Join(pki.Dir, "passphrase")
+	if out, err := openssl(t, "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", pki.ServerKey, "-out", enc, "-passout", "pass:open sesame"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if err := os.WriteFile(pass, []byte("open sesame\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateWith(t, pki, proxytest.FreeAddr(t), "MQTTGATE_TLS_KEY="+enc, "MQTTGATE_TLS_KEY_PASSPHRASE_FILE="+pass)
+	if cn := servedCN(t, g); cn != "localhost" {
+		t.Fatalf("served %q", cn)
+	}
+	if strings.Contains(g.logs.String(), "open sesame") {
+		t.Fatal("the passphrase reached the log")
+	}
+	// Without the passphrase the binary refuses to start, naming the file.
+	cmd := exec.Command(binary)
+	cmd.Env = []string{"MQTTGATE_TLS_CERT=" + pki.ServerCert, "MQTTGATE_TLS_KEY=" + enc, "MQTTGATE_LISTEN_TLS=" + proxytest.FreeAddr(t)}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "enc-key.pem") || !strings.Contains(string(out), "no passphrase") {
+		t.Fatalf("without passphrase: %v %s", err, out)
 	}
 }
