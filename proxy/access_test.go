@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"io"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -143,5 +145,38 @@ func TestEncryptedKey(t *testing.T) {
 	}
 	if _, err := NewCertStore(TLSOptions{Pairs: []CertPair{{p.ServerCert, legacy}}, KeyPassphrase: []byte("s3cret")}); err == nil || !strings.Contains(err.Error(), "legacy") {
 		t.Errorf("legacy encrypted key: %v", err)
+	}
+}
+
+func TestVerifyDepth(t *testing.T) {
+	chain := func(n int) []*x509.Certificate { return make([]*x509.Certificate, n) }
+	check := verifyDepth(1)
+	if err := check(nil, [][]*x509.Certificate{chain(3)}); err != nil { // leaf, intermediate, root
+		t.Errorf("one intermediate refused: %v", err)
+	}
+	if err := check(nil, [][]*x509.Certificate{chain(4)}); err == nil {
+		t.Error("two intermediates accepted with depth 1")
+	}
+	if err := check(nil, [][]*x509.Certificate{chain(4), chain(3)}); err != nil {
+		t.Errorf("a short enough chain among several refused: %v", err)
+	}
+	if err := check(nil, nil); err != nil {
+		t.Errorf("no certificate (optional mode) refused: %v", err)
+	}
+	// In a real handshake the dev PKI's chain (one intermediate) passes depth 1.
+	p := newPKI(t, ClientAuthRequire)
+	store, err := NewCertStore(TLSOptions{Pairs: []CertPair{{p.ServerCert, p.ServerKey}}, ClientCAFile: p.CA, ClientAuth: ClientAuthRequire, VerifyDepth: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.Dial("tcp", handshakeServer(t, store.ServerConfig()), p.clientTLS(t, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// TLS 1.3 reports the server's verdict on the client certificate at the
+	// first read: a clean close, not an alert.
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("server refused the chain: %v", err)
 	}
 }

@@ -182,18 +182,8 @@ func (s *CertStore) Reload() (changed bool, err error) {
 	case ClientAuthRequire:
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	if depth := s.opts.VerifyDepth; depth > 0 {
-		cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
-			for _, c := range chains {
-				if len(c)-2 <= depth { // leaf and root do not count
-					return nil
-				}
-			}
-			if len(chains) == 0 {
-				return nil
-			}
-			return fmt.Errorf("client certificate chain deeper than %d intermediates", depth)
-		}
+	if s.opts.VerifyDepth > 0 {
+		cfg.VerifyPeerCertificate = verifyDepth(s.opts.VerifyDepth)
 	}
 	// Go refuses a handshake whose ALPN offer has nothing in common with
 	// NextProtos; clients that offer other names (AWS IoT's
@@ -202,6 +192,23 @@ func (s *CertStore) Reload() (changed bool, err error) {
 	noALPN.NextProtos = nil
 	s.state.Store(&certState{config: cfg, noALPN: noALPN, digest: digest, leaves: leaves})
 	return true, nil
+}
+
+// verifyDepth accepts a verified client certificate only through a chain
+// with at most depth intermediates (the leaf and the root do not count).
+// No chains means no certificate was given (optional mode).
+func verifyDepth(depth int) func([][]byte, [][]*x509.Certificate) error {
+	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+		if len(chains) == 0 {
+			return nil
+		}
+		for _, c := range chains {
+			if len(c)-2 <= depth {
+				return nil
+			}
+		}
+		return fmt.Errorf("client certificate chain deeper than %d intermediates", depth)
+	}
 }
 
 // ServerConfig returns the tls.Config for a listener: every handshake uses
