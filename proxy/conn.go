@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"time"
@@ -231,7 +230,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		p, err := r.Next()
 		if err != nil {
 			flush(r.Held())
-			return s.readFailed(sess, client, err, closeClient)
+			return s.readFailed(sess, client, err)
 		}
 		in.Packet = p
 		switch p.Type {
@@ -244,7 +243,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		}
 		if err != nil {
 			flush(r.HeldBefore(p))
-			return s.readFailed(sess, client, err, closeClient)
+			return s.readFailed(sess, client, err)
 		}
 		if p.Type == mqttwire.DISCONNECT {
 			sess.disconnected.Store(true)
@@ -306,19 +305,16 @@ func refusal(v mqttwire.Version, in *Inspected, code mqttwire.ReasonCode) (reply
 
 // readFailed turns a client read or validation error into a close reason,
 // telling a v5 client why when the fault is in what it sent.
-func (s *Server) readFailed(sess *Session, client net.Conn, err error, eof string) string {
+func (s *Server) readFailed(sess *Session, client net.Conn, err error) string {
 	var perr *mqttwire.Error
-	switch {
-	case errors.Is(err, io.EOF):
-		return eof
-	case errors.As(err, &perr):
+	if errors.As(err, &perr) {
 		s.Stats.BadPacket.Add(1)
 		s.cfg.Logger.Info().Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 			Str("client_id", sess.ClientID).Err(err).Msg("client protocol error")
 		s.disconnect(sess, client, perr.Code)
 		return closeProtocol
 	}
-	return closeClient
+	return closeClient // EOF, reset, or closed by the other pump
 }
 
 // disconnect sends a v5 client DISCONNECT with a reason code; v3 has no
