@@ -114,9 +114,13 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
 		adm := s.cfg.Authenticator.Authenticate(ctx, sess, &c)
 		cancel()
-		if adm.Reason != mqttwire.Success {
+		if !adm.Admit {
 			s.Stats.AuthRefused.Add(1)
-			s.refuse(sess, *conn, c.Version, adm.Reason)
+			code := adm.Reason
+			if !code.IsError() {
+				code = mqttwire.NotAuthorized
+			}
+			s.refuse(sess, *conn, c.Version, code)
 			return closeAuth
 		}
 		sess.Identity = adm.Identity

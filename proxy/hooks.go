@@ -12,10 +12,12 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, s *Session, c *mqttwire.Connect) Admission
 }
 
-// Admission is an Authenticator's answer.
+// Admission is an Authenticator's answer. Its zero value refuses: only
+// Admit: true lets a client in.
 type Admission struct {
-	// Reason is Success to admit, or the v5 CONNACK reason code to refuse
-	// with (mapped to a v3 return code for older clients).
+	Admit bool
+	// Reason is the v5 CONNACK reason code a refusal is sent with (mapped
+	// to a v3 return code for older clients); NotAuthorized when unset.
 	Reason mqttwire.ReasonCode
 	// Connect, when not nil, is forwarded instead of the client's CONNECT
 	// (identity mapping). The proxy encodes it.

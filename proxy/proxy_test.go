@@ -534,3 +534,84 @@ func TestInspectorRefusesPublish(t *testing.T) {
 	}
 	expectMsg(t, sub, "ok/x", "yes") // the refused one never arrived first
 }
+
+// testAuth refuses user mallory as a bad password, answers the zero
+// Admission for user nobody, and maps everyone else to user "mapped".
+type testAuth struct{}
+
+func (testAuth) Authenticate(_ context.Context, _ *Session, c *mqttwire.Connect) Admission {
+	switch string(c.Username) {
+	case "mallory":
+		return Admission{Reason: mqttwire.BadUserNameOrPassword}
+	case "nobody":
+		return Admission{}
+	}
+	mapped := *c
+	mapped.UsernameFlag, mapped.Username = true, []byte("mapped")
+	return Admission{Admit: true, Connect: &mapped}
+}
+
+func connectWithUser(v mqttwire.Version, user string) []byte {
+	return mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: v, CleanStart: true, ClientID: []byte("c"),
+		UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte("pw")})
+}
+
+// The authenticator decides before anything reaches the broker, with the
+// CONNACK code of the client's version, and can rewrite the CONNECT.
+func TestAuthenticatorSeam(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := make(chan string, 8)
+	acceptLoop(t, ln, func(c net.Conn) {
+		defer c.Close()
+		p, err := mqttwire.NewReader(c, 256, 1<<16).Next()
+		if err != nil {
+			return
+		}
+		cn, _ := mqttwire.ParseConnect(p)
+		users <- string(cn.Username)
+		_, _ = c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Success, nil))
+		_, _ = io.Copy(io.Discard, c)
+	})
+	px := startProxy(t, Config{Backend: ln.Addr().String(), Authenticator: testAuth{}}, nil)
+	for _, c := range []struct {
+		v    mqttwire.Version
+		user string
+		want []byte
+	}{
+		{mqttwire.V311, "mallory", []byte{0x20, 2, 0, 0x04}},
+		{mqttwire.V5, "mallory", []byte{0x20, 3, 0, 0x86, 0}},
+		{mqttwire.V311, "nobody", []byte{0x20, 2, 0, 0x05}},
+		{mqttwire.V5, "nobody", []byte{0x20, 3, 0, 0x87, 0}},
+	} {
+		conn, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rawExchange(t, conn, connectWithUser(c.v, c.user)); !bytes.Equal(got, c.want) {
+			t.Errorf("%s v%d: got %x, want %x then close", c.user, c.v, got, c.want)
+		}
+		conn.Close()
+	}
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := rawRead(t, conn, connectWithUser(mqttwire.V311, "alice"), 4); !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("CONNACK %x", got)
+	}
+	select {
+	case u := <-users:
+		if u != "mapped" {
+			t.Fatalf("broker saw user %q, want the rewritten \"mapped\" (and nothing from refused clients)", u)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("broker saw no CONNECT")
+	}
+	if n := px.srv.Stats.AuthRefused.Load(); n != 4 {
+		t.Errorf("refusals %d, want 4", n)
+	}
+}
