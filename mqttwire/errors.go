@@ -30,9 +30,7 @@ var (
 	ErrBadProperty      = &Error{MalformedPacket, "mqttwire: invalid property"}
 	ErrUnsupportedProto = &Error{UnsupportedProtocolVersion, "mqttwire: unsupported protocol version"}
 	ErrBadProtocolName  = &Error{UnsupportedProtocolVersion, "mqttwire: unsupported protocol name"}
-	ErrClientIDRejected = &Error{ClientIdentifierNotValid, "mqttwire: client identifier not valid"}
 	ErrUnexpectedPacket = &Error{ProtocolError, "mqttwire: unexpected packet type"}
-	ErrBufferTooSmall   = errors.New("mqttwire: buffer too small")
 )
 
 // ReasonOf returns the reason code carried by err, or UnspecifiedError when

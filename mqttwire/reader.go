@@ -33,9 +33,6 @@ func NewReader(r io.Reader, size, max int) *Reader {
 	return &Reader{r: r, max: max, init: size}
 }
 
-// SetMax changes the maximum remaining length.
-func (r *Reader) SetMax(max int) { r.max = max }
-
 // Next returns the next packet. Its views are valid until the next call. The
 // fixed header is validated (type, reserved flags, length limit); the body is
 // not: use the Parse functions for that.
