@@ -110,23 +110,30 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	sess.ClientID, sess.Username = string(c.ClientID), string(c.Username)
 
 	forward := p.Raw
+	var adm Admission // no authenticator: refused
 	if s.cfg.Authenticator != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
-		adm := s.cfg.Authenticator.Authenticate(ctx, sess, &c)
+		adm = s.cfg.Authenticator.Authenticate(ctx, sess, &c)
 		cancel()
-		if !adm.Admit {
-			s.Stats.AuthRefused.Add(1)
-			code := adm.Reason
-			if !code.IsError() {
-				code = mqttwire.NotAuthorized
-			}
-			s.refuse(sess, *conn, c.Version, code)
-			return closeAuth
+	}
+	if !adm.Admit {
+		s.Stats.AuthRefused.Add(1)
+		code := adm.Reason
+		if !code.IsError() {
+			code = mqttwire.NotAuthorized
 		}
-		sess.Identity = adm.Identity
-		if adm.Connect != nil {
-			forward = mqttwire.AppendConnect(nil, adm.Connect)
-		}
+		s.refuse(sess, *conn, c.Version, code)
+		return closeAuth
+	}
+	if !adm.Expires.IsZero() && !time.Now().Before(adm.Expires) {
+		s.Stats.AuthRefused.Add(1)
+		s.refuse(sess, *conn, c.Version, mqttwire.NotAuthorized)
+		return closeExpired
+	}
+	sess.Identity, sess.expires = adm.Identity, adm.Expires
+	if adm.Connect != nil {
+		forward = mqttwire.AppendConnect(nil, adm.Connect)
+		sess.ClientID, sess.Username = string(adm.Connect.ClientID), string(adm.Connect.Username)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
@@ -204,10 +211,20 @@ func (s *Server) refuse(sess *Session, c net.Conn, v mqttwire.Version, code mqtt
 func (s *Server) pump(sess *Session, client net.Conn) string {
 	done := make(chan string, 1)
 	go func() { done <- s.brokerToClient(sess, client) }()
+	if !sess.expires.IsZero() {
+		expired := time.AfterFunc(time.Until(sess.expires), func() {
+			s.Stats.Expired.Add(1)
+			s.cfg.Logger.Info().Str("event", "credentials_expired").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+				Str("client_id", sess.ClientID).Msg("credentials expired: disconnecting")
+			s.disconnect(sess, client, mqttwire.NotAuthorized)
+			sess.closeAll(closeExpired)
+		})
+		defer expired.Stop()
+	}
 	reason := s.clientToBroker(sess, client)
 	sess.closeAll(reason)
 	<-done
-	return reason
+	return sess.closeReason()
 }
 
 // clientToBroker frames, validates and inspects every client packet, and

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
@@ -74,6 +75,9 @@ func startProxy(t testing.TB, cfg Config, tlsCfg *tls.Config) *running {
 	t.Helper()
 	logs := &proxytest.SyncBuffer{}
 	cfg.Logger = zerolog.New(logs)
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = admitAll{}
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -196,4 +200,11 @@ func acceptLoop(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 		mu.Unlock()
 		wg.Wait()
 	})
+}
+
+// admitAll is the tests' authenticator where authentication is not the point.
+type admitAll struct{}
+
+func (admitAll) Authenticate(context.Context, *Session, *mqttwire.Connect) Admission {
+	return Admission{Admit: true}
 }

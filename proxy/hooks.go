@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
@@ -24,6 +25,10 @@ type Admission struct {
 	Connect *mqttwire.Connect
 	// Identity is kept on the Session for the Inspector.
 	Identity any
+	// Expires, when not zero, is when the admission runs out (a token's
+	// expiry): the client is then disconnected, a v5 client with
+	// DISCONNECT Not authorized.
+	Expires time.Time
 }
 
 // Inspector sees every packet a client sends after CONNECT, already

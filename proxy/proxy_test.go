@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
+	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
@@ -613,5 +614,90 @@ func TestAuthenticatorSeam(t *testing.T) {
 	}
 	if n := px.srv.Stats.AuthRefused.Load(); n != 4 {
 		t.Errorf("refusals %d, want 4", n)
+	}
+}
+
+// Without an authenticator nobody gets in, and the broker is never dialled.
+func TestNoAuthenticatorRefusesEveryone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialled := make(chan struct{}, 1)
+	acceptLoop(t, ln, func(c net.Conn) { dialled <- struct{}{}; c.Close() })
+	srv, err := New(Config{Backend: ln.Addr().String(), Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(pln, nil) }()
+	defer func() { _ = srv.Shutdown(context.Background()); <-served }()
+	for v, want := range map[mqttwire.Version][]byte{
+		mqttwire.V311: {0x20, 2, 0, 0x05},
+		mqttwire.V5:   {0x20, 3, 0, 0x87, 0},
+	} {
+		conn, err := net.Dial("tcp", pln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rawExchange(t, conn, connectWithUser(v, "alice")); !bytes.Equal(got, want) {
+			t.Errorf("v%d: got %x, want %x then close", v, got, want)
+		}
+		conn.Close()
+	}
+	select {
+	case <-dialled:
+		t.Fatal("the broker was dialled for a refused client")
+	default:
+	}
+}
+
+// expiringAuth admits every client until a moment shortly after CONNECT.
+type expiringAuth struct{ after time.Duration }
+
+func (a expiringAuth) Authenticate(context.Context, *Session, *mqttwire.Connect) Admission {
+	return Admission{Admit: true, Expires: time.Now().Add(a.after)}
+}
+
+// A client whose credentials run out is disconnected: v5 with DISCONNECT
+// Not authorized, v3 by closing.
+func TestExpiredCredentialsDisconnect(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, Config{Backend: broker, Authenticator: expiringAuth{after: 500 * time.Millisecond}}, nil)
+	c := dialMQTT(t, px.addr, nil, "expiring")
+	select {
+	case d := <-c.Disconnects:
+		if d.ReasonCode != byte(mqttwire.NotAuthorized) {
+			t.Fatalf("DISCONNECT reason %#x, want 0x87", d.ReasonCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("v5 client not disconnected at expiry")
+	}
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got := rawExchange(t, conn, connectWithUser(mqttwire.V311, "v3"))
+	if !bytes.Equal(got, []byte{0x20, 2, 0, 0}) {
+		t.Fatalf("v3: got %x, want CONNACK accepted then close", got)
+	}
+	if n := px.srv.Stats.Expired.Load(); n != 2 {
+		t.Errorf("expired %d, want 2", n)
+	}
+
+	// Already expired at CONNECT: refused.
+	px2 := startProxy(t, Config{Backend: broker, Authenticator: expiringAuth{after: -time.Second}}, nil)
+	conn2, err := net.Dial("tcp", px2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if got := rawExchange(t, conn2, connectWithUser(mqttwire.V5, "late")); !bytes.Equal(got, []byte{0x20, 3, 0, 0x87, 0}) {
+		t.Fatalf("expired at CONNECT: got %x", got)
 	}
 }

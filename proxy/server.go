@@ -32,7 +32,7 @@ type Config struct {
 	// these peers only; a header from any other peer is refused.
 	ProxyProtocolTrusted []netip.Prefix
 
-	Authenticator Authenticator // nil admits every client
+	Authenticator Authenticator // nil refuses every client: fail closed
 	Inspector     Inspector     // nil forwards every valid packet
 
 	Logger zerolog.Logger
@@ -51,7 +51,7 @@ const (
 // Stats counts what the server has done; read with Load.
 type Stats struct {
 	Accepted, Active, AccessDenied, ProxyHeaderRefused, HandshakeFailed,
-	NoConnect, BadPacket, AuthRefused, BackendDown, Refused, Closed atomic.Int64
+	NoConnect, BadPacket, AuthRefused, Expired, BackendDown, Refused, Closed atomic.Int64
 }
 
 // Server runs listeners and connections.
@@ -148,6 +148,10 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config) error {
 		if sess == nil {
 			c.Close()
 			return ErrServerClosed
+		}
+		sess.Listener = "tcp"
+		if tlsConfig != nil {
+			sess.Listener = "tls"
 		}
 		go func() {
 			defer s.wg.Done()

@@ -21,11 +21,13 @@ type Session struct {
 	Version    mqttwire.Version
 	ClientID   string
 	Username   string
-	Identity   any // from the Authenticator
+	Identity   any    // from the Authenticator
+	Listener   string // "tls" or "tcp"
 
 	srv       *Server
 	start     time.Time
-	localAddr net.Addr // where the client connected: the PROXY header's destination
+	localAddr net.Addr  // where the client connected: the PROXY header's destination
+	expires   time.Time // when the admission runs out; zero: never
 
 	mu        sync.Mutex
 	client    net.Conn // the raw accepted connection
@@ -54,6 +56,7 @@ const (
 	closeProxyHdr   = "PROXY header refused"
 	closeHandshake  = "TLS handshake failed"
 	closeAuth       = "authentication refused"
+	closeExpired    = "credentials expired"
 	closeBackend    = "broker unavailable"
 	closeInspector  = "refused by policy"
 	closeWriteError = "write error"

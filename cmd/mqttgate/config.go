@@ -37,6 +37,12 @@ type config struct {
 	ProxyProtocol        bool   `env:"PROXY_PROTOCOL"`
 	ProxyProtocolTrusted string `env:"PROXY_PROTOCOL_TRUSTED"`
 
+	Authn                []string `env:"AUTHN"` // the chain, in order: cert, rules, password, jwt, http
+	AllowAnonymous       bool     `env:"ALLOW_ANONYMOUS"`
+	CertIdentity         string   `env:"CERT_IDENTITY"`          // certificate field that becomes the user name
+	CertIdentityClientID string   `env:"CERT_IDENTITY_CLIENTID"` // certificate field that becomes the client id
+	AuthnRules           string   `env:"AUTHN_RULES"`
+
 	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`
 	ConnectTimeout   time.Duration `env:"CONNECT_TIMEOUT" envDefault:"10s"`
 	DialTimeout      time.Duration `env:"DIAL_TIMEOUT" envDefault:"5s"`
@@ -151,7 +157,7 @@ func (c *config) check() error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return bad("LOG_FORMAT", "%q: want json or console", c.LogFormat)
 	}
-	return nil
+	return c.checkAuthn(auth)
 }
 
 // proxyConfig turns checked settings into the proxy's configuration.

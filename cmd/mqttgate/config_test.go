@@ -29,6 +29,12 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_BACKEND": "nohost"}, "MQTTGATE_BACKEND"},
 		{map[string]string{"MQTTGATE_TLS_KEY_PASSPHRASE_FILE": dir + "/missing"}, "MQTTGATE_TLS_KEY_PASSPHRASE_FILE"},
 		{map[string]string{"MQTTGATE_TLS_CERT": dir + "/missing.pem"}, "MQTTGATE_TLS_KEY"},
+		{map[string]string{"MQTTGATE_AUTHN": "cert,ldap"}, "MQTTGATE_AUTHN"},
+		{map[string]string{"MQTTGATE_AUTHN": "cert"}, "MQTTGATE_AUTHN"}, // no client certificates
+		{map[string]string{"MQTTGATE_CERT_IDENTITY": "cn", "MQTTGATE_TLS_CLIENT_AUTH": "optional", "MQTTGATE_TLS_CLIENT_CA": dir + "/ca.pem"}, "MQTTGATE_CERT_IDENTITY"},
+		{map[string]string{"MQTTGATE_CERT_IDENTITY_CLIENTID": "serial", "MQTTGATE_TLS_CLIENT_AUTH": "require", "MQTTGATE_TLS_CLIENT_CA": dir + "/ca.pem"}, "MQTTGATE_CERT_IDENTITY_CLIENTID"},
+		{map[string]string{"MQTTGATE_AUTHN": "rules", "MQTTGATE_AUTHN_RULES": "clientid ~ ("}, "MQTTGATE_AUTHN_RULES"},
+		{map[string]string{"MQTTGATE_AUTHN_RULES": `username != ""`}, "MQTTGATE_AUTHN_RULES"}, // set but not in the chain
 	}
 	for _, c := range cases {
 		env := map[string]string{}

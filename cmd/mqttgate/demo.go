@@ -52,6 +52,8 @@ func runDemo(environ map[string]string, stdout, stderr io.Writer) error {
 		"MQTTGATE_TLS_KEY":         pki.ServerKey,
 		"MQTTGATE_TLS_CLIENT_CA":   pki.CA,
 		"MQTTGATE_TLS_CLIENT_AUTH": "require",
+		"MQTTGATE_AUTHN":           "cert",
+		"MQTTGATE_CERT_IDENTITY":   "cn",
 		"MQTTGATE_LOG_FORMAT":      "console",
 	}
 	for _, k := range []string{"MQTTGATE_LISTEN_TLS", "MQTTGATE_LOG_LEVEL", "MQTTGATE_LOG_FORMAT"} {
@@ -76,8 +78,8 @@ func runDemo(environ map[string]string, stdout, stderr io.Writer) error {
 		port, pki.CA, pki.Clients["demo-client"][0], pki.Clients["demo-client"][1])
 	fmt.Fprintf(stdout, `
 mqttgate demo: an embedded MQTT broker on %s, behind mqttgate on TLS port %s
-with mutual TLS required. Throwaway certificates are in %s
-and are deleted on exit.
+with mutual TLS required; the client certificate's CN is the MQTT user name
+the broker sees. Throwaway certificates are in %s and are deleted on exit.
 
 In another terminal, subscribe:
   mosquitto_sub %s -t 'demo/#' -v

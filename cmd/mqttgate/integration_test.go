@@ -69,7 +69,8 @@ func startGateWith(t *testing.T, pki *devpki.Files, backend string, env ...strin
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"),
 		"MQTTGATE_BACKEND=" + backend, "MQTTGATE_LISTEN_TLS=" + addr,
 		"MQTTGATE_TLS_CERT=" + pki.ServerCert, "MQTTGATE_TLS_KEY=" + pki.ServerKey,
-		"MQTTGATE_TLS_CLIENT_CA=" + pki.CA, "MQTTGATE_LOG_LEVEL=debug"}, env...)
+		"MQTTGATE_TLS_CLIENT_CA=" + pki.CA, "MQTTGATE_LOG_LEVEL=debug",
+		"MQTTGATE_ALLOW_ANONYMOUS=true"}, env...) // tests about authentication say otherwise
 	logs := proxytest.Start(t, "mqttgate", cmd)
 	proxytest.WaitFor(t, "mqttgate listening", func() bool { return strings.Contains(logs.String(), "TLS listener ready") })
 	return &gate{addr: addr, cmd: cmd, logs: logs, pki: pki}
@@ -227,7 +228,7 @@ func TestOpenSSLProtocolAndCipherPolicy(t *testing.T) {
 
 func TestMutualTLSWithMosquittoClients(t *testing.T) {
 	broker := proxytest.Mosquitto(t, "")
-	g := startGate(t, broker, "MQTTGATE_TLS_CLIENT_AUTH=require")
+	g := startGate(t, broker, "MQTTGATE_TLS_CLIENT_AUTH=require", "MQTTGATE_AUTHN=cert")
 	if err := pub(t, append(g.tlsArgs(""), "-t", "m", "-m", "no cert")...); err == nil {
 		t.Error("publish without a client certificate succeeded")
 	}

@@ -104,12 +104,17 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 		}
 		g.store = store
 	}
-	srv, err := proxy.New(c.proxyConfig(log))
+	chain, err := c.buildAuthn(log)
+	if err != nil {
+		return nil, err
+	}
+	pc := c.proxyConfig(log)
+	pc.Authenticator = chainAuth{chain}
+	srv, err := proxy.New(pc)
 	if err != nil {
 		return nil, err
 	}
 	g.srv = srv
-	log.Warn().Msg("no authentication configured: every client that passes TLS and the access rules is admitted")
 	if c.ListenTLS != "" {
 		if g.tlsLn, err = net.Listen("tcp", c.ListenTLS); err != nil {
 			return nil, bad("LISTEN_TLS", "%v", err)

@@ -1,0 +1,212 @@
+package authn
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"go/build"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// fixed answers the same for everyone.
+type fixed struct {
+	name string
+	res  Result
+}
+
+func (f fixed) Name() string                                  { return f.name }
+func (f fixed) Authenticate(context.Context, *Request) Result { return f.res }
+
+func connect(v mqttwire.Version, id, user, pass string) *mqttwire.Connect {
+	c := &mqttwire.Connect{Version: v, ClientID: []byte(id)}
+	if user != "" {
+		c.UsernameFlag, c.Username = true, []byte(user)
+	}
+	if pass != "" {
+		c.PasswordFlag, c.Password = true, []byte(pass)
+	}
+	return c
+}
+
+func clientCert(cn string) *x509.Certificate {
+	u, _ := url.Parse("spiffe://example.org/dev/" + cn)
+	return &x509.Certificate{Subject: pkix.Name{CommonName: cn, Organization: []string{"Acme"}},
+		DNSNames: []string{cn + ".devices.example"}, EmailAddresses: []string{cn + "@example.org"}, URIs: []*url.URL{u}}
+}
+
+func TestChainVerdicts(t *testing.T) {
+	allowAll := fixed{"a", allow("ok")}
+	denyAll := fixed{"d", deny(mqttwire.BadUserNameOrPassword, "bad_password")}
+	pass := fixed{"p", ignore("unknown_user")}
+	cases := []struct {
+		name  string
+		cfg   Config
+		c     *mqttwire.Connect
+		cert  *x509.Certificate
+		admit bool
+		code  mqttwire.ReasonCode
+	}{
+		{"no authenticator refuses credentials", Config{}, connect(5, "c", "u", "p"), nil, false, mqttwire.BadUserNameOrPassword},
+		{"no authenticator refuses anonymous", Config{}, connect(5, "c", "", ""), nil, false, mqttwire.NotAuthorized},
+		{"anonymous allowed", Config{AllowAnonymous: true}, connect(5, "c", "", ""), nil, true, 0},
+		{"anonymous allowed, credentials still checked", Config{AllowAnonymous: true}, connect(5, "c", "u", ""), nil, false, mqttwire.BadUserNameOrPassword},
+		{"anonymous allowed, certificate is a credential", Config{AllowAnonymous: true}, connect(5, "c", "", ""), clientCert("x"), false, mqttwire.NotAuthorized},
+		{"anonymous refused by default even with an allowing authenticator", Config{Authenticators: []Authenticator{allowAll}}, connect(5, "c", "", ""), nil, false, mqttwire.NotAuthorized},
+		{"first allow wins", Config{Authenticators: []Authenticator{pass, allowAll, denyAll}}, connect(5, "c", "u", "p"), nil, true, 0},
+		{"first deny wins", Config{Authenticators: []Authenticator{pass, denyAll, allowAll}}, connect(5, "c", "u", "p"), nil, false, mqttwire.BadUserNameOrPassword},
+		{"all ignore refuses", Config{Authenticators: []Authenticator{pass, pass}}, connect(5, "c", "u", "p"), nil, false, mqttwire.BadUserNameOrPassword},
+		{"cert allows verified certificate", Config{Authenticators: []Authenticator{Cert{}}}, connect(5, "c", "", ""), clientCert("dev1"), true, 0},
+		{"cert passes without certificate", Config{Authenticators: []Authenticator{Cert{}}}, connect(5, "c", "u", "p"), nil, false, mqttwire.BadUserNameOrPassword},
+		{"rules run before an allowing authenticator", Config{Authenticators: []Authenticator{allowAll}, Rules: mustRules(t, `username != ""`)}, connect(5, "c", "", "p"), nil, false, mqttwire.NotAuthorized},
+		{"unsupported auth method", Config{Authenticators: []Authenticator{allowAll}}, withAuthMethod(connect(5, "c", "u", "p"), "SCRAM-SHA-1"), nil, false, mqttwire.BadAuthenticationMethod},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := NewChain(c.cfg).Authenticate(context.Background(), c.c, Peer{Cert: c.cert})
+			if out.Admit != c.admit || (!c.admit && out.Reason != c.code) {
+				t.Fatalf("admit %v reason %#x, want admit %v reason %#x", out.Admit, out.Reason, c.admit, c.code)
+			}
+			if out.Admit && out.Identity == nil {
+				t.Fatal("admitted without identity")
+			}
+		})
+	}
+}
+
+func withAuthMethod(c *mqttwire.Connect, m string) *mqttwire.Connect {
+	c.Properties = mqttwire.AppendProperty(nil, mqttwire.PropAuthMethod, 0, []byte(m))
+	return c
+}
+
+func mustRules(t *testing.T, s string) *Rules {
+	t.Helper()
+	r, err := ParseRules(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// The certificate names the client; what it put in CONNECT does not count.
+func TestCertIdentityRewritesConnect(t *testing.T) {
+	ch := NewChain(Config{Authenticators: []Authenticator{Cert{}}, UsernameFrom: CertCN, ClientIDFrom: CertSANDNS})
+	out := ch.Authenticate(context.Background(), connect(4, "root", "admin", "x"), Peer{Cert: clientCert("dev1")})
+	if !out.Admit || out.Connect == nil {
+		t.Fatalf("outcome %+v", out)
+	}
+	if u, id := string(out.Connect.Username), string(out.Connect.ClientID); u != "dev1" || id != "dev1.devices.example" || !out.Connect.UsernameFlag {
+		t.Fatalf("forwarded user %q client id %q", u, id)
+	}
+	if out.Identity.Username != "dev1" || out.Identity.ClientID != "dev1.devices.example" || out.Identity.CertCN != "dev1" {
+		t.Fatalf("identity %+v", out.Identity)
+	}
+	if string(out.Connect.Password) != "x" {
+		t.Fatal("password dropped from the forwarded CONNECT")
+	}
+	// Without a certificate, or without the field, nobody is mapped.
+	if out := ch.Authenticate(context.Background(), connect(4, "c", "admin", "x"), Peer{}); out.Admit {
+		t.Fatal("mapped without a certificate")
+	}
+	if out := NewChain(Config{Authenticators: []Authenticator{Cert{}}, UsernameFrom: CertSANEmail}).Authenticate(context.Background(),
+		connect(4, "c", "", ""), Peer{Cert: &x509.Certificate{Subject: pkix.Name{CommonName: "x"}}}); out.Admit {
+		t.Fatal("mapped a certificate without the field")
+	}
+}
+
+func TestCertFieldValues(t *testing.T) {
+	c := clientCert("dev1")
+	for f, want := range map[string]string{"cn": "dev1", "san_dns": "dev1.devices.example", "san_uri": "spiffe://example.org/dev/dev1",
+		"san_email": "dev1@example.org", "dn": "CN=dev1,O=Acme"} {
+		cf, err := ParseCertField(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cf.Value(c); got != want {
+			t.Errorf("%s = %q, want %q", f, got, want)
+		}
+	}
+	if _, err := ParseCertField("subject"); err == nil {
+		t.Error("unknown field accepted")
+	}
+}
+
+func TestRules(t *testing.T) {
+	cases := []struct {
+		rules    string
+		id, user string
+		cert     *x509.Certificate
+		ok       bool
+	}{
+		{"clientid == ${cert_cn}", "dev1", "", clientCert("dev1"), true},
+		{"clientid == ${cert_cn}", "dev2", "", clientCert("dev1"), false},
+		{"clientid == ${cert_cn}", "", "", nil, false}, // empty placeholder never holds
+		{`clientid ~ ^[a-z0-9-]{1,8}$`, "dev-1", "", nil, true},
+		{`clientid ~ ^[a-z0-9-]{1,8}$`, "Dev#1", "", nil, false},
+		{`clientid !~ ^\$`, "$sys", "", nil, false},
+		{`username != ""`, "c", "", nil, false},
+		{`username != ""`, "c", "u", nil, true},
+		{"clientid ^= ${username}-", "alice-1", "alice", nil, true},
+		{"clientid ^= ${username}-", "bob-1", "alice", nil, false},
+		{"clientid ^= ${username}-", "-1", "", nil, false},
+		{"clientid $= .sensor", "a.sensor", "", nil, true},
+		{`username != ""; clientid ^= ${username}`, "alice1", "alice", nil, true},
+		{"username != \"\"\nclientid ^= ${username}", "bob1", "alice", nil, false},
+		{`clientid ~ "^a;b$"`, "a;b", "", nil, true},
+	}
+	for _, c := range cases {
+		rs := mustRules(t, c.rules)
+		res := rs.Check(&Request{ClientID: c.id, Username: c.user, Cert: c.cert})
+		if (res.Verdict != Deny) != c.ok {
+			t.Errorf("%q with id %q user %q: %v, want ok=%v", c.rules, c.id, c.user, res.Verdict, c.ok)
+		}
+	}
+	for _, bad := range []string{"clientid", "ip == 1", "clientid <> x", "clientid ~ (", "clientid == ${password}", "clientid == ${username", `username == "x`} {
+		if _, err := ParseRules(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if r, err := ParseRules(" ; \n"); r != nil || err != nil {
+		t.Errorf("empty rules: %v %v", r, err)
+	}
+}
+
+// A refusal is logged with who and why, never with the password, and counted.
+func TestRefusalLoggedWithoutSecretAndCounted(t *testing.T) {
+	var logs bytes.Buffer
+	ch := NewChain(Config{Authenticators: []Authenticator{fixed{"password", deny(mqttwire.BadUserNameOrPassword, "bad_password")}},
+		Logger: zerolog.New(&logs)})
+	for range 3 {
+		ch.Authenticate(context.Background(), connect(4, "c1", "alice", "hunter2-secret"), Peer{})
+	}
+	if s := logs.String(); strings.Contains(s, "hunter2") || !strings.Contains(s, `"cause":"bad_password"`) ||
+		!strings.Contains(s, `"username":"alice"`) || !strings.Contains(s, `"authenticator":"password"`) {
+		t.Fatalf("log: %s", s)
+	}
+	got := ch.Counts()
+	if len(got) != 1 || got[0] != (Count{"password", "deny", "bad_password", 3}) {
+		t.Fatalf("counts %+v", got)
+	}
+}
+
+// authn decides one question: it never imports the proxy or the ACLs.
+func TestImports(t *testing.T) {
+	for _, dir := range []string{".", "identity"} {
+		pkg, err := build.ImportDir(dir, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range pkg.Imports {
+			if strings.HasPrefix(imp, "github.com/mqttgate/mqttgate/") &&
+				imp != "github.com/mqttgate/mqttgate/mqttwire" && imp != "github.com/mqttgate/mqttgate/authn/identity" {
+				t.Errorf("%s imports %s", dir, imp)
+			}
+		}
+	}
+}

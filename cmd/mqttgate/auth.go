@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"slices"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/authn"
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy"
+)
+
+var authnNames = []string{"cert", "rules", "password", "jwt", "http"}
+
+// checkAuthn checks the authentication settings; auth is the checked
+// client-certificate mode.
+func (c *config) checkAuthn(auth proxy.ClientAuth) error {
+	for i, name := range c.Authn {
+		if !slices.Contains(authnNames, name) {
+			return bad("AUTHN", "%q: want a list of cert, rules, password, jwt, http", name)
+		}
+		if slices.Index(c.Authn, name) != i {
+			return bad("AUTHN", "%q listed twice", name)
+		}
+	}
+	has := func(name string) bool { return slices.Contains(c.Authn, name) }
+	if has("cert") && (auth == proxy.ClientAuthNone || c.ListenTLS == "") {
+		return bad("AUTHN", "cert needs client certificates: set MQTTGATE_TLS_CLIENT_AUTH=require (or optional) and MQTTGATE_TLS_CLIENT_CA")
+	}
+	for v, s := range map[string]string{"CERT_IDENTITY": c.CertIdentity, "CERT_IDENTITY_CLIENTID": c.CertIdentityClientID} {
+		if _, err := authn.ParseCertField(s); err != nil {
+			return bad(v, "%v", err)
+		}
+		// Only a certificate verified against the CA bundle may name a
+		// client: with optional or no client auth, anyone could claim any
+		// identity with a self-signed one, or none.
+		if s != "" && (auth != proxy.ClientAuthRequire || c.ListenTCP != "") {
+			return bad(v, "identity mapping needs MQTTGATE_TLS_CLIENT_AUTH=require with MQTTGATE_TLS_CLIENT_CA, and no plaintext listener")
+		}
+	}
+	if _, err := authn.ParseRules(c.AuthnRules); err != nil {
+		return bad("AUTHN_RULES", "%v", err)
+	}
+	if has("rules") != (c.AuthnRules != "") {
+		return bad("AUTHN_RULES", "set MQTTGATE_AUTHN_RULES and list rules in MQTTGATE_AUTHN together")
+	}
+	return nil
+}
+
+// buildAuthn builds the authentication chain the settings ask for.
+func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, error) {
+	cfg := authn.Config{AllowAnonymous: c.AllowAnonymous, Logger: log}
+	cfg.UsernameFrom, _ = authn.ParseCertField(c.CertIdentity)
+	cfg.ClientIDFrom, _ = authn.ParseCertField(c.CertIdentityClientID)
+	cfg.Rules, _ = authn.ParseRules(c.AuthnRules)
+	for _, name := range c.Authn {
+		switch name {
+		case "cert":
+			cfg.Authenticators = append(cfg.Authenticators, authn.Cert{})
+		}
+	}
+	switch {
+	case len(cfg.Authenticators) == 0 && !c.AllowAnonymous:
+		log.Warn().Msg("no authenticator configured (MQTTGATE_AUTHN): every client is refused")
+	case len(cfg.Authenticators) == 0:
+		log.Warn().Msg("no authenticator configured (MQTTGATE_AUTHN) and MQTTGATE_ALLOW_ANONYMOUS=true: clients without credentials are admitted, clients with credentials are refused")
+	case c.AllowAnonymous:
+		log.Warn().Msg("MQTTGATE_ALLOW_ANONYMOUS=true: clients without credentials are admitted")
+	}
+	return authn.NewChain(cfg), nil
+}
+
+// chainAuth lets the proxy use the chain.
+type chainAuth struct{ chain *authn.Chain }
+
+func (a chainAuth) Authenticate(ctx context.Context, s *proxy.Session, c *mqttwire.Connect) proxy.Admission {
+	out := a.chain.Authenticate(ctx, c, authn.Peer{Addr: s.ClientAddr, Listener: s.Listener, Cert: s.ClientCert()})
+	adm := proxy.Admission{Admit: out.Admit, Reason: out.Reason, Connect: out.Connect}
+	if out.Identity != nil {
+		adm.Identity, adm.Expires = out.Identity, out.Identity.Expires
+	}
+	return adm
+}
