@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -45,11 +46,28 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 	if has("rules") != (c.AuthnRules != "") {
 		return bad("AUTHN_RULES", "set MQTTGATE_AUTHN_RULES and list rules in MQTTGATE_AUTHN together")
 	}
+	if has("password") != (c.PasswordFile != "") {
+		return bad("PASSWORD_FILE", "set MQTTGATE_PASSWORD_FILE and list password in MQTTGATE_AUTHN together")
+	}
+	if c.PasswordCacheTTL < 0 || c.PasswordMaxConcurrent < 0 {
+		return bad("PASSWORD_CACHE_TTL", "must not be negative (nor MQTTGATE_PASSWORD_MAX_CONCURRENT)")
+	}
+	if c.FilePollInterval < 100*time.Millisecond {
+		return bad("FILE_POLL_INTERVAL", "%v: at least 100ms", c.FilePollInterval)
+	}
 	return nil
 }
 
-// buildAuthn builds the authentication chain the settings ask for.
-func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, error) {
+// reloadable is a file in service that is read again when it changes.
+type reloadable struct {
+	name   string // the variable that names it
+	reload func(force bool) (changed bool, err error)
+}
+
+// buildAuthn builds the authentication chain the settings ask for, and
+// returns the files it keeps in service.
+func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, error) {
+	var files []reloadable
 	cfg := authn.Config{AllowAnonymous: c.AllowAnonymous, Logger: log}
 	cfg.UsernameFrom, _ = authn.ParseCertField(c.CertIdentity)
 	cfg.ClientIDFrom, _ = authn.ParseCertField(c.CertIdentityClientID)
@@ -58,6 +76,14 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, error) {
 		switch name {
 		case "cert":
 			cfg.Authenticators = append(cfg.Authenticators, authn.Cert{})
+		case "password":
+			p, err := authn.NewPasswordFile(authn.PasswordOptions{Path: c.PasswordFile, CacheTTL: c.PasswordCacheTTL, MaxConcurrent: c.PasswordMaxConcurrent})
+			if err != nil {
+				return nil, nil, bad("PASSWORD_FILE", "%v", err)
+			}
+			log.Info().Str("file", c.PasswordFile).Int("users", p.Users()).Msg("password file loaded")
+			cfg.Authenticators = append(cfg.Authenticators, p)
+			files = append(files, reloadable{"PASSWORD_FILE", p.Reload})
 		}
 	}
 	switch {
@@ -68,7 +94,7 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, error) {
 	case c.AllowAnonymous:
 		log.Warn().Msg("MQTTGATE_ALLOW_ANONYMOUS=true: clients without credentials are admitted")
 	}
-	return authn.NewChain(cfg), nil
+	return authn.NewChain(cfg), files, nil
 }
 
 // chainAuth lets the proxy use the chain.

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
@@ -48,5 +51,113 @@ func TestCertificateCNIsTheUsernameTheBrokerSees(t *testing.T) {
 	expectLine(t, lines, "private/alice/x genuine")
 	if !strings.Contains(g.logs.String(), `"username":"bob"`) {
 		t.Error("log does not show the mapped user name")
+	}
+}
+
+// A password file written by the real mosquitto_passwd works through the
+// proxy; a change to the file is picked up; a broken one keeps the users.
+func TestPasswordFileFromMosquittoPasswd(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	mpw := proxytest.Need(t, "mosquitto_passwd")
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(mpw, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd %v: %v %s", args, err, out)
+		}
+	}
+	run("-c", "-b", file, "alice", "wonderland")
+	run("-H", "sha512", "-b", file, "bob", "builder")
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password",
+		"MQTTGATE_PASSWORD_FILE="+file, "MQTTGATE_FILE_POLL_INTERVAL=100ms")
+	lines, _ := sub(t, append(g.tlsArgs(""), "-u", "alice", "-P", "wonderland", "-t", "pw/#")...)
+	if err := pub(t, append(g.tlsArgs(""), "-u", "bob", "-P", "builder", "-t", "pw/bob", "-m", "hi")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, lines, "pw/bob hi")
+	for _, c := range [][]string{{"-u", "alice", "-P", "wrong"}, {"-u", "mallory", "-P", "wonderland"}, {}} {
+		err := pub(t, append(append(g.tlsArgs(""), c...), "-t", "pw/x", "-m", "no")...)
+		if err == nil || !strings.Contains(err.Error(), "Connection Refused") {
+			t.Errorf("%v: %v, want refused", c, err)
+		}
+	}
+	logs := g.logs.String()
+	for _, cause := range []string{`"cause":"bad_password"`, `"cause":"no_authenticator_accepted"`, `"cause":"anonymous"`} {
+		if !strings.Contains(logs, cause) {
+			t.Errorf("no refusal logged with %s", cause)
+		}
+	}
+	if strings.Contains(logs, "wonderland") {
+		t.Error("a password reached the log")
+	}
+
+	// Changed on disk: carol is in, bob is out, without a signal.
+	run("-c", "-b", file, "carol", "c")
+	proxytest.WaitFor(t, "password file reload", func() bool { return strings.Contains(g.logs.String(), `"event":"reloaded"`) })
+	if err := pub(t, append(g.tlsArgs(""), "-u", "carol", "-P", "c", "-t", "pw/c", "-m", "carol")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, lines, "pw/c carol")
+	if err := pub(t, append(g.tlsArgs(""), "-u", "bob", "-P", "builder", "-t", "pw/x", "-m", "no")...); err == nil {
+		t.Error("removed user still admitted")
+	}
+	// Broken: carol stays in service; SIGHUP reports it.
+	if err := os.WriteFile(file, []byte("carol:plaintext\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	proxytest.WaitFor(t, "failed reload logged", func() bool { return strings.Contains(g.logs.String(), "line 1") })
+	if err := pub(t, append(g.tlsArgs(""), "-u", "carol", "-P", "c", "-t", "pw/c", "-m", "still")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, lines, "pw/c still")
+}
+
+// mqttgate passwd writes what mqttgate and Mosquitto read, mode 0600,
+// prompting (here: reading stdin) when no password is given.
+func TestPasswdCommand(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	mgp := func(stdin string, args ...string) error {
+		cmd := exec.Command(binary, append([]string{"passwd"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	if err := mgp("", "-c", "-b", file, "alice", "a-pass"); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgp("b-pass\n", "-H", "bcrypt", file, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgp("", "-H", "sha512", "-b", file, "carol", "c-pass"); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgp("", "-b", file, "alice"); err == nil {
+		t.Error("-b without a password accepted")
+	}
+	st, err := os.Stat(file)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode %v %v", st.Mode(), err)
+	}
+	b, _ := os.ReadFile(file)
+	if !strings.Contains(string(b), "alice:$7$") || !strings.Contains(string(b), "bob:$2a$") || !strings.Contains(string(b), "carol:$6$") {
+		t.Fatalf("file:\n%s", b)
+	}
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+file)
+	for user, pass := range map[string]string{"alice": "a-pass", "bob": "b-pass", "carol": "c-pass"} {
+		if err := pub(t, append(g.tlsArgs(""), "-u", user, "-P", pass, "-t", "x", "-m", "m")...); err != nil {
+			t.Errorf("%s: %v", user, err)
+		}
+	}
+	if err := mgp("", "-D", file, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(file); strings.Contains(string(b), "bob:") {
+		t.Error("bob not deleted")
 	}
 }

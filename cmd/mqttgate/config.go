@@ -43,6 +43,12 @@ type config struct {
 	CertIdentityClientID string   `env:"CERT_IDENTITY_CLIENTID"` // certificate field that becomes the client id
 	AuthnRules           string   `env:"AUTHN_RULES"`
 
+	PasswordFile          string        `env:"PASSWORD_FILE"`
+	PasswordCacheTTL      time.Duration `env:"PASSWORD_CACHE_TTL" envDefault:"30s"`
+	PasswordMaxConcurrent int           `env:"PASSWORD_MAX_CONCURRENT"` // 0: one less than the CPUs
+
+	FilePollInterval time.Duration `env:"FILE_POLL_INTERVAL" envDefault:"2s"` // how often password, key and CRL files are checked for changes
+
 	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`
 	ConnectTimeout   time.Duration `env:"CONNECT_TIMEOUT" envDefault:"10s"`
 	DialTimeout      time.Duration `env:"DIAL_TIMEOUT" envDefault:"5s"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
@@ -35,6 +36,8 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_CERT_IDENTITY_CLIENTID": "serial", "MQTTGATE_TLS_CLIENT_AUTH": "require", "MQTTGATE_TLS_CLIENT_CA": dir + "/ca.pem"}, "MQTTGATE_CERT_IDENTITY_CLIENTID"},
 		{map[string]string{"MQTTGATE_AUTHN": "rules", "MQTTGATE_AUTHN_RULES": "clientid ~ ("}, "MQTTGATE_AUTHN_RULES"},
 		{map[string]string{"MQTTGATE_AUTHN_RULES": `username != ""`}, "MQTTGATE_AUTHN_RULES"}, // set but not in the chain
+		{map[string]string{"MQTTGATE_AUTHN": "password"}, "MQTTGATE_PASSWORD_FILE"},
+		{map[string]string{"MQTTGATE_AUTHN": "password", "MQTTGATE_PASSWORD_FILE": dir + "/missing"}, "MQTTGATE_PASSWORD_FILE"},
 	}
 	for _, c := range cases {
 		env := map[string]string{}
@@ -52,6 +55,20 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 naming %s", c.env, code, stderr.String(), c.wantVar)
 		}
 	}
+	// A password file with a plaintext password stops start-up, naming the line.
+	plain := dir + "/plain-passwd"
+	if err := os.WriteFile(plain, []byte("# users\nalice:secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env0 := map[string]string{"MQTTGATE_AUTHN": "password", "MQTTGATE_PASSWORD_FILE": plain, "MQTTGATE_LISTEN_TLS": "127.0.0.1:0"}
+	for k, v := range good {
+		env0[k] = v
+	}
+	var stderr0 bytes.Buffer
+	if code := run(nil, env0, new(bytes.Buffer), &stderr0); code != 2 || !strings.Contains(stderr0.String(), "MQTTGATE_PASSWORD_FILE: "+plain+": line 2") {
+		t.Errorf("plaintext password file: exit %d, %q", code, stderr0.String())
+	}
+
 	// A certificate file that does not parse also stops start-up with exit 2.
 	env := map[string]string{"MQTTGATE_TLS_CERT": dir + "/ca.pem", "MQTTGATE_TLS_KEY": dir + "/server-key.pem", "MQTTGATE_LISTEN_TLS": "127.0.0.1:0"}
 	var stderr bytes.Buffer

@@ -5,6 +5,7 @@
 //	mqttgate [run]           run the proxy, configured by MQTTGATE_* variables
 //	mqttgate demo            run an embedded broker behind the proxy with throwaway certificates
 //	mqttgate certs init DIR  write a development PKI to DIR
+//	mqttgate passwd ...      create and update password files (as mosquitto_passwd)
 package main
 
 import (
@@ -28,6 +29,8 @@ const usage = `usage:
   mqttgate [run]           run the proxy (settings: MQTTGATE_* environment variables, see README)
   mqttgate demo            embedded broker + proxy with TLS and mTLS and throwaway certificates
   mqttgate certs init DIR  write a development CA, server and client certificates to DIR
+  mqttgate passwd [-c] [-b] [-D] [-H hash] FILE USER [PASSWORD]
+                           create and update a password file (mosquitto_passwd's format)
 `
 
 func main() {
@@ -63,6 +66,8 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 			return 2
 		}
 		err = certsInit(args[1], stdout)
+	case "passwd":
+		err = passwdCmd(args, os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -71,9 +76,13 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 		return 2
 	}
 	var ce *configError
+	var ue usageError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ue):
+		fmt.Fprint(stderr, ue.usage)
+		return 2
 	case errors.As(err, &ce):
 		fmt.Fprintf(stderr, "mqttgate: configuration: %v\n", err)
 		return 2
@@ -91,6 +100,7 @@ type gateway struct {
 	errc   chan error
 	tlsLn  net.Listener
 	tcpLn  net.Listener
+	files  []reloadable // password files, keys, CRLs: polled for changes
 	cancel context.CancelFunc
 }
 
@@ -104,10 +114,11 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 		}
 		g.store = store
 	}
-	chain, err := c.buildAuthn(log)
+	chain, files, err := c.buildAuthn(log)
 	if err != nil {
 		return nil, err
 	}
+	g.files = files
 	pc := c.proxyConfig(log)
 	pc.Authenticator = chainAuth{chain}
 	srv, err := proxy.New(pc)
@@ -138,36 +149,57 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 	}
 	var ctx context.Context
 	ctx, g.cancel = context.WithCancel(context.Background())
-	if g.store != nil {
-		go g.reloadLoop(ctx, c.TLSReloadInterval)
-	}
+	go g.reloadLoop(ctx, c.TLSReloadInterval, c.FilePollInterval)
 	return g, nil
 }
 
-// reloadLoop reloads certificates on an interval and on SIGHUP.
-func (g *gateway) reloadLoop(ctx context.Context, every time.Duration) {
+// reloadLoop reloads certificates on an interval, the other files when
+// they change, and everything on SIGHUP. A file that fails to load keeps
+// the old version in service.
+func (g *gateway) reloadLoop(ctx context.Context, certEvery, pollEvery time.Duration) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	t := time.NewTicker(every)
-	defer t.Stop()
+	certs := time.NewTicker(certEvery)
+	defer certs.Stop()
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
 	for {
 		var why string
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			why = "interval"
+		case <-certs.C:
+			g.reloadCerts("interval")
+			continue
+		case <-poll.C:
+			why = "changed"
 		case <-hup:
 			why = "SIGHUP"
+			g.reloadCerts(why)
 		}
-		changed, err := g.store.Reload()
-		switch {
-		case err != nil:
-			g.log.Error().Str("event", "reload_failed").Str("trigger", why).Err(err).Msg("certificate reload failed; keeping the certificates in service")
-		case changed:
-			g.log.Info().Str("event", "reloaded").Str("trigger", why).Str("subject", g.store.Leaf().Subject.String()).Msg("certificates reloaded")
+		for _, f := range g.files {
+			changed, err := f.reload(why == "SIGHUP")
+			switch {
+			case err != nil:
+				g.log.Error().Str("event", "reload_failed").Str("file", envPrefix+f.name).Str("trigger", why).Err(err).Msg("reload failed; keeping the old version in service")
+			case changed:
+				g.log.Info().Str("event", "reloaded").Str("file", envPrefix+f.name).Str("trigger", why).Msg("file reloaded")
+			}
 		}
+	}
+}
+
+func (g *gateway) reloadCerts(why string) {
+	if g.store == nil {
+		return
+	}
+	changed, err := g.store.Reload()
+	switch {
+	case err != nil:
+		g.log.Error().Str("event", "reload_failed").Str("trigger", why).Err(err).Msg("certificate reload failed; keeping the certificates in service")
+	case changed:
+		g.log.Info().Str("event", "reloaded").Str("trigger", why).Str("subject", g.store.Leaf().Subject.String()).Msg("certificates reloaded")
 	}
 }
 

@@ -1,0 +1,235 @@
+package authn
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// Passwords is a parsed password file: user name to hash.
+type Passwords struct {
+	users map[string]passwordHash
+	order []string // as in the file, for rewriting it
+}
+
+// Len is the number of users.
+func (p *Passwords) Len() int { return len(p.users) }
+
+// ParsePasswords reads the format mosquitto_passwd writes: one user:hash
+// per line, $7$ (PBKDF2-SHA512), $6$ (salted SHA-512) or bcrypt hashes.
+// Empty lines and lines starting with # are skipped. A plaintext password,
+// a malformed hash or a user listed twice is an error naming the line.
+func ParsePasswords(b []byte) (*Passwords, error) {
+	p := &Passwords{users: map[string]passwordHash{}}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	first := map[string]int{}
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || user == "" {
+			return nil, fmt.Errorf("line %d: want user:hash", n)
+		}
+		if !mqttwire.ValidUTF8([]byte(user)) {
+			return nil, fmt.Errorf("line %d: user name is not valid MQTT UTF-8", n)
+		}
+		if m, dup := first[user]; dup {
+			return nil, fmt.Errorf("line %d: user %q already defined on line %d", n, user, m)
+		}
+		h, err := parseHash(hash)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: user %q: %w", n, user, err)
+		}
+		first[user] = n
+		p.users[user] = h
+		p.order = append(p.order, user)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("line %d: %w", len(first)+1, err)
+	}
+	return p, nil
+}
+
+// Set adds or replaces a user's hash (as HashPassword made it).
+func (p *Passwords) Set(user, hash string) error {
+	h, err := parseHash(hash)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(user, ":\n\r") || user == "" || !mqttwire.ValidUTF8([]byte(user)) {
+		return fmt.Errorf("user name %q: must be non-empty UTF-8 without ':' or line breaks", user)
+	}
+	if _, ok := p.users[user]; !ok {
+		p.order = append(p.order, user)
+	}
+	p.users[user] = h
+	return nil
+}
+
+// Delete removes a user; it reports whether the user existed.
+func (p *Passwords) Delete(user string) bool {
+	if _, ok := p.users[user]; !ok {
+		return false
+	}
+	delete(p.users, user)
+	for i, u := range p.order {
+		if u == user {
+			p.order = append(p.order[:i], p.order[i+1:]...)
+			break
+		}
+	}
+	return true
+}
+
+// Bytes renders the file.
+func (p *Passwords) Bytes() []byte {
+	var b bytes.Buffer
+	for _, u := range p.order {
+		fmt.Fprintf(&b, "%s:%s\n", u, p.users[u])
+	}
+	return b.Bytes()
+}
+
+// PasswordOptions configure a PasswordFile.
+type PasswordOptions struct {
+	Path string
+	// CacheTTL is how long a successful verification is remembered
+	// (keyed by a keyed hash of user name, password and stored hash); 0 is
+	// no cache.
+	CacheTTL time.Duration
+	// MaxConcurrent bounds hash verifications in flight, so a connect
+	// storm cannot starve the proxy; 0 is GOMAXPROCS-1 (at least 1).
+	MaxConcurrent int
+}
+
+// PasswordFile authenticates users against a password file. A user not
+// in the file passes to the next authenticator; a wrong password is denied.
+type PasswordFile struct {
+	file   *watched[*Passwords]
+	ttl    time.Duration
+	sem    chan struct{}
+	flight singleflight.Group
+	key    [32]byte // keys the cache, so its keys are worthless outside the process
+
+	mu    sync.Mutex
+	cache map[[32]byte]time.Time
+}
+
+var _ Authenticator = (*PasswordFile)(nil)
+
+// maxCached bounds the verification cache.
+const maxCached = 50_000
+
+// NewPasswordFile loads the file.
+func NewPasswordFile(o PasswordOptions) (*PasswordFile, error) {
+	w, err := newWatched(o.Path, ParsePasswords)
+	if err != nil {
+		return nil, err
+	}
+	n := o.MaxConcurrent
+	if n <= 0 {
+		n = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	p := &PasswordFile{file: w, ttl: o.CacheTTL, sem: make(chan struct{}, n), cache: map[[32]byte]time.Time{}}
+	rand.Read(p.key[:])
+	return p, nil
+}
+
+// Name implements Authenticator.
+func (*PasswordFile) Name() string { return "password" }
+
+// Reload reads the file again if it changed (force: whatever its time
+// stamp says). A broken file keeps the users in service.
+func (p *PasswordFile) Reload(force bool) (bool, error) { return p.file.reload(force) }
+
+// Users is the number of users in service.
+func (p *PasswordFile) Users() int { return (*p.file.load()).Len() }
+
+// Authenticate implements Authenticator.
+func (p *PasswordFile) Authenticate(ctx context.Context, r *Request) Result {
+	if !r.UsernameSet {
+		return ignore("no_username")
+	}
+	h, ok := (*p.file.load()).users[r.Username]
+	if !ok {
+		return ignore("unknown_user")
+	}
+	if !r.PasswordSet {
+		return deny(mqttwire.BadUserNameOrPassword, "no_password")
+	}
+	k := p.cacheKey(r.Username, r.Password, h)
+	if p.cached(k) {
+		return allow("password_cached")
+	}
+	v, err, _ := p.flight.Do(string(k[:]), func() (any, error) {
+		select {
+		case p.sem <- struct{}{}:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+		defer func() { <-p.sem }()
+		return h.verify(r.Password), nil
+	})
+	switch {
+	case err != nil:
+		return deny(mqttwire.ServerBusy, "verification_queue_timeout")
+	case !v.(bool):
+		return deny(mqttwire.BadUserNameOrPassword, "bad_password")
+	}
+	p.remember(k)
+	return allow("password")
+}
+
+func (p *PasswordFile) cacheKey(user string, password []byte, h passwordHash) [32]byte {
+	m := hmac.New(sha256.New, p.key[:])
+	m.Write([]byte(user))
+	m.Write([]byte{0})
+	m.Write(password)
+	m.Write([]byte{0})
+	m.Write([]byte(h.String())) // a changed password invalidates the entry
+	var k [32]byte
+	m.Sum(k[:0])
+	return k
+}
+
+func (p *PasswordFile) cached(k [32]byte) bool {
+	if p.ttl <= 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	exp, ok := p.cache[k]
+	return ok && time.Now().Before(exp)
+}
+
+func (p *PasswordFile) remember(k [32]byte) {
+	if p.ttl <= 0 {
+		return
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.cache) >= maxCached {
+		for c, exp := range p.cache {
+			if !now.Before(exp) || len(p.cache) >= maxCached {
+				delete(p.cache, c) // expired first; otherwise whatever the map yields
+			}
+		}
+	}
+	p.cache[k] = now.Add(p.ttl)
+}
