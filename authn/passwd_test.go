@@ -40,7 +40,7 @@ func TestMosquittoPasswdFiles(t *testing.T) {
 		if !h.verify([]byte(pass)) {
 			t.Errorf("%s (%s): right password refused", user, h.kind)
 		}
-		if h.verify([]byte(pass + "x")) || h.verify(nil) {
+		if h.verify([]byte(pass+"x")) || h.verify(nil) {
 			t.Errorf("%s (%s): wrong password accepted", user, h.kind)
 		}
 	}
