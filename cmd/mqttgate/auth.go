@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/url"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -52,6 +56,9 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 	if c.PasswordCacheTTL < 0 || c.PasswordMaxConcurrent < 0 {
 		return bad("PASSWORD_CACHE_TTL", "must not be negative (nor MQTTGATE_PASSWORD_MAX_CONCURRENT)")
 	}
+	if err := c.checkJWT(has("jwt")); err != nil {
+		return err
+	}
 	if c.FilePollInterval < 100*time.Millisecond {
 		return bad("FILE_POLL_INTERVAL", "%v: at least 100ms", c.FilePollInterval)
 	}
@@ -84,6 +91,13 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, err
 			log.Info().Str("file", c.PasswordFile).Int("users", p.Users()).Msg("password file loaded")
 			cfg.Authenticators = append(cfg.Authenticators, p)
 			files = append(files, reloadable{"PASSWORD_FILE", p.Reload})
+		case "jwt":
+			j, err := authn.NewJWT(c.jwtOptions(log))
+			if err != nil {
+				return nil, nil, bad("JWT_KEYS", "%v", err)
+			}
+			cfg.Authenticators = append(cfg.Authenticators, j)
+			files = append(files, reloadable{"JWT_KEYS", j.Reload})
 		}
 	}
 	switch {
@@ -107,4 +121,66 @@ func (a chainAuth) Authenticate(ctx context.Context, s *proxy.Session, c *mqttwi
 		adm.Identity, adm.Expires = out.Identity, out.Identity.Expires
 	}
 	return adm
+}
+
+func (c *config) checkJWT(enabled bool) error {
+	set := len(c.JWTKeys) > 0 || c.JWTJWKSURL != "" || c.JWTSecret != "" || c.JWTSecretFile != ""
+	if enabled != set {
+		return bad("JWT_KEYS", "list jwt in MQTTGATE_AUTHN and configure keys (MQTTGATE_JWT_KEYS, _JWKS_URL or _SECRET) together")
+	}
+	if !enabled {
+		return nil
+	}
+	if c.JWTSecret != "" && c.JWTSecretFile != "" {
+		return bad("JWT_SECRET_FILE", "set only one of MQTTGATE_JWT_SECRET and MQTTGATE_JWT_SECRET_FILE")
+	}
+	if c.JWTSecretFile != "" {
+		b, err := os.ReadFile(c.JWTSecretFile)
+		if err != nil {
+			return bad("JWT_SECRET_FILE", "%v", err)
+		}
+		c.JWTSecret = strings.TrimRight(string(b), "\r\n")
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		return bad("JWT_SECRET", "%d bytes: an HMAC secret needs at least 32", len(c.JWTSecret))
+	}
+	if c.JWTFrom != "password" && c.JWTFrom != "username" {
+		return bad("JWT_FROM", "%q: want password or username", c.JWTFrom)
+	}
+	if c.JWTJWKSURL != "" {
+		if u, err := url.Parse(c.JWTJWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+			return bad("JWT_JWKS_URL", "%q: want an http(s) URL", c.JWTJWKSURL)
+		}
+	}
+	if c.JWTLeeway < 0 || c.JWTLeeway > 5*time.Minute {
+		return bad("JWT_LEEWAY", "%v: between 0 and 5m", c.JWTLeeway)
+	}
+	if c.JWTClaims != "" {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(c.JWTClaims), &m); err != nil {
+			return bad("JWT_CLAIMS", "want a JSON object of claim names to templates: %v", err)
+		}
+	}
+	// Keys, algorithms and templates are checked by building it once.
+	j, err := authn.NewJWT(c.jwtOptions(zerolog.Nop()))
+	if err != nil {
+		return bad("JWT_KEYS", "%v", err)
+	}
+	j.Close()
+	return nil
+}
+
+func (c *config) jwtOptions(log zerolog.Logger) authn.JWTOptions {
+	o := authn.JWTOptions{
+		KeyFiles: c.JWTKeys, JWKSURL: c.JWTJWKSURL, JWKSRefresh: c.JWTJWKSRefresh, Algorithms: c.JWTAlgorithms,
+		FromUsername: c.JWTFrom == "username", Issuer: c.JWTIssuer, Audience: c.JWTAudience,
+		RequireExp: c.JWTRequireExp, Leeway: c.JWTLeeway, SuperuserClaim: c.JWTSuperuserClaim, Logger: log,
+	}
+	if c.JWTSecret != "" {
+		o.Secret = []byte(c.JWTSecret)
+	}
+	if c.JWTClaims != "" {
+		_ = json.Unmarshal([]byte(c.JWTClaims), &o.Claims)
+	}
+	return o
 }

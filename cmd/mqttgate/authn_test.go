@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,7 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
@@ -159,5 +163,65 @@ func TestPasswdCommand(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(file); strings.Contains(string(b), "bob:") {
 		t.Error("bob not deleted")
+	}
+}
+
+// Tokens signed by openssl work through the proxy as passwords; an expired
+// one is refused; an admitted client is disconnected (v5: DISCONNECT 0x87)
+// when its token expires.
+func TestJWTThroughProxy(t *testing.T) {
+	rs := proxytest.NewJWTSigner(t, "RS256")
+	es := proxytest.NewJWTSigner(t, "ES256")
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt",
+		"MQTTGATE_JWT_KEYS="+rs.Pub+","+es.Pub, "MQTTGATE_JWT_AUDIENCE=mqtt", "MQTTGATE_JWT_LEEWAY=0s",
+		`MQTTGATE_JWT_CLAIMS={"sub":"${username}"}`)
+	claims := func(sub string, exp time.Duration) map[string]any {
+		return map[string]any{"sub": sub, "aud": "mqtt", "exp": time.Now().Add(exp).Unix()}
+	}
+	lines, _ := sub(t, append(g.tlsArgs(""), "-u", "dev1", "-P", rs.Token(claims("dev1", time.Hour), nil), "-t", "jwt/#")...)
+	if err := pub(t, append(g.tlsArgs(""), "-u", "dev2", "-P", es.Token(claims("dev2", time.Hour), nil), "-t", "jwt/es", "-m", "es256")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, lines, "jwt/es es256")
+	for name, tok := range map[string]string{
+		"expired":       rs.Token(claims("dev2", -time.Minute), nil),
+		"other subject": rs.Token(claims("dev1", time.Hour), nil),
+	} {
+		if err := pub(t, append(g.tlsArgs(""), "-u", "dev2", "-P", tok, "-t", "jwt/x", "-m", "no")...); err == nil {
+			t.Errorf("%s token admitted", name)
+		}
+	}
+
+	// Expiry while connected.
+	pool := x509.NewCertPool()
+	pool.AddCert(g.pki.Authority.Root)
+	conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tok := rs.Token(claims("dev3", 1500*time.Millisecond), nil)
+	c := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, CleanStart: true, ClientID: []byte("dev3"), KeepAlive: 60,
+		UsernameFlag: true, Username: []byte("dev3"), PasswordFlag: true, Password: []byte(tok)})
+	if _, err := conn.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := mqttwire.NewReader(conn, 256, 1<<16)
+	p, err := r.Next()
+	if err != nil || p.Type != mqttwire.CONNACK || p.Body[1] != 0 {
+		t.Fatalf("CONNACK: %v %x", err, p.Raw)
+	}
+	start := time.Now()
+	p, err = r.Next()
+	if err != nil || p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.NotAuthorized) {
+		t.Fatalf("want DISCONNECT 0x87 at expiry, got %v %x", err, p.Raw)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("disconnected %v after CONNACK, token lived 1.5s", d)
+	}
+	if _, err := r.Next(); err == nil {
+		t.Error("connection still open after DISCONNECT")
 	}
 }

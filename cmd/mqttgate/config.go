@@ -47,6 +47,20 @@ type config struct {
 	PasswordCacheTTL      time.Duration `env:"PASSWORD_CACHE_TTL" envDefault:"30s"`
 	PasswordMaxConcurrent int           `env:"PASSWORD_MAX_CONCURRENT"` // 0: one less than the CPUs
 
+	JWTKeys           []string      `env:"JWT_KEYS"` // PEM public keys or JWKS files
+	JWTJWKSURL        string        `env:"JWT_JWKS_URL"`
+	JWTJWKSRefresh    time.Duration `env:"JWT_JWKS_REFRESH" envDefault:"5m"`
+	JWTSecret         string        `env:"JWT_SECRET"` // enables HS256 (with JWT_ALGORITHMS)
+	JWTSecretFile     string        `env:"JWT_SECRET_FILE"`
+	JWTAlgorithms     []string      `env:"JWT_ALGORITHMS"`
+	JWTFrom           string        `env:"JWT_FROM" envDefault:"password"`
+	JWTIssuer         string        `env:"JWT_ISSUER"`
+	JWTAudience       string        `env:"JWT_AUDIENCE"`
+	JWTRequireExp     bool          `env:"JWT_REQUIRE_EXP" envDefault:"true"`
+	JWTLeeway         time.Duration `env:"JWT_LEEWAY" envDefault:"5s"`
+	JWTClaims         string        `env:"JWT_CLAIMS"` // JSON object: claim -> template
+	JWTSuperuserClaim string        `env:"JWT_SUPERUSER_CLAIM"`
+
 	FilePollInterval time.Duration `env:"FILE_POLL_INTERVAL" envDefault:"2s"` // how often password, key and CRL files are checked for changes
 
 	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`
