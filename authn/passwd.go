@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -125,15 +124,10 @@ type PasswordFile struct {
 	sem    chan struct{}
 	flight singleflight.Group
 	key    [32]byte // keys the cache, so its keys are worthless outside the process
-
-	mu    sync.Mutex
-	cache map[[32]byte]time.Time
+	cache  ttlCache[struct{}]
 }
 
 var _ Authenticator = (*PasswordFile)(nil)
-
-// maxCached bounds the verification cache.
-const maxCached = 50_000
 
 // NewPasswordFile loads the file.
 func NewPasswordFile(o PasswordOptions) (*PasswordFile, error) {
@@ -145,7 +139,7 @@ func NewPasswordFile(o PasswordOptions) (*PasswordFile, error) {
 	if n <= 0 {
 		n = max(1, runtime.GOMAXPROCS(0)-1)
 	}
-	p := &PasswordFile{file: w, ttl: o.CacheTTL, sem: make(chan struct{}, n), cache: map[[32]byte]time.Time{}}
+	p := &PasswordFile{file: w, ttl: o.CacheTTL, sem: make(chan struct{}, n)}
 	rand.Read(p.key[:])
 	return p, nil
 }
@@ -211,25 +205,12 @@ func (p *PasswordFile) cached(k [32]byte) bool {
 	if p.ttl <= 0 {
 		return false
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	exp, ok := p.cache[k]
-	return ok && time.Now().Before(exp)
+	_, ok := p.cache.get(k)
+	return ok
 }
 
 func (p *PasswordFile) remember(k [32]byte) {
-	if p.ttl <= 0 {
-		return
+	if p.ttl > 0 {
+		p.cache.put(k, struct{}{}, time.Now().Add(p.ttl))
 	}
-	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.cache) >= maxCached {
-		for c, exp := range p.cache {
-			if !now.Before(exp) || len(p.cache) >= maxCached {
-				delete(p.cache, c) // expired first; otherwise whatever the map yields
-			}
-		}
-	}
-	p.cache[k] = now.Add(p.ttl)
 }

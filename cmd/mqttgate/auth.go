@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -59,6 +60,9 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 	if err := c.checkJWT(has("jwt")); err != nil {
 		return err
 	}
+	if err := c.checkWebhook(has("http")); err != nil {
+		return err
+	}
 	if c.FilePollInterval < 100*time.Millisecond {
 		return bad("FILE_POLL_INTERVAL", "%v: at least 100ms", c.FilePollInterval)
 	}
@@ -98,6 +102,15 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, err
 			}
 			cfg.Authenticators = append(cfg.Authenticators, j)
 			files = append(files, reloadable{"JWT_KEYS", j.Reload})
+		case "http":
+			w, err := authn.NewWebhook(c.webhookOptions())
+			if err != nil {
+				return nil, nil, bad("HTTP_AUTH_CA", "%v", err)
+			}
+			if u, _ := url.Parse(c.HTTPAuthURL); u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+				log.Warn().Str("url", c.HTTPAuthURL).Msg("MQTTGATE_HTTP_AUTH_URL is plain http: passwords cross the network unencrypted")
+			}
+			cfg.Authenticators = append(cfg.Authenticators, w)
 		}
 	}
 	switch {
@@ -183,4 +196,47 @@ func (c *config) jwtOptions(log zerolog.Logger) authn.JWTOptions {
 		_ = json.Unmarshal([]byte(c.JWTClaims), &o.Claims)
 	}
 	return o
+}
+
+func (c *config) checkWebhook(enabled bool) error {
+	if enabled != (c.HTTPAuthURL != "") {
+		return bad("HTTP_AUTH_URL", "list http in MQTTGATE_AUTHN and set MQTTGATE_HTTP_AUTH_URL together")
+	}
+	if !enabled {
+		return nil
+	}
+	if u, err := url.Parse(c.HTTPAuthURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return bad("HTTP_AUTH_URL", "%q: want an http(s) URL", c.HTTPAuthURL)
+	}
+	if c.HTTPAuthOnError != "deny" && c.HTTPAuthOnError != "ignore" {
+		return bad("HTTP_AUTH_ON_ERROR", "%q: want deny or ignore", c.HTTPAuthOnError)
+	}
+	if c.HTTPAuthTimeout <= 0 || c.HTTPAuthTimeout > c.ConnectTimeout {
+		return bad("HTTP_AUTH_TIMEOUT", "%v: positive and at most MQTTGATE_CONNECT_TIMEOUT (%v)", c.HTTPAuthTimeout, c.ConnectTimeout)
+	}
+	if c.HTTPAuthCacheTTL < 0 {
+		return bad("HTTP_AUTH_CACHE_TTL", "%v: must not be negative", c.HTTPAuthCacheTTL)
+	}
+	if c.HTTPAuthMaxInflight < 1 {
+		return bad("HTTP_AUTH_MAX_INFLIGHT", "%d: at least 1", c.HTTPAuthMaxInflight)
+	}
+	w, err := authn.NewWebhook(c.webhookOptions())
+	if err != nil {
+		return bad("HTTP_AUTH_CA", "%v", err)
+	}
+	w.Close()
+	return nil
+}
+
+func (c *config) webhookOptions() authn.WebhookOptions {
+	return authn.WebhookOptions{URL: c.HTTPAuthURL, Timeout: c.HTTPAuthTimeout, CAFile: c.HTTPAuthCA,
+		IgnoreErrors: c.HTTPAuthOnError == "ignore", CacheTTL: c.HTTPAuthCacheTTL, MaxInflight: c.HTTPAuthMaxInflight}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
 }

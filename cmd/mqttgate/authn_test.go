@@ -3,11 +3,16 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -223,5 +228,62 @@ func TestJWTThroughProxy(t *testing.T) {
 	}
 	if _, err := r.Next(); err == nil {
 		t.Error("connection still open after DISCONNECT")
+	}
+}
+
+// An HTTP auth service decides through the proxy: allow and deny as it
+// says, ignore passes to the next authenticator (a password file here),
+// a service that does not answer in time denies.
+func TestWebhookThroughProxy(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []map[string]any
+	release := make(chan struct{})
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		bodies = append(bodies, m)
+		mu.Unlock()
+		switch m["username"] {
+		case "slow":
+			<-release
+		case "alice":
+			io.WriteString(w, `{"result":"allow"}`)
+		case "carol":
+			io.WriteString(w, `{"result":"ignore"}`)
+		default:
+			io.WriteString(w, `{"result":"deny"}`)
+		}
+	}))
+	defer svc.Close()
+	defer close(release) // before Close, which waits for the slow handler
+	file := filepath.Join(t.TempDir(), "passwd")
+	if out, err := exec.Command(proxytest.Need(t, "mosquitto_passwd"), "-c", "-b", file, "carol", "c-pass").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=http,password", "MQTTGATE_PASSWORD_FILE="+file,
+		"MQTTGATE_HTTP_AUTH_URL="+svc.URL+"/mqtt/auth", "MQTTGATE_HTTP_AUTH_TIMEOUT=500ms")
+	for _, c := range []struct {
+		user, pass string
+		ok         bool
+	}{{"alice", "a-pass", true}, {"bob", "b-pass", false}, {"carol", "c-pass", true}, {"carol", "wrong", false}, {"slow", "s", false}} {
+		err := pub(t, append(g.tlsArgs(""), "-u", c.user, "-P", c.pass, "-i", "cid-"+c.user, "-t", "h", "-m", "m")...)
+		if (err == nil) != c.ok {
+			t.Errorf("%s/%s: %v, want ok=%v", c.user, c.pass, err, c.ok)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 5 {
+		t.Fatalf("service saw %d requests, want 5", len(bodies))
+	}
+	b := bodies[0]
+	if b["clientid"] != "cid-alice" || b["username"] != "alice" || b["password"] != "a-pass" || b["peerhost"] != "127.0.0.1" ||
+		b["proto_ver"] != 4.0 || b["listener"] != "tls" || b["peerport"] == nil {
+		t.Errorf("request body %v", b)
+	}
+	if !strings.Contains(g.logs.String(), `"cause":"webhook_timeout"`) {
+		t.Error("timeout not logged")
 	}
 }

@@ -61,6 +61,13 @@ type config struct {
 	JWTClaims         string        `env:"JWT_CLAIMS"` // JSON object: claim -> template
 	JWTSuperuserClaim string        `env:"JWT_SUPERUSER_CLAIM"`
 
+	HTTPAuthURL         string        `env:"HTTP_AUTH_URL"`
+	HTTPAuthTimeout     time.Duration `env:"HTTP_AUTH_TIMEOUT" envDefault:"5s"`
+	HTTPAuthCA          string        `env:"HTTP_AUTH_CA"`
+	HTTPAuthOnError     string        `env:"HTTP_AUTH_ON_ERROR" envDefault:"deny"`
+	HTTPAuthCacheTTL    time.Duration `env:"HTTP_AUTH_CACHE_TTL"`
+	HTTPAuthMaxInflight int           `env:"HTTP_AUTH_MAX_INFLIGHT" envDefault:"32"`
+
 	FilePollInterval time.Duration `env:"FILE_POLL_INTERVAL" envDefault:"2s"` // how often password, key and CRL files are checked for changes
 
 	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`
