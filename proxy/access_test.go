@@ -150,7 +150,7 @@ func TestEncryptedKey(t *testing.T) {
 
 func TestVerifyDepth(t *testing.T) {
 	chain := func(n int) []*x509.Certificate { return make([]*x509.Certificate, n) }
-	check := verifyDepth(1)
+	check := verifyChains(1, nil)
 	if err := check(nil, [][]*x509.Certificate{chain(3)}); err != nil { // leaf, intermediate, root
 		t.Errorf("one intermediate refused: %v", err)
 	}

@@ -50,6 +50,9 @@ type TLSOptions struct {
 	ClientCAFile string
 	ClientAuth   ClientAuth
 	VerifyDepth  int // maximum intermediates between a client certificate and the CA; 0 means no limit
+	// CRLFile, when set, holds CRLs (PEM or DER) for client certificates;
+	// a revoked certificate fails the handshake. Reloaded with the rest.
+	CRLFile string
 	// KeyPassphrase decrypts keys stored as encrypted PKCS#8
 	// ("ENCRYPTED PRIVATE KEY", as openssl pkcs8 -topk8 -v2 writes them).
 	KeyPassphrase []byte
@@ -153,6 +156,7 @@ func (s *CertStore) Reload() (changed bool, err error) {
 		leaves = append(leaves, c.Leaf)
 	}
 	var pool *x509.CertPool
+	var cas []*x509.Certificate
 	if s.opts.ClientCAFile != "" {
 		caPEM, err := os.ReadFile(s.opts.ClientCAFile)
 		if err != nil {
@@ -162,6 +166,26 @@ func (s *CertStore) Reload() (changed bool, err error) {
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(caPEM) {
 			return false, fmt.Errorf("%s: no certificate found", s.opts.ClientCAFile)
+		}
+		for rest := caPEM; ; {
+			var blk *pem.Block
+			if blk, rest = pem.Decode(rest); blk == nil {
+				break
+			}
+			if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
+				cas = append(cas, c)
+			}
+		}
+	}
+	var crl *revocations
+	if s.opts.CRLFile != "" {
+		b, err := os.ReadFile(s.opts.CRLFile)
+		if err != nil {
+			return false, err
+		}
+		h.Write(b)
+		if crl, err = parseCRLs(b, cas); err != nil {
+			return false, fmt.Errorf("%s: %w", s.opts.CRLFile, err)
 		}
 	}
 	var digest [32]byte
@@ -182,8 +206,8 @@ func (s *CertStore) Reload() (changed bool, err error) {
 	case ClientAuthRequire:
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	if s.opts.VerifyDepth > 0 {
-		cfg.VerifyPeerCertificate = verifyDepth(s.opts.VerifyDepth)
+	if s.opts.VerifyDepth > 0 || crl != nil {
+		cfg.VerifyPeerCertificate = verifyChains(s.opts.VerifyDepth, crl)
 	}
 	// Go refuses a handshake whose ALPN offer has nothing in common with
 	// NextProtos; clients that offer other names (AWS IoT's
@@ -192,23 +216,6 @@ func (s *CertStore) Reload() (changed bool, err error) {
 	noALPN.NextProtos = nil
 	s.state.Store(&certState{config: cfg, noALPN: noALPN, digest: digest, leaves: leaves})
 	return true, nil
-}
-
-// verifyDepth accepts a verified client certificate only through a chain
-// with at most depth intermediates (the leaf and the root do not count).
-// No chains means no certificate was given (optional mode).
-func verifyDepth(depth int) func([][]byte, [][]*x509.Certificate) error {
-	return func(_ [][]byte, chains [][]*x509.Certificate) error {
-		if len(chains) == 0 {
-			return nil
-		}
-		for _, c := range chains {
-			if len(c)-2 <= depth {
-				return nil
-			}
-		}
-		return fmt.Errorf("client certificate chain deeper than %d intermediates", depth)
-	}
 }
 
 // ServerConfig returns the tls.Config for a listener: every handshake uses

@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -699,5 +702,97 @@ func TestExpiredCredentialsDisconnect(t *testing.T) {
 	defer conn2.Close()
 	if got := rawExchange(t, conn2, connectWithUser(mqttwire.V5, "late")); !bytes.Equal(got, []byte{0x20, 3, 0, 0x87, 0}) {
 		t.Fatalf("expired at CONNECT: got %x", got)
+	}
+}
+
+// served reports whether who's certificate gets a CONNACK through px.
+func served(t *testing.T, p *pki, addr, who string) bool {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, p.clientTLS(t, who))
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(connectV311(who)); err != nil {
+		return false
+	}
+	b := make([]byte, 4)
+	_, err = io.ReadFull(c, b)
+	return err == nil && b[0] == 0x20
+}
+
+func certOf(t *testing.T, file string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A certificate on the CRL fails the handshake; a new CRL is picked up by
+// Reload; a broken one keeps the old; a CRL that its issuer did not sign
+// revokes nothing.
+func TestRevokedClientCertificateRefused(t *testing.T) {
+	broker := startMosquitto(t)
+	f, err := devpki.Init(t.TempDir(), "alice", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := filepath.Join(f.Dir, "crl.pem")
+	bob := certOf(t, f.Clients["bob"][0])
+	if err := f.Authority.WriteCRL(crl, bob); err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewCertStore(TLSOptions{Pairs: []CertPair{{f.ServerCert, f.ServerKey}}, ClientCAFile: f.CA, ClientAuth: ClientAuthRequire, CRLFile: crl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pki{Files: f, store: store}
+	px := startProxy(t, Config{Backend: broker}, store.ServerConfig())
+	if !served(t, p, px.addr, "alice") {
+		t.Fatal("alice refused")
+	}
+	if served(t, p, px.addr, "bob") {
+		t.Fatal("revoked bob served")
+	}
+	if err := os.WriteFile(crl, []byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Reload(); err == nil {
+		t.Fatal("broken CRL loaded")
+	}
+	if served(t, p, px.addr, "bob") {
+		t.Fatal("broken CRL unrevoked bob")
+	}
+	if err := f.Authority.WriteCRL(crl); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := store.Reload(); !changed || err != nil {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	if !served(t, p, px.addr, "bob") {
+		t.Fatal("bob refused after the CRL no longer lists him")
+	}
+	// Another authority's CRL naming the same issuer and serial does not count.
+	other, err := devpki.NewAuthority("mqttgate dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Intermediate = f.Authority.Intermediate // same issuer name, wrong key
+	if err := other.WriteCRL(crl, bob); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !served(t, p, px.addr, "bob") {
+		t.Fatal("a CRL its issuer did not sign revoked bob")
 	}
 }

@@ -31,6 +31,7 @@ type config struct {
 	TLSClientCA       string        `env:"TLS_CLIENT_CA"`
 	TLSClientAuth     string        `env:"TLS_CLIENT_AUTH" envDefault:"none"`
 	TLSVerifyDepth    int           `env:"TLS_VERIFY_DEPTH"`
+	TLSCRL            string        `env:"TLS_CRL"` // revoked client certificates, reloaded with the certificates
 	TLSReloadInterval time.Duration `env:"TLS_RELOAD_INTERVAL" envDefault:"2m"`
 
 	AccessRules          string `env:"ACCESS_RULES"`
@@ -150,6 +151,9 @@ func (c *config) check() error {
 	if auth != proxy.ClientAuthNone && c.TLSClientCA == "" {
 		return bad("TLS_CLIENT_CA", "required when MQTTGATE_TLS_CLIENT_AUTH=%s", c.TLSClientAuth)
 	}
+	if c.TLSCRL != "" && auth == proxy.ClientAuthNone {
+		return bad("TLS_CRL", "set, but client certificates are off (MQTTGATE_TLS_CLIENT_AUTH=none)")
+	}
 	if c.TLSVerifyDepth < 0 {
 		return bad("TLS_VERIFY_DEPTH", "%d: must not be negative", c.TLSVerifyDepth)
 	}
@@ -203,7 +207,7 @@ func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 
 func (c *config) tlsOptions() proxy.TLSOptions {
 	auth, _ := proxy.ParseClientAuth(c.TLSClientAuth)
-	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth,
+	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth, CRLFile: c.TLSCRL,
 		KeyPassphrase: []byte(c.TLSKeyPassphrase)}
 	for i := range c.TLSCert {
 		o.Pairs = append(o.Pairs, proxy.CertPair{CertFile: c.TLSCert[i], KeyFile: c.TLSKey[i]})

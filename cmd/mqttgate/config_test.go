@@ -37,6 +37,11 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_AUTHN": "rules", "MQTTGATE_AUTHN_RULES": "clientid ~ ("}, "MQTTGATE_AUTHN_RULES"},
 		{map[string]string{"MQTTGATE_AUTHN_RULES": `username != ""`}, "MQTTGATE_AUTHN_RULES"}, // set but not in the chain
 		{map[string]string{"MQTTGATE_AUTHN": "password"}, "MQTTGATE_PASSWORD_FILE"},
+		{map[string]string{"MQTTGATE_TLS_CRL": dir + "/ca.pem"}, "MQTTGATE_TLS_CRL"},
+		{map[string]string{"MQTTGATE_AUTHN": "jwt", "MQTTGATE_JWT_KEYS": dir + "/server-key.pem"}, "MQTTGATE_JWT_KEYS"},
+		{map[string]string{"MQTTGATE_AUTHN": "jwt", "MQTTGATE_JWT_SECRET": "short", "MQTTGATE_JWT_ALGORITHMS": "HS256"}, "MQTTGATE_JWT_SECRET"},
+		{map[string]string{"MQTTGATE_AUTHN": "http", "MQTTGATE_HTTP_AUTH_URL": "ftp://x"}, "MQTTGATE_HTTP_AUTH_URL"},
+		{map[string]string{"MQTTGATE_AUTHN": "http", "MQTTGATE_HTTP_AUTH_URL": "https://auth.example/mqtt", "MQTTGATE_HTTP_AUTH_ON_ERROR": "allow"}, "MQTTGATE_HTTP_AUTH_ON_ERROR"},
 		{map[string]string{"MQTTGATE_AUTHN": "password", "MQTTGATE_PASSWORD_FILE": dir + "/missing"}, "MQTTGATE_PASSWORD_FILE"},
 	}
 	for _, c := range cases {

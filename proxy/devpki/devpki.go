@@ -231,3 +231,19 @@ func Init(dir string, clients ...string) (*Files, error) {
 	}
 	return f, nil
 }
+
+// WriteCRL writes a PEM CRL, signed by the intermediate, that revokes the
+// given leaves.
+func (a *Authority) WriteCRL(file string, revoked ...*x509.Certificate) error {
+	now := time.Now().Add(-time.Minute)
+	tmpl := &x509.RevocationList{Number: serial(), ThisUpdate: now, NextUpdate: now.AddDate(0, 0, 7)}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, a.Intermediate, a.intermediateKey)
+	if err != nil {
+		return err
+	}
+	return atomicWrite(file, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
+}
