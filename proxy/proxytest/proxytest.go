@@ -121,3 +121,29 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// SeedCorpus writes seeds as testdata/fuzz/<target>/seed-NN files when
+// the environment variable named by env is 1, and otherwise fails the test
+// when a target's corpus is missing.
+func SeedCorpus(t *testing.T, env string, seeds map[string][][]byte) {
+	t.Helper()
+	write := os.Getenv(env) == "1"
+	for target, list := range seeds {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if !write {
+			if ents, err := os.ReadDir(dir); err != nil || len(ents) < len(list) {
+				t.Errorf("%s: seed corpus missing (run with %s=1)", dir, env)
+			}
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range list {
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package authn
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+func seeds() map[string][][]byte {
+	pbkdf2 := "alice:$7$101$S1xxPVa8t7uV1ZGb$DAnqaEGbOtlKvkAAx5RVy0FE+5mDh+u+t/9e6Cf95C9LkTAEiQ17vs4jWJ8Lxct896nXCxgw4ZQ7o2A7Gs32fw=="
+	sha := "bob:$6$Yz+6TynPzkqwO6kt$hbBaCVlkuN0aLMh7TaXj7KtiSnymbOXl7xCL5ijyxNuqTZiqaP3x/w1iHYv8dQ69/W5FSyx2pRDjXx68fNuIYQ=="
+	bc := "carol:$2y$04$abcdefghijklmnopqrstuu3ZtGxL7z7.Tq3n6bSUu1.2nLHk1iGsy"
+	return map[string][][]byte{
+		"FuzzPasswordFile": {
+			[]byte(pbkdf2 + "\n" + sha + "\n" + bc + "\n"),
+			[]byte("# comment\n\n" + sha + "\r\n"),
+			[]byte("dave:plaintext\n"),
+			[]byte("eve:$7$99999999999$AAAA$AAAA\n"),
+		},
+		"FuzzClientRules": {
+			[]byte(`{"pub":["t/${clientid}/#"],"sub":["cmd/${clientid}"],"all":["shared/#"]}`),
+			[]byte(`[{"permission":"allow","action":"publish","topic":"t/1","qos":[0,1],"retain":false},{"permission":"deny","action":"all","topics":["#"]}]`),
+			[]byte(`[{"permission":"allow","action":"subscribe","topic":"eq t/#","qos":2}]`),
+			[]byte(`{"pub":"t"}`),
+		},
+		"FuzzJWTClaims": {
+			[]byte(`{"sub":"dev1","clientid":"c1","exp":1999999999,"acl":{"pub":["t/#"]},"is_superuser":true}`),
+			[]byte(`{"sub":"dev1","clientid":"c2"}`),
+			[]byte(`{"sub":["dev1"],"clientid":"c1","acl":[{"permission":"deny","topic":"#"}]}`),
+		},
+		"FuzzWebhookAnswer": {
+			[]byte(`{"result":"allow","is_superuser":false,"acl":[{"permission":"allow","action":"publish","topic":"t/1"}],"expire_at":1999999999}`),
+			[]byte(`{"result":"deny"}`),
+			[]byte(`{"result":"ignore"}`),
+			[]byte(`{"result":"allow","expire_at":1}`),
+			[]byte(`{"result":"allow","acl":{"sub":["a/+"]}}`),
+		},
+	}
+}
+
+// TestSeedCorpus regenerates testdata/fuzz when AUTHN_WRITE_CORPUS=1.
+func TestSeedCorpus(t *testing.T) { proxytest.SeedCorpus(t, "AUTHN_WRITE_CORPUS", seeds()) }
+
+// A password file that parses renders to a file that parses to the same users.
+func FuzzPasswordFile(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParsePasswords(b)
+		if err != nil {
+			return
+		}
+		q, err := ParsePasswords(p.Bytes())
+		if err != nil {
+			t.Fatalf("rendered file does not parse: %v\n%s", err, p.Bytes())
+		}
+		if len(q.users) != len(p.users) {
+			t.Fatalf("%d users, then %d", len(p.users), len(q.users))
+		}
+		for u, h := range p.users {
+			if q.users[u].String() != h.String() {
+				t.Fatalf("user %q: %s became %s", u, h, q.users[u])
+			}
+			if h.kind == HashSHA512 && h.verify([]byte("x")) != q.users[u].verify([]byte("x")) {
+				t.Fatal("verification differs after rendering")
+			}
+		}
+	})
+}
+
+// Rules that parse hold only valid filters and known actions.
+func FuzzClientRules(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var v any
+		if json.Unmarshal(b, &v) != nil {
+			return
+		}
+		rules, err := ParseClientRules(v)
+		if err != nil {
+			return
+		}
+		for _, r := range rules {
+			if r.Action == 0 || r.Action > 3 || len(r.Topics) == 0 {
+				t.Fatalf("rule %+v", r)
+			}
+			for _, tp := range r.Topics {
+				if !mqttwire.ValidTopicFilter([]byte(strings.TrimPrefix(tp, "eq "))) {
+					t.Fatalf("invalid filter %q accepted", tp)
+				}
+			}
+			for _, q := range r.QoS {
+				if q > 2 {
+					t.Fatalf("QoS %d accepted", q)
+				}
+			}
+		}
+	})
+}
+
+// Whatever a token's claims say, a client is allowed only when the
+// templated claims equal its own values.
+func FuzzJWTClaims(f *testing.F) {
+	j := &JWT{o: JWTOptions{Claims: map[string]string{"sub": "${username}", "clientid": "${clientid}"}, SuperuserClaim: "is_superuser"}}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var claims map[string]any
+		if json.Unmarshal(b, &claims) != nil {
+			return
+		}
+		r := &Request{ClientID: "c1", Username: "dev1", UsernameSet: true}
+		res := j.checkClaims(claims, r)
+		if res.Verdict == Allow && (claims["sub"] != "dev1" || claims["clientid"] != "c1") {
+			t.Fatalf("allowed with claims %v", claims)
+		}
+		if res.Superuser && claims["is_superuser"] != true {
+			t.Fatal("superuser without the claim")
+		}
+	})
+}
+
+// Every answer is allow, deny, ignore or an error; an allow never carries
+// an expiry in the past.
+func FuzzWebhookAnswer(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		res, err := parseWebhookAnswer(b)
+		if err != nil {
+			return
+		}
+		if res.Verdict == Allow && !res.Expires.IsZero() && res.Expires.Unix() < 1 {
+			t.Fatalf("allow expiring at %v", res.Expires)
+		}
+		if res.Verdict == Deny && !res.Reason.IsError() {
+			t.Fatalf("deny with reason %#x", res.Reason)
+		}
+	})
+}
