@@ -71,7 +71,9 @@ type Result struct {
 	// Detail adds context to the log event (a webhook's error, a token's
 	// key id); it is not counted. Never a secret.
 	Detail string
-	// What an Allow grants.
+	// What an Allow grants. Username, when set, replaces the CONNECT's
+	// in the identity (a token in the user name field names its subject).
+	Username  string
 	Superuser bool
 	Expires   time.Time
 	Rules     []identity.Rule
@@ -105,7 +107,10 @@ type Config struct {
 	// to the user name and client id the broker sees (CertNone: keep the
 	// client's). The CONNECT is rewritten, so the client cannot choose.
 	UsernameFrom, ClientIDFrom CertField
-	Logger                     zerolog.Logger
+	// UsernameIsSecret keeps user names out of the logs (a JWT in the
+	// user name field).
+	UsernameIsSecret bool
+	Logger           zerolog.Logger
 }
 
 // Chain is the configured authentication chain. It is safe for concurrent use.
@@ -224,8 +229,12 @@ func (ch *Chain) mapIdentity(c *mqttwire.Connect, req *Request) (*mqttwire.Conne
 
 func (ch *Chain) admit(req *Request, by string, res Result, out Outcome) Outcome {
 	ch.count(by, res)
+	user := req.Username
+	if res.Username != "" {
+		user = res.Username
+	}
 	id := &identity.Identity{
-		ClientID: req.ClientID, Username: req.Username,
+		ClientID: req.ClientID, Username: user,
 		Superuser: res.Superuser, Expires: res.Expires, Rules: res.Rules, Source: by,
 	}
 	if req.Cert != nil {
@@ -248,7 +257,7 @@ func (ch *Chain) finish(req *Request, by string, res Result) Outcome {
 func (ch *Chain) event(ev *zerolog.Event, req *Request, by string, res Result) *zerolog.Event {
 	ev = ev.Str("event", "auth_"+res.Verdict.String()).Str("authenticator", by).Str("cause", res.Cause).
 		Stringer("client", req.Peer).Str("client_id", req.ClientID)
-	if req.UsernameSet {
+	if req.UsernameSet && !ch.cfg.UsernameIsSecret {
 		ev = ev.Str("username", req.Username)
 	}
 	if req.Cert != nil {

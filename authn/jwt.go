@@ -43,7 +43,8 @@ type JWTOptions struct {
 	Secret     []byte
 	Algorithms []string
 	// FromUsername takes the token from the user name field instead of
-	// the password field.
+	// the password field; the identity's user name is then the token's
+	// sub claim, which is required.
 	FromUsername bool
 	Issuer       string
 	Audience     string
@@ -186,6 +187,12 @@ func (j *JWT) Authenticate(_ context.Context, r *Request) Result {
 		return res
 	}
 	res := j.checkClaims(claims, r)
+	if res.Verdict == Allow && j.o.FromUsername {
+		// The user name field was the token: the identity is its subject.
+		if res.Username, _ = claims["sub"].(string); res.Username == "" {
+			return deny(mqttwire.NotAuthorized, "no_subject")
+		}
+	}
 	if res.Verdict == Allow {
 		if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 			res.Expires = exp.Time.Add(j.o.Leeway)

@@ -237,3 +237,18 @@ func TestJWTKeyFiles(t *testing.T) {
 		t.Errorf("private key file: %v", err)
 	}
 }
+
+// A token in the user name field: the identity's user name is its subject.
+func TestJWTFromUsername(t *testing.T) {
+	rs := proxytest.NewJWTSigner(t, "RS256")
+	j := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}, FromUsername: true})
+	tok := rs.Token(claimsValid(nil), nil)
+	ch := NewChain(Config{Authenticators: []Authenticator{j}})
+	out := ch.Authenticate(t.Context(), connect(4, "c1", tok, ""), Peer{})
+	if !out.Admit || out.Identity.Username != "dev1" {
+		t.Fatalf("admit %v identity %+v", out.Admit, out.Identity)
+	}
+	if res := j.Authenticate(t.Context(), &Request{Username: rs.Token(claimsValid(map[string]any{"sub": nil}), nil), UsernameSet: true}); res.Verdict != Deny {
+		t.Fatalf("token without sub: %v", res.Verdict)
+	}
+}

@@ -402,7 +402,7 @@ func (s *Server) connFields(ev *zerolog.Event, sess *Session) *zerolog.Event {
 	}
 	if sess.Version != 0 {
 		ev = ev.Stringer("mqtt", sess.Version).Str("client_id", sess.ClientID)
-		if sess.Username != "" {
+		if sess.Username != "" && !s.cfg.UsernameIsSecret {
 			ev = ev.Str("username", sess.Username)
 		}
 	}

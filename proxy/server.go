@@ -33,6 +33,9 @@ type Config struct {
 	ProxyProtocolTrusted []netip.Prefix
 
 	Authenticator Authenticator // nil refuses every client: fail closed
+	// UsernameIsSecret keeps user names out of the logs (when clients send
+	// a token in the user name field).
+	UsernameIsSecret bool
 	Inspector     Inspector     // nil forwards every valid packet
 
 	Logger zerolog.Logger

@@ -79,7 +79,7 @@ type reloadable struct {
 // returns the files it keeps in service.
 func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, error) {
 	var files []reloadable
-	cfg := authn.Config{AllowAnonymous: c.AllowAnonymous, Logger: log}
+	cfg := authn.Config{AllowAnonymous: c.AllowAnonymous, Logger: log, UsernameIsSecret: c.usernameIsSecret()}
 	cfg.UsernameFrom, _ = authn.ParseCertField(c.CertIdentity)
 	cfg.ClientIDFrom, _ = authn.ParseCertField(c.CertIdentityClientID)
 	cfg.Rules, _ = authn.ParseRules(c.AuthnRules)
@@ -135,6 +135,10 @@ func (a chainAuth) Authenticate(ctx context.Context, s *proxy.Session, c *mqttwi
 	}
 	return adm
 }
+
+// usernameIsSecret: with tokens in the user name field, user names are
+// kept out of the logs.
+func (c *config) usernameIsSecret() bool { return slices.Contains(c.Authn, "jwt") && c.JWTFrom == "username" }
 
 func (c *config) checkJWT(enabled bool) error {
 	set := len(c.JWTKeys) > 0 || c.JWTJWKSURL != "" || c.JWTSecret != "" || c.JWTSecretFile != ""

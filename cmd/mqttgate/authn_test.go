@@ -287,3 +287,26 @@ func TestWebhookThroughProxy(t *testing.T) {
 		t.Error("timeout not logged")
 	}
 }
+
+// A token in the user name field works, and neither an accepted nor a
+// refused token reaches the log.
+func TestJWTInUsernameNeverLogged(t *testing.T) {
+	rs := proxytest.NewJWTSigner(t, "RS256")
+	broker := proxytest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub, "MQTTGATE_JWT_FROM=username")
+	good := rs.Token(map[string]any{"sub": "dev1", "exp": time.Now().Add(time.Hour).Unix()}, nil)
+	expired := rs.Token(map[string]any{"sub": "dev1", "exp": time.Now().Add(-time.Hour).Unix()}, nil)
+	if err := pub(t, append(g.tlsArgs(""), "-u", good, "-t", "u", "-m", "m")...); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub(t, append(g.tlsArgs(""), "-u", expired, "-t", "u", "-m", "m")...); err == nil {
+		t.Fatal("expired token admitted")
+	}
+	proxytest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= 2 })
+	logs := g.logs.String()
+	for _, tok := range []string{good, expired} {
+		if strings.Contains(logs, tok[strings.LastIndex(tok, ".")+1:]) || strings.Contains(logs, tok[:strings.Index(tok, ".")]) {
+			t.Fatal("a token reached the log")
+		}
+	}
+}

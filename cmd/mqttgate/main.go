@@ -121,6 +121,7 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 	g.files = files
 	pc := c.proxyConfig(log)
 	pc.Authenticator = chainAuth{chain}
+	pc.UsernameIsSecret = c.usernameIsSecret()
 	srv, err := proxy.New(pc)
 	if err != nil {
 		return nil, err
