@@ -36,7 +36,7 @@ type Config struct {
 	// UsernameIsSecret keeps user names out of the logs (when clients send
 	// a token in the user name field).
 	UsernameIsSecret bool
-	Inspector     Inspector     // nil forwards every valid packet
+	Inspector        Inspector // nil forwards every valid packet
 
 	Logger zerolog.Logger
 	// Dial connects to the broker; nil uses net.Dialer.

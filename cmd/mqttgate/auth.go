@@ -138,7 +138,9 @@ func (a chainAuth) Authenticate(ctx context.Context, s *proxy.Session, c *mqttwi
 
 // usernameIsSecret: with tokens in the user name field, user names are
 // kept out of the logs.
-func (c *config) usernameIsSecret() bool { return slices.Contains(c.Authn, "jwt") && c.JWTFrom == "username" }
+func (c *config) usernameIsSecret() bool {
+	return slices.Contains(c.Authn, "jwt") && c.JWTFrom == "username"
+}
 
 func (c *config) checkJWT(enabled bool) error {
 	set := len(c.JWTKeys) > 0 || c.JWTJWKSURL != "" || c.JWTSecret != "" || c.JWTSecretFile != ""
