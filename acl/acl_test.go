@@ -1,0 +1,296 @@
+package acl
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mqttgate/mqttgate/authn/identity"
+)
+
+func engineFor(t testing.TB, name, content string) *Engine {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(Options{File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+type check struct {
+	kind   string // pub, sub, recv
+	topic  string
+	qos    byte
+	retain bool
+	allow  bool
+}
+
+func run(t *testing.T, v *View, who string, checks []check) {
+	t.Helper()
+	for _, c := range checks {
+		var d Decision
+		switch c.kind {
+		case "pub":
+			d = v.Publish([]byte(c.topic), c.qos, c.retain)
+		case "sub":
+			d = v.Subscribe([]byte(c.topic))
+		case "recv":
+			d = v.Receive([]byte(c.topic))
+		}
+		if d.Allow != c.allow {
+			t.Errorf("%s %s %q (qos %d retain %v): allow %v by %s, want %v", who, c.kind, c.topic, c.qos, c.retain, d.Allow, d.Source, c.allow)
+		}
+	}
+}
+
+const mosquittoACL = `# anonymous clients
+topic read public/#
+
+user alice
+topic readwrite alice/#
+topic deny alice/secret/#
+topic write shared/in
+topic read shared/out
+
+user bob
+topic read alice/+/status
+
+pattern readwrite devices/%c/#
+pattern read users/%u/inbox
+`
+
+func TestMosquittoSemantics(t *testing.T) {
+	e := engineFor(t, "acl", mosquittoACL)
+	if f := e.set.Load().Format; f != "mosquitto" {
+		t.Fatalf("format %s", f)
+	}
+	run(t, e.View(Client{ClientID: "a1", Username: "alice"}), "alice", []check{
+		{"pub", "alice/x", 0, false, true},
+		{"sub", "alice/#", 0, false, false}, // a deny inside it
+		{"sub", "alice/x/#", 0, false, true},
+		{"pub", "alice/secret/x", 1, false, false}, // deny before readwrite
+		{"sub", "alice/secret/x", 0, false, false},
+		{"pub", "shared/in", 0, false, true},
+		{"sub", "shared/in", 0, false, false}, // write only
+		{"sub", "shared/out", 0, false, true},
+		{"pub", "shared/out", 0, false, false}, // read only
+		{"pub", "public/x", 0, false, false},   // the anonymous section is not alice's
+		{"pub", "devices/a1/t", 0, false, true},
+		{"pub", "devices/a2/t", 0, false, false},
+		{"sub", "users/alice/inbox", 0, false, true},
+		{"recv", "alice/secret/y", 0, false, false},
+		{"recv", "alice/y", 0, false, true},
+	})
+	run(t, e.View(Client{ClientID: "b1", Username: "bob"}), "bob", []check{
+		{"sub", "alice/x/status", 0, false, true},
+		{"sub", "alice/+/status", 0, false, true},
+		{"sub", "alice/#", 0, false, false},
+		{"pub", "alice/x/status", 0, false, false},
+	})
+	run(t, e.View(Client{ClientID: "anon"}), "anonymous", []check{
+		{"sub", "public/news", 0, false, true},
+		{"pub", "public/news", 0, false, false},
+		{"sub", "users//inbox", 0, false, false}, // %u empty: the pattern matches nothing
+	})
+}
+
+const emqxACL = `%% EMQX syntax
+{allow, {username, "dashboard"}, subscribe, ["$SYS/#"]}.
+{allow, {ipaddr, "10.1.0.0/16"}, all, ["lan/#"]}.
+{deny, all, subscribe, ["$SYS/#", {eq, "#"}]}.
+{allow, {'and', [{clientid, {re, "^dev-"}}, {username, "fleet"}]}, publish, ["t/${clientid}/#"]}.
+{allow, {clientid, "c3"}, {publish, [{qos, [0, 1]}, {retain, false}]}, ["q/#"]}.
+{allow, {user, "fan"}, subscribe, ["news/+", {eq, "news/#"}]}.
+{allow, all, subscribe, ["room/${username}"]}.
+{deny, all}.
+`
+
+func TestEMQXSemantics(t *testing.T) {
+	e := engineFor(t, "acl.conf", emqxACL)
+	if f := e.set.Load().Format; f != "emqx" {
+		t.Fatalf("format %s", f)
+	}
+	run(t, e.View(Client{ClientID: "dev-7", Username: "fleet"}), "dev-7", []check{
+		{"pub", "t/dev-7/x", 2, true, true},
+		{"pub", "t/dev-8/x", 0, false, false},
+		{"sub", "room/fleet", 0, false, true},
+		{"sub", "room/other", 0, false, false},
+	})
+	run(t, e.View(Client{ClientID: "x-7", Username: "fleet"}), "x-7", []check{{"pub", "t/x-7/x", 0, false, false}})
+	run(t, e.View(Client{ClientID: "c3"}), "c3", []check{
+		{"pub", "q/a", 1, false, true},
+		{"pub", "q/a", 2, false, false},
+		{"pub", "q/a", 0, true, false},
+	})
+	run(t, e.View(Client{ClientID: "f", Username: "fan"}), "fan", []check{
+		{"sub", "news/a", 0, false, true},
+		{"sub", "news/#", 0, false, true}, // eq: the filter itself
+		{"sub", "news/a/b", 0, false, false},
+	})
+	run(t, e.View(Client{ClientID: "l", Addr: netip.MustParseAddr("10.1.2.3")}), "lan", []check{
+		{"pub", "lan/x", 0, false, true},
+		{"sub", "#", 0, false, false},
+	})
+	run(t, e.View(Client{ClientID: "l2", Addr: netip.MustParseAddr("10.2.2.3")}), "not lan", []check{{"pub", "lan/x", 0, false, false}})
+	// $SYS is for superusers only, whatever the file says.
+	run(t, e.View(Client{Username: "dashboard"}), "dashboard", []check{{"sub", "$SYS/broker/load", 0, false, false}})
+	run(t, e.View(Client{Username: "root", Superuser: true}), "superuser", []check{
+		{"sub", "$SYS/#", 0, false, true}, {"pub", "anything", 2, true, true}, {"sub", "#", 0, false, true},
+	})
+}
+
+// A client id or user name that is a wildcard gains nothing through a
+// placeholder, in either syntax and in client rules.
+func TestPlaceholdersCannotWiden(t *testing.T) {
+	for name, content := range map[string]string{
+		"acl":      "pattern readwrite t/%c/#\npattern readwrite u/%u\n",
+		"acl.conf": `{allow, all, all, ["t/${clientid}/#", "u/${username}"]}.` + "\n",
+	} {
+		e := engineFor(t, name, content)
+		for _, id := range []string{"#", "+", "a/+", "a/b", ""} {
+			v := e.View(Client{ClientID: id, Username: id})
+			for _, topic := range []string{"t/x/y", "t/#", "t/+/y", "u/x", "t/a/b/c", "u/a/+"} {
+				if d := v.Publish([]byte(topic), 0, false); d.Allow {
+					t.Errorf("%s: client id %q may publish to %q (%s)", name, id, topic, d.Source)
+				}
+				if d := v.Subscribe([]byte(topic)); d.Allow {
+					t.Errorf("%s: client id %q may subscribe to %q (%s)", name, id, topic, d.Source)
+				}
+			}
+		}
+		v := e.View(Client{ClientID: "ok", Username: "ok"})
+		if !v.Publish([]byte("t/ok/x"), 0, false).Allow || !v.Subscribe([]byte("u/ok")).Allow {
+			t.Errorf("%s: a plain client id lost its rights", name)
+		}
+	}
+}
+
+// Rules from the identity come first; then the file; then the default.
+func TestClientRulesFirstAndDefaults(t *testing.T) {
+	e := engineFor(t, "acl.conf", `{allow, all, all, ["t/#"]}.`+"\n")
+	yes := true
+	v := e.View(Client{ClientID: "c", Rules: []identity.Rule{
+		{Allow: false, Action: identity.Publish, Topics: []string{"t/secret"}},
+		{Allow: true, Action: identity.Subscribe, Topics: []string{"eq #"}},
+		{Allow: true, Action: identity.Publish, Topics: []string{"r/${clientid}"}, Retain: &yes},
+	}})
+	run(t, v, "c", []check{
+		{"pub", "t/secret", 0, false, false},
+		{"pub", "t/other", 0, false, true},
+		{"sub", "#", 0, false, true},
+		{"pub", "r/c", 0, true, true},
+		{"pub", "r/c", 0, false, false},
+		{"pub", "x", 0, false, false}, // no match: deny
+	})
+	// Without an explicit rule, # and +/# are refused even where a rule
+	// about every topic allows the rest; $share does not hide them.
+	e2 := engineFor(t, "acl.conf", "{allow, all}.\n")
+	run(t, e2.View(Client{ClientID: "c"}), "c", []check{
+		{"sub", "#", 0, false, false}, {"sub", "+/#", 0, false, false}, {"sub", "$share/g/#", 0, false, false},
+		{"sub", "a/#", 0, false, true}, {"pub", "x", 0, false, true},
+	})
+	e3, _ := NewEngine(Options{NoMatchAllow: true})
+	run(t, e3.View(Client{ClientID: "c"}), "c", []check{{"pub", "x", 0, false, true}, {"sub", "#", 0, false, false}})
+}
+
+// A reload takes effect on the next check of every view, cached decisions
+// included; a broken file keeps the old rules.
+func TestReload(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "acl")
+	os.WriteFile(f, []byte("pattern readwrite a/#\n"), 0o644)
+	e, err := NewEngine(Options{File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := e.View(Client{ClientID: "c"})
+	if !v.Publish([]byte("a/1"), 0, false).Allow {
+		t.Fatal("a/1 denied")
+	}
+	os.WriteFile(f, []byte("pattern readwrite b/#\n"), 0o644)
+	if changed, err := e.Reload(false); !changed || err != nil {
+		t.Fatal(changed, err)
+	}
+	if v.Publish([]byte("a/1"), 0, false).Allow || !v.Publish([]byte("b/1"), 0, false).Allow {
+		t.Fatal("reload not applied to the view")
+	}
+	os.WriteFile(f, []byte("pattern readwrite b/#\nbogus line\n"), 0o644)
+	if _, err := e.Reload(false); err == nil || !strings.Contains(err.Error(), "acl:2") {
+		t.Fatalf("broken reload: %v", err)
+	}
+	if !v.Publish([]byte("b/1"), 0, false).Allow {
+		t.Fatal("broken file took the rules out of service")
+	}
+}
+
+func TestParseErrorsNameFileAndLine(t *testing.T) {
+	for _, c := range []struct{ name, content, want string }{
+		{"acl", "user alice\ntopic read a/#/b\n", "acl:2"},
+		{"acl", "topic read ok\nuser\n", "acl:2: user without a name"},
+		{"acl", "allow all\n", "acl:1: unknown keyword"},
+		{"acl.conf", "{allow, all}.\n{allow, {user, \"x\"}, all, [\"a/#/b\"]}.\n", "acl.conf:2"},
+		{"acl.conf", "{allow, all, publish}.\n", "acl.conf:1"},
+		{"acl.conf", "{allow, {ipaddr, \"10.0.0.0/33\"}, all, [\"a\"]}.\n", "acl.conf:1"},
+		{"acl.conf", "{allow, {clientid, {re, \"(\"}}, all, [\"a\"]}.\n", "acl.conf:1"},
+		{"acl.conf", "{allow, all, all, [\"a\"]}\n", "expected '.'"},
+		{"acl.conf", "{allow, all, {publish, [{qos, 3}]}, [\"a\"]}.\n", "qos"},
+	} {
+		_, err := Parse(c.name, []byte(c.content))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.content, err, c.want)
+		}
+	}
+}
+
+// Many rules: the check walks an index, not the list; a cached decision
+// allocates nothing.
+func BenchmarkCheck100kRules(b *testing.B) {
+	var sb strings.Builder
+	for i := range 50_000 {
+		fmt.Fprintf(&sb, "{allow, all, publish, [\"site/%d/+/telemetry\"]}.\n", i)
+		fmt.Fprintf(&sb, "{allow, {username, \"user%d\"}, all, [\"home/%d/#\"]}.\n", i, i)
+	}
+	sb.WriteString("{deny, all}.\n")
+	e := engineFor(b, "acl.conf", sb.String())
+	v := e.View(Client{ClientID: "c", Username: "user123"})
+	topics := make([][]byte, 1024)
+	for i := range topics {
+		topics[i] = fmt.Appendf(nil, "site/%d/dev%d/telemetry", i*37%50_000, i)
+	}
+	b.Run("miss", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			v.cache = [cacheSize]centry{}
+			if !v.Publish(topics[i%len(topics)], 1, false).Allow {
+				b.Fatal("denied")
+			}
+			i++
+		}
+	})
+	b.Run("hit", func(b *testing.B) {
+		b.ReportAllocs()
+		t := []byte("home/123/kitchen/temp")
+		for b.Loop() {
+			if !v.Publish(t, 1, false).Allow {
+				b.Fatal("denied")
+			}
+		}
+	})
+}
+
+func TestCacheHitAllocatesNothing(t *testing.T) {
+	e := engineFor(t, "acl", "pattern readwrite a/%c/#\n")
+	v := e.View(Client{ClientID: "c"})
+	topic := []byte("a/c/x")
+	v.Publish(topic, 0, false)
+	if n := testing.AllocsPerRun(100, func() { v.Publish(topic, 0, false) }); n != 0 {
+		t.Fatalf("%v allocs per cached check", n)
+	}
+}
