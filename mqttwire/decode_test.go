@@ -229,3 +229,33 @@ func TestReasonCodes(t *testing.T) {
 		t.Error("plain error should map to 0x80")
 	}
 }
+
+// AppendSubscribe writes what ParseSubscribe reads back [MQTT-3.8.1-1].
+func TestAppendSubscribeRoundTrip(t *testing.T) {
+	for _, v := range []Version{V311, V5} {
+		var props []byte
+		if v == V5 {
+			props = AppendProperty(nil, PropSubscriptionID, 7, nil)
+		}
+		in := []Filter{{Topic: []byte("a/+"), Options: 1}, {Topic: []byte("$share/g/b/#"), Options: 2}}
+		b := AppendSubscribe(nil, v, 42, props, in)
+		if b[0] != 0x82 {
+			t.Fatalf("v%d: header %#x", v, b[0])
+		}
+		p, err := NewReader(bytes.NewReader(b), 64, 1024).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ParseSubscribe(p, v)
+		if err != nil || s.PacketID != 42 || s.Count != 2 || !bytes.Equal(s.Properties, props) {
+			t.Fatalf("v%d: %+v %v", v, s, err)
+		}
+		it := s.Filters()
+		for i := range in {
+			f, ok := it.Next()
+			if !ok || !bytes.Equal(f.Topic, in[i].Topic) || f.Options != in[i].Options {
+				t.Fatalf("v%d filter %d: %+v", v, i, f)
+			}
+		}
+	}
+}

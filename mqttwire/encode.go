@@ -105,3 +105,26 @@ func AppendDisconnect(dst []byte, v Version, code ReasonCode, serverReference st
 
 // AppendPingresp appends a PINGRESP.
 func AppendPingresp(dst []byte) []byte { return appendHeader(dst, PINGRESP, 0, 0) }
+
+// AppendSubscribe appends a SUBSCRIBE with the given filters (and, for
+// v5, properties): how the proxy forwards a subscription with some filters
+// taken out.
+func AppendSubscribe(dst []byte, v Version, id uint16, props []byte, filters []Filter) []byte {
+	n := 2
+	if v == V5 {
+		n += varintLen(len(props)) + len(props)
+	}
+	for _, f := range filters {
+		n += 2 + len(f.Topic) + 1
+	}
+	dst = appendHeader(dst, SUBSCRIBE, 0x02, n) // [MQTT-3.8.1-1]
+	dst = binary.BigEndian.AppendUint16(dst, id)
+	if v == V5 {
+		dst = appendProps(dst, props)
+	}
+	for _, f := range filters {
+		dst = appendBinary(dst, f.Topic)
+		dst = append(dst, f.Options)
+	}
+	return dst
+}

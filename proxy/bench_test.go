@@ -72,13 +72,14 @@ func forward(tb testing.TB, n int) *sinkConn {
 	client, broker := &repeatConn{pkt: benchPublish, n: n}, &sinkConn{}
 	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311}
 	sess.reader = mqttwire.NewReader(client, initialReadBuffer, mqttwire.DefaultMaxPacketSize)
+	sess.topics.rights = denyMarked{} // the ACL seam is on the path too
 	if reason := srv.clientToBroker(sess, client); reason != closeClient {
 		tb.Fatalf("pump ended with %q", reason)
 	}
 	return broker
 }
 
-// The PUBLISH path (framing, validation, inspection, forwarding) allocates
+// The PUBLISH path (framing, validation, topic rights, inspection, forwarding) allocates
 // per connection, never per packet.
 func TestPublishPathAllocatesNothingPerPacket(t *testing.T) {
 	if got := forward(t, 1000).n; got != 1000*len(benchPublish) {

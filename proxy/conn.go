@@ -135,6 +135,13 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		forward = mqttwire.AppendConnect(nil, adm.Connect)
 		sess.ClientID, sess.Username = string(adm.Connect.ClientID), string(adm.Connect.Username)
 	}
+	if s.cfg.Topics != nil {
+		sess.topics.rights = s.cfg.Topics(sess)
+		if !s.checkWill(sess, &c) {
+			s.refuse(sess, *conn, c.Version, mqttwire.NotAuthorized)
+			return closeTopicDenied
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
 	bc, err := s.cfg.Dial(ctx, "tcp", s.cfg.Backend)
@@ -269,6 +276,14 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		if p.Type == mqttwire.DISCONNECT {
 			sess.disconnected.Store(true)
 		}
+		if sess.topics.rights != nil {
+			switch verdict, reason := s.checkTopics(sess, client, r, in, flush); verdict {
+			case topicHandled:
+				continue
+			case topicEnd:
+				return reason
+			}
+		}
 		if s.cfg.Inspector == nil {
 			continue
 		}
@@ -362,12 +377,24 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				r.Written()
 			}
 		}
-		if _, err := r.Next(); err != nil {
+		p, err := r.Next()
+		if err != nil {
 			if held := r.Held(); len(held) > 0 {
 				_ = sess.writeClient(client, held)
 			}
 			sess.closeAll(closeBroker)
 			return closeBroker
+		}
+		if merged := sess.mergeSuback(p); merged != nil {
+			// Two writes: appending to the held bytes would write into the
+			// read buffer over the packets after p.
+			if held := r.HeldBefore(p); len(held) > 0 && sess.writeClient(client, held) != nil {
+				return closeClient
+			}
+			if sess.writeClient(client, merged) != nil {
+				return closeClient
+			}
+			r.Written()
 		}
 	}
 }

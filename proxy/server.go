@@ -33,6 +33,14 @@ type Config struct {
 	ProxyProtocolTrusted []netip.Prefix
 
 	Authenticator Authenticator // nil refuses every client: fail closed
+	// Topics, when set, gives each admitted session its topic rights
+	// (ACLs): checked for every PUBLISH, SUBSCRIBE filter and will.
+	Topics func(*Session) TopicRights
+	// TopicDenyDisconnect ends the session on a denied PUBLISH (v5 with
+	// DISCONNECT 0x87) instead of dropping it and answering the client.
+	TopicDenyDisconnect bool
+	// TopicDryRun decides, logs and counts denials but forwards anyway.
+	TopicDryRun bool
 	// UsernameIsSecret keeps user names out of the logs (when clients send
 	// a token in the user name field).
 	UsernameIsSecret bool
@@ -54,13 +62,14 @@ const (
 // Stats counts what the server has done; read with Load.
 type Stats struct {
 	Accepted, Active, AccessDenied, ProxyHeaderRefused, HandshakeFailed,
-	NoConnect, BadPacket, AuthRefused, Expired, BackendDown, Refused, Closed atomic.Int64
+	NoConnect, BadPacket, AuthRefused, Expired, BackendDown, Refused, TopicDenied, Closed atomic.Int64
 }
 
 // Server runs listeners and connections.
 type Server struct {
-	cfg   Config
-	Stats Stats
+	cfg     Config
+	Stats   Stats
+	denyLog *denyLog
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -97,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	return &Server{
 		cfg:       cfg,
+		denyLog:   newDenyLog(),
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*Session]struct{}{},
 		done:      make(chan struct{}),

@@ -38,6 +38,8 @@ type Session struct {
 	closed    bool
 	reason    string
 
+	topics topicState
+
 	wmu      sync.Mutex // serialises writes to the client
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
@@ -47,19 +49,20 @@ type Session struct {
 
 // Close reasons logged with the close event.
 const (
-	closeClient     = "client closed"
-	closeBroker     = "broker closed"
-	closeShutdown   = "server shutdown"
-	closeProtocol   = "protocol error"
-	closeNoConnect  = "no CONNECT"
-	closeAccess     = "access denied"
-	closeProxyHdr   = "PROXY header refused"
-	closeHandshake  = "TLS handshake failed"
-	closeAuth       = "authentication refused"
-	closeExpired    = "credentials expired"
-	closeBackend    = "broker unavailable"
-	closeInspector  = "refused by policy"
-	closeWriteError = "write error"
+	closeClient      = "client closed"
+	closeBroker      = "broker closed"
+	closeShutdown    = "server shutdown"
+	closeProtocol    = "protocol error"
+	closeNoConnect   = "no CONNECT"
+	closeAccess      = "access denied"
+	closeProxyHdr    = "PROXY header refused"
+	closeHandshake   = "TLS handshake failed"
+	closeAuth        = "authentication refused"
+	closeExpired     = "credentials expired"
+	closeTopicDenied = "denied by ACL"
+	closeBackend     = "broker unavailable"
+	closeInspector   = "refused by policy"
+	closeWriteError  = "write error"
 )
 
 // ClientCert returns the client's certificate when it was verified against

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -24,6 +25,11 @@ func runDemo(environ map[string]string, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(dir)
 	pki, err := devpki.Init(dir, "demo-client")
 	if err != nil {
+		return err
+	}
+
+	aclFile := filepath.Join(dir, "acl")
+	if err := os.WriteFile(aclFile, []byte("# every client may use demo/ and nothing else\npattern readwrite demo/#\n"), 0o644); err != nil {
 		return err
 	}
 
@@ -54,6 +60,7 @@ func runDemo(environ map[string]string, stdout, stderr io.Writer) error {
 		"MQTTGATE_TLS_CLIENT_AUTH": "require",
 		"MQTTGATE_AUTHN":           "cert",
 		"MQTTGATE_CERT_IDENTITY":   "cn",
+		"MQTTGATE_ACL_FILE":        aclFile,
 		"MQTTGATE_LOG_FORMAT":      "console",
 	}
 	for _, k := range []string{"MQTTGATE_LISTEN_TLS", "MQTTGATE_LOG_LEVEL", "MQTTGATE_LOG_FORMAT"} {
@@ -87,11 +94,14 @@ In another terminal, subscribe:
 and publish:
   mosquitto_pub %s -t demo/hello -m 'hello through mqttgate'
 
+Topics outside demo/ are refused by the ACL file (see the log):
+  mosquitto_pub %s -t other/topic -q 1 -m 'denied'
+
 Without the client certificate the proxy refuses the handshake:
   mosquitto_pub -h localhost -p %s --cafile %s -t demo/hello -m 'refused'
 
 Press Ctrl-C to stop.
-`, brokerAddr, port, dir, tlsArgs, tlsArgs, port, pki.CA)
+`, brokerAddr, port, dir, tlsArgs, tlsArgs, tlsArgs, port, pki.CA)
 	return g.wait(c.DrainTimeout)
 }
 

@@ -70,7 +70,7 @@ func startGateWith(t *testing.T, pki *devpki.Files, backend string, env ...strin
 		"MQTTGATE_BACKEND=" + backend, "MQTTGATE_LISTEN_TLS=" + addr,
 		"MQTTGATE_TLS_CERT=" + pki.ServerCert, "MQTTGATE_TLS_KEY=" + pki.ServerKey,
 		"MQTTGATE_TLS_CLIENT_CA=" + pki.CA, "MQTTGATE_LOG_LEVEL=debug",
-		"MQTTGATE_ALLOW_ANONYMOUS=true"}, env...) // tests about authentication say otherwise
+		"MQTTGATE_ALLOW_ANONYMOUS=true", "MQTTGATE_ACL_NO_MATCH=allow"}, env...) // tests about authentication and ACLs say otherwise
 	logs := proxytest.Start(t, "mqttgate", cmd)
 	proxytest.WaitFor(t, "mqttgate listening", func() bool { return strings.Contains(logs.String(), "TLS listener ready") })
 	return &gate{addr: addr, cmd: cmd, logs: logs, pki: pki}
@@ -389,12 +389,14 @@ func TestDemoCommandsWorkAsPrinted(t *testing.T) {
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MQTTGATE_LISTEN_TLS=" + proxytest.FreeAddr(t)}
 	out := proxytest.Start(t, "mqttgate demo", cmd)
 	proxytest.WaitFor(t, "demo instructions", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
-	var subCmd, pubCmd, refusedCmd string
+	var subCmd, pubCmd, deniedCmd, refusedCmd string
 	for _, l := range strings.Split(out.String(), "\n") {
 		l = strings.TrimSpace(l)
 		switch {
 		case strings.HasPrefix(l, "mosquitto_sub"):
 			subCmd = l
+		case strings.HasPrefix(l, "mosquitto_pub") && strings.Contains(l, "other/topic"):
+			deniedCmd = l
 		case strings.HasPrefix(l, "mosquitto_pub") && strings.Contains(l, "--cert"):
 			pubCmd = l
 		case strings.HasPrefix(l, "mosquitto_pub"):
@@ -425,6 +427,11 @@ func TestDemoCommandsWorkAsPrinted(t *testing.T) {
 	if err := exec.Command("sh", "-c", refusedCmd).Run(); err == nil {
 		t.Fatal("the printed refused command succeeded")
 	}
+	// A 3.1.1 client cannot be told; the proxy answers PUBACK and logs.
+	if o, err := exec.Command("sh", "-c", deniedCmd).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v %s", deniedCmd, err, o)
+	}
+	proxytest.WaitFor(t, "ACL denial logged", func() bool { return strings.Contains(out.String(), "acl_deny") })
 	// Ctrl-C stops the demo cleanly and removes the certificates.
 	dir := regexp.MustCompile(`certificates are in (\S+)`).FindStringSubmatch(out.String())
 	_ = cmd.Process.Signal(os.Interrupt)

@@ -122,6 +122,13 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 	pc := c.proxyConfig(log)
 	pc.Authenticator = chainAuth{chain}
 	pc.UsernameIsSecret = c.usernameIsSecret()
+	engine, err := c.buildACL(&pc, log)
+	if err != nil {
+		return nil, err
+	}
+	if c.ACLFile != "" {
+		g.files = append(g.files, reloadable{"ACL_FILE", engine.Reload})
+	}
 	srv, err := proxy.New(pc)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+const mosquittoACLFile = `# Mosquitto syntax
+user alice
+topic readwrite alice/#
+topic deny alice/secret/#
+topic read shared/#
+
+user bob
+topic write shared/bob
+
+user root
+topic read #
+
+pattern readwrite devices/%c/#
+`
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func passwordFile(t *testing.T, users ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "passwd")
+	bin := proxytest.Need(t, "mosquitto_passwd")
+	for i, u := range users {
+		args := []string{"-b", file, u, u + "-pw"}
+		if i == 0 {
+			args = append([]string{"-c"}, args...)
+		}
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	return file
+}
+
+// aclScenario runs the same clients against a target: conn are the
+// mosquitto client options to reach it (before -u/-P). watch is a
+// subscriber on # that sees everything the broker accepted.
+func aclScenario(t *testing.T, conn []string, watch []string) (watched, aliceGot []string) {
+	t.Helper()
+	as := func(user string, args ...string) []string {
+		return append(append(append([]string{}, conn...), "-u", user, "-P", user+"-pw"), args...)
+	}
+	watchLines, _ := sub(t, append(watch, "-t", "#", "-q", "1")...)
+	aliceLines, _ := sub(t, as("alice", "-i", "alice-sub", "-t", "shared/#", "-t", "bob/#", "-q", "1")...)
+	for _, p := range []struct {
+		user, id, topic string
+	}{
+		{"alice", "a1", "alice/secret/x"}, // deny line
+		{"bob", "b1", "alice/x"},          // not bob's
+		{"alice", "a1", "shared/x"},       // read only
+		{"alice", "dev1", "devices/dev2/t"},
+		{"bob", "b1", "bob/x"}, // bob may not write there either: alice's denied filter must stay silent
+		{"alice", "a1", "alice/x"},
+		{"bob", "b1", "shared/bob"},
+		{"alice", "dev1", "devices/dev1/t"},
+	} {
+		if err := pub(t, as(p.user, "-i", p.id, "-q", "1", "-t", p.topic, "-m", p.user)...); err != nil {
+			t.Fatalf("%s publishing %s: %v", p.user, p.topic, err)
+		}
+	}
+	// Every allowed message arrives, in order, after the denied ones were
+	// sent: what the watcher saw first is all that got through.
+	for range 3 {
+		select {
+		case l := <-watchLines:
+			watched = append(watched, l)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watcher saw only %q", watched)
+		}
+	}
+	select {
+	case l := <-aliceLines:
+		aliceGot = append(aliceGot, l)
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice got nothing")
+	}
+	return watched, aliceGot
+}
+
+// A Mosquitto acl_file behaves through the proxy as it does in Mosquitto:
+// the same clients, run once against Mosquitto enforcing the file itself
+// and once through mqttgate in front of a Mosquitto without ACLs, see the
+// same messages.
+func TestMosquittoACLFileAsInMosquitto(t *testing.T) {
+	aclFile := writeFile(t, "acl", mosquittoACLFile)
+	pw := passwordFile(t, "alice", "bob", "root")
+	want := []string{"alice/x alice", "shared/bob bob", "devices/dev1/t alice"}
+	wantAlice := []string{"shared/bob bob"}
+
+	direct := proxytest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
+	host, port, _ := strings.Cut(direct, ":")
+	dconn := []string{"-h", host, "-p", port}
+	w, a := aclScenario(t, dconn, append(append([]string{}, dconn...), "-u", "root", "-P", "root-pw"))
+	if strings.Join(w, "|") != strings.Join(want, "|") || strings.Join(a, "|") != strings.Join(wantAlice, "|") {
+		t.Fatalf("Mosquitto itself: watcher %q alice %q; the test's expectations are wrong", w, a)
+	}
+
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+pw,
+		"MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny")
+	bhost, bport, _ := strings.Cut(backend, ":")
+	w, a = aclScenario(t, g.tlsArgs(""), []string{"-h", bhost, "-p", bport}) // the watcher sits on the broker itself
+	if strings.Join(w, "|") != strings.Join(want, "|") {
+		t.Errorf("through mqttgate the broker saw %q, want %q", w, want)
+	}
+	if strings.Join(a, "|") != strings.Join(wantAlice, "|") {
+		t.Errorf("through mqttgate alice got %q, want %q", a, wantAlice)
+	}
+	if !strings.Contains(g.logs.String(), `"rule":"acl:4"`) {
+		t.Error("the deny line is not named in the log")
+	}
+}
+
+// One SUBSCRIBE with three filters, the middle one denied: v3.1.1 and v5
+// clients get one code per filter in order and messages on the allowed two
+// only; with rules from a Mosquitto file, an EMQX file, and a JWT claim.
+func TestSubackPerFilterFromEachSource(t *testing.T) {
+	rs := proxytest.NewJWTSigner(t, "ES256")
+	pw := passwordFile(t, "dev")
+	sources := map[string][]string{
+		"mosquitto": {"MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE=" + pw,
+			"MQTTGATE_ACL_FILE=" + writeFile(t, "acl", "user dev\ntopic read a/#\ntopic read c/#\ntopic write #\n")},
+		"emqx": {"MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE=" + pw,
+			"MQTTGATE_ACL_FILE=" + writeFile(t, "acl.conf", `{allow, {username, "dev"}, subscribe, ["a/#", "c/#"]}.`+"\n"+`{allow, all, publish, ["#"]}.`+"\n")},
+		"jwt": {"MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS=" + rs.Pub},
+	}
+	for name, env := range sources {
+		t.Run(name, func(t *testing.T) {
+			backend := proxytest.Mosquitto(t, "")
+			g := startGate(t, backend, append(env, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_ACL_NO_MATCH=deny")...)
+			password := "dev-pw"
+			if name == "jwt" {
+				password = rs.Token(map[string]any{"sub": "dev", "exp": time.Now().Add(time.Hour).Unix(),
+					"acl": map[string]any{"sub": []any{"a/#", "c/#"}, "pub": []any{"#"}}}, nil)
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(g.pki.Authority.Root)
+			for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+				deny := byte(0x87)
+				if v != mqttwire.V5 {
+					deny = 0x80
+				}
+				conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, ack := proxytest.NewRawClient(t, conn, v, &mqttwire.Connect{ClientID: []byte("dev-sub"),
+					UsernameFlag: true, Username: []byte("dev"), PasswordFlag: true, Password: []byte(password)})
+				if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
+					t.Fatalf("v%d: CONNACK %x", v, ack.Raw)
+				}
+				c.Send(proxytest.SubscribePacket(v, 3, "a/1", "b/1", "c/1"))
+				if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{1, deny, 1}) {
+					t.Fatalf("v%d: SUBACK %x, want [01 %02x 01]", v, got, deny)
+				}
+				for _, topic := range []string{"b/1", "a/1", "c/1"} {
+					if err := pub(t, "-h", strings.Split(backend, ":")[0], "-p", strings.Split(backend, ":")[1], "-t", topic, "-m", "x"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, want := range []string{"a/1", "c/1"} {
+					m, err := mqttwire.ParsePublish(c.Next(), v)
+					if err != nil || string(m.Topic) != want {
+						t.Fatalf("v%d: message on %q (%v), want %s: the denied filter reached the broker", v, m.Topic, err, want)
+					}
+				}
+				conn.Close()
+			}
+		})
+	}
+}
+
+// A client id of # or a/+ gains nothing from a ${clientid} rule.
+func TestWildcardClientIDGainsNothing(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny",
+		"MQTTGATE_ACL_FILE="+writeFile(t, "acl.conf", `{allow, all, all, ["t/${clientid}/#"]}.`+"\n"))
+	bhost, bport, _ := strings.Cut(backend, ":")
+	watch, _ := sub(t, "-h", bhost, "-p", bport, "-t", "#")
+	for _, id := range []string{"#", "a/+", "+"} {
+		if err := pub(t, append(g.tlsArgs(""), "-i", id, "-q", "1", "-t", "t/victim/x", "-m", id)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub(t, append(g.tlsArgs(""), "-i", "victim", "-q", "1", "-t", "t/victim/x", "-m", "own")...); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, watch, "t/victim/x own")
+}
+
+// The ACL file is reloaded when it changes and on SIGHUP; established
+// connections get the new rules; a broken file keeps the old ones.
+func TestACLReload(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	file := writeFile(t, "acl", "pattern write one/#\n")
+	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+file, "MQTTGATE_FILE_POLL_INTERVAL=100ms")
+	bhost, bport, _ := strings.Cut(backend, ":")
+	watch, _ := sub(t, "-h", bhost, "-p", bport, "-t", "#")
+	pool := x509.NewCertPool()
+	pool.AddCert(g.pki.Authority.Root)
+	conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := proxytest.NewRawClient(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("kept")})
+	publish := func(topic string, id uint16) byte {
+		c.Send(proxytest.PublishPacket(mqttwire.V5, topic, 1, id, nil, "m"))
+		if p := c.Next(); len(p.Body) > 2 {
+			return p.Body[2]
+		}
+		return 0 // success, reason code omitted
+	}
+	if code := publish("two/x", 1); code != 0x87 {
+		t.Fatalf("two/x before the reload: %#x", code)
+	}
+	if err := os.WriteFile(file, []byte("pattern write two/#\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proxytest.WaitFor(t, "ACL reload", func() bool { return strings.Contains(g.logs.String(), `"file":"MQTTGATE_ACL_FILE"`) })
+	if code := publish("two/x", 2); code >= 0x80 {
+		t.Fatalf("two/x after the reload, same connection: %#x", code)
+	}
+	expectLine(t, watch, "two/x m")
+	if err := os.WriteFile(file, []byte("pattern write three/#\nnonsense\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	proxytest.WaitFor(t, "broken ACL reported", func() bool { return strings.Contains(g.logs.String(), "acl:2: unknown keyword") })
+	if code := publish("two/y", 3); code >= 0x80 {
+		t.Fatalf("a broken file changed the rules: %#x", code)
+	}
+}

@@ -1,0 +1,96 @@
+package proxytest
+
+import (
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// RawClient speaks MQTT by hand, for byte-exact answers in v3 and v5.
+type RawClient struct {
+	t    *testing.T
+	conn net.Conn
+	r    *mqttwire.Reader
+	v    mqttwire.Version
+}
+
+// NewRawClient sends CONNECT on conn and returns the client and the
+// broker's first answer.
+func NewRawClient(t *testing.T, conn net.Conn, v mqttwire.Version, c *mqttwire.Connect) (*RawClient, mqttwire.Packet) {
+	t.Helper()
+	t.Cleanup(func() { conn.Close() })
+	rc := &RawClient{t: t, conn: conn, r: mqttwire.NewReader(conn, 256, 1<<20), v: v}
+	c.Version, c.CleanStart = v, true
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 60
+	}
+	rc.Send(mqttwire.AppendConnect(nil, c))
+	return rc, rc.Next()
+}
+
+// Send writes b.
+func (c *RawClient) Send(b []byte) {
+	c.t.Helper()
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Next reads one packet, within 5 seconds.
+func (c *RawClient) Next() mqttwire.Packet {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := c.r.Next()
+	if err != nil {
+		c.t.Fatalf("reading: %v", err)
+	}
+	return p
+}
+
+// Quiet asserts that nothing arrives for a moment: used only after a
+// message that must arrive first, so the wait bounds a negative.
+func (c *RawClient) Quiet(d time.Duration) {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	if p, err := c.r.Next(); err == nil {
+		c.t.Fatalf("unexpected %s %x", p.Type, p.Raw)
+	}
+}
+
+// PublishPacket encodes a PUBLISH (props: v5 only).
+func PublishPacket(v mqttwire.Version, topic string, qos byte, id uint16, props []byte, payload string) []byte {
+	var body []byte
+	body = binary.BigEndian.AppendUint16(body, uint16(len(topic)))
+	body = append(body, topic...)
+	if qos > 0 {
+		body = binary.BigEndian.AppendUint16(body, id)
+	}
+	if v == mqttwire.V5 {
+		body = append(body, byte(len(props)))
+		body = append(body, props...)
+	}
+	body = append(body, payload...)
+	return append([]byte{0x30 | qos<<1, byte(len(body))}, body...)
+}
+
+// SubscribePacket encodes a SUBSCRIBE asking QoS 1 for each filter.
+func SubscribePacket(v mqttwire.Version, id uint16, filters ...string) []byte {
+	fs := make([]mqttwire.Filter, len(filters))
+	for i, f := range filters {
+		fs[i] = mqttwire.Filter{Topic: []byte(f), Options: 1}
+	}
+	return mqttwire.AppendSubscribe(nil, v, id, nil, fs)
+}
+
+// SubackCodes are the codes of a SUBACK, or the test fails.
+func SubackCodes(t *testing.T, p mqttwire.Packet, v mqttwire.Version) []byte {
+	t.Helper()
+	a, err := mqttwire.ParseAck(p, v)
+	if err != nil || p.Type != mqttwire.SUBACK {
+		t.Fatalf("want SUBACK, got %s %x (%v)", p.Type, p.Raw, err)
+	}
+	return a.Codes
+}

@@ -1,0 +1,292 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/time/rate"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// TopicRights is one session's topic authorization (the acl package
+// provides it). It is asked from the session's client pump only, so it
+// may keep unsynchronised per-session state such as a decision cache.
+type TopicRights interface {
+	// Publish decides a PUBLISH or a will message; by names the rule
+	// that decided, for the log.
+	Publish(topic []byte, qos byte, retain bool) (allowed bool, by string)
+	// Subscribe decides one topic filter of a SUBSCRIBE.
+	Subscribe(filter []byte) (allowed bool, by string)
+}
+
+// topicState is what enforcing topic rights needs per session.
+type topicState struct {
+	rights TopicRights
+	// aliases are the client's v5 Topic Aliases; tainted ones were set
+	// by a PUBLISH the broker never saw.
+	aliases map[uint16]*alias
+	// refusedQoS2 are packet ids of QoS 2 PUBLISHes the proxy answered
+	// itself; their PUBREL is answered here too.
+	refusedQoS2 map[uint16]struct{}
+
+	// pending SUBSCRIBEs forwarded with filters taken out: the SUBACK
+	// codes to send, pendingFilter where the broker's code goes. Shared
+	// with the broker pump.
+	subMu    sync.Mutex
+	pending  map[uint16][]byte
+	pendingN atomic.Int32
+}
+
+type alias struct {
+	topic   []byte
+	tainted bool
+}
+
+// pendingFilter marks a SUBACK position the broker's answer fills.
+const pendingFilter = 0xff
+
+// topicVerdict is what the client pump does with a packet after the
+// topic check.
+type topicVerdict uint8
+
+const (
+	topicForward topicVerdict = iota // write it on
+	topicHandled                     // answered or rewritten here
+	topicEnd                         // end the session
+)
+
+// denyLog limits deny events to a steady rate; what it holds back is
+// counted and reported with the next event.
+type denyLog struct {
+	lim        *rate.Limiter
+	suppressed atomic.Int64
+}
+
+func newDenyLog() *denyLog { return &denyLog{lim: rate.NewLimiter(10, 50)} }
+
+// checkTopics enforces the session's topic rights on one client packet.
+// flush writes the given bytes to the broker and marks every packet read
+// so far, this one included, as dealt with.
+func (s *Server) checkTopics(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, flush func([]byte) bool) (topicVerdict, string) {
+	ts := &sess.topics
+	p := in.Packet
+	switch p.Type {
+	case mqttwire.PUBLISH:
+		return s.checkPublish(sess, client, r, in, flush)
+	case mqttwire.SUBSCRIBE:
+		return s.checkSubscribe(sess, client, r, in, flush)
+	case mqttwire.PUBREL:
+		if len(ts.refusedQoS2) == 0 {
+			return topicForward, ""
+		}
+		a, _ := mqttwire.ParseAck(p, sess.Version)
+		if _, ok := ts.refusedQoS2[a.PacketID]; !ok {
+			return topicForward, ""
+		}
+		delete(ts.refusedQoS2, a.PacketID)
+		if !flush(r.HeldBefore(p)) {
+			return topicEnd, closeBroker
+		}
+		if sess.writeClient(client, mqttwire.AppendPubAck(nil, mqttwire.PUBCOMP, sess.Version, a.PacketID, mqttwire.Success, nil)) != nil {
+			return topicEnd, closeWriteError
+		}
+		return topicHandled, ""
+	}
+	return topicForward, ""
+}
+
+func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, flush func([]byte) bool) (topicVerdict, string) {
+	ts := &sess.topics
+	pub := &in.Publish
+	topic := pub.Topic
+	var allowed bool
+	var by string
+	tainted := false
+	if pub.TopicAlias != 0 {
+		if ts.aliases == nil {
+			ts.aliases = map[uint16]*alias{}
+		}
+		a := ts.aliases[pub.TopicAlias]
+		switch {
+		case len(topic) > 0:
+			if a == nil {
+				a = new(alias)
+				ts.aliases[pub.TopicAlias] = a
+			}
+			a.topic = append(a.topic[:0], topic...)
+			a.tainted = false
+		case a == nil:
+			s.Stats.BadPacket.Add(1)
+			s.disconnect(sess, client, mqttwire.TopicAliasInvalid) // [MQTT-3.3.4-7]
+			return topicEnd, closeProtocol
+		default:
+			topic, tainted = a.topic, a.tainted
+		}
+	}
+	if tainted {
+		by = "topic alias set by a denied PUBLISH"
+	} else {
+		allowed, by = ts.rights.Publish(topic, pub.QoS, pub.Retain)
+	}
+	if allowed {
+		return topicForward, ""
+	}
+	s.topicDenied(sess, "publish", topic, by)
+	if s.cfg.TopicDryRun {
+		return topicForward, ""
+	}
+	if pub.TopicAlias != 0 && len(pub.Topic) > 0 {
+		ts.aliases[pub.TopicAlias].tainted = true // the broker will not learn this alias
+	}
+	if !flush(r.HeldBefore(in.Packet)) {
+		return topicEnd, closeBroker
+	}
+	if s.cfg.TopicDenyDisconnect {
+		s.disconnect(sess, client, mqttwire.NotAuthorized)
+		return topicEnd, closeTopicDenied
+	}
+	if pub.QoS == 2 {
+		if ts.refusedQoS2 == nil {
+			ts.refusedQoS2 = map[uint16]struct{}{}
+		}
+		ts.refusedQoS2[pub.PacketID] = struct{}{}
+	}
+	if reply, _ := refusal(sess.Version, in, mqttwire.NotAuthorized); reply != nil && sess.writeClient(client, reply) != nil {
+		return topicEnd, closeWriteError
+	}
+	return topicHandled, ""
+}
+
+// checkSubscribe judges each filter. Denied filters are taken out of the
+// SUBSCRIBE the broker sees and get a failure code in the SUBACK the
+// client sees, in their original positions; if every filter is denied the
+// proxy answers alone.
+func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, flush func([]byte) bool) (topicVerdict, string) {
+	ts := &sess.topics
+	sub := &in.Subscribe
+	var codes []byte // allocated at the first denial
+	it := sub.Filters()
+	for i := 0; ; i++ {
+		f, ok := it.Next()
+		if !ok {
+			break
+		}
+		if allowed, by := ts.rights.Subscribe(f.Topic); !allowed {
+			s.topicDenied(sess, "subscribe", f.Topic, by)
+			if codes == nil {
+				codes = make([]byte, sub.Count)
+				for j := range codes {
+					codes[j] = pendingFilter
+				}
+			}
+			codes[i] = byte(mqttwire.NotAuthorized)
+		}
+	}
+	if codes == nil || s.cfg.TopicDryRun {
+		return topicForward, ""
+	}
+	if !flush(r.HeldBefore(in.Packet)) {
+		return topicEnd, closeBroker
+	}
+	var keep []mqttwire.Filter
+	it = sub.Filters()
+	for i := 0; ; i++ {
+		f, ok := it.Next()
+		if !ok {
+			break
+		}
+		if codes[i] == pendingFilter {
+			keep = append(keep, f)
+		}
+	}
+	if len(keep) == 0 {
+		if sess.writeClient(client, mqttwire.AppendSuback(nil, sess.Version, sub.PacketID, codes, nil)) != nil {
+			return topicEnd, closeWriteError
+		}
+		return topicHandled, ""
+	}
+	ts.subMu.Lock()
+	if ts.pending == nil {
+		ts.pending = map[uint16][]byte{}
+	}
+	ts.pending[sub.PacketID] = codes
+	ts.pendingN.Store(int32(len(ts.pending)))
+	ts.subMu.Unlock()
+	out := mqttwire.AppendSubscribe(nil, sess.Version, sub.PacketID, sub.Properties, keep)
+	n, err := sess.broker.Write(out)
+	sess.bytesIn.Add(int64(n))
+	if err != nil {
+		return topicEnd, closeBroker
+	}
+	return topicHandled, ""
+}
+
+// mergeSuback returns the SUBACK to send the client in place of the
+// broker's p, when p answers a SUBSCRIBE that was forwarded with filters
+// taken out; nil otherwise.
+func (sess *Session) mergeSuback(p mqttwire.Packet) []byte {
+	ts := &sess.topics
+	if p.Type != mqttwire.SUBACK || ts.pendingN.Load() == 0 {
+		return nil
+	}
+	a, err := mqttwire.ParseAck(p, sess.Version)
+	if err != nil {
+		return nil
+	}
+	ts.subMu.Lock()
+	codes := ts.pending[a.PacketID]
+	delete(ts.pending, a.PacketID)
+	ts.pendingN.Store(int32(len(ts.pending)))
+	ts.subMu.Unlock()
+	if codes == nil {
+		return nil
+	}
+	j := 0
+	for i, c := range codes {
+		if c != pendingFilter {
+			continue
+		}
+		codes[i] = byte(mqttwire.UnspecifiedError) // the broker answered too few
+		if j < len(a.Codes) {
+			codes[i] = a.Codes[j]
+		}
+		j++
+	}
+	return mqttwire.AppendSuback(nil, sess.Version, a.PacketID, codes, a.Properties)
+}
+
+// checkWill refuses a CONNECT whose will the client may not publish.
+func (s *Server) checkWill(sess *Session, c *mqttwire.Connect) bool {
+	if !c.WillFlag || sess.topics.rights == nil {
+		return true
+	}
+	allowed, by := sess.topics.rights.Publish(c.WillTopic, c.WillQoS, c.WillRetain)
+	if allowed {
+		return true
+	}
+	s.topicDenied(sess, "will", c.WillTopic, by)
+	return s.cfg.TopicDryRun
+}
+
+// topicDenied counts and logs (at a bounded rate) one denial.
+func (s *Server) topicDenied(sess *Session, action string, topic []byte, by string) {
+	s.Stats.TopicDenied.Add(1)
+	if !s.denyLog.lim.Allow() {
+		s.denyLog.suppressed.Add(1)
+		return
+	}
+	ev := s.cfg.Logger.Warn().Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+		Str("client_id", sess.ClientID).Str("action", action).Bytes("topic", topic).Str("rule", by)
+	if sess.Username != "" && !s.cfg.UsernameIsSecret {
+		ev = ev.Str("username", sess.Username)
+	}
+	if s.cfg.TopicDryRun {
+		ev = ev.Bool("dry_run", true)
+	}
+	if n := s.denyLog.suppressed.Swap(0); n > 0 {
+		ev = ev.Int64("suppressed", n)
+	}
+	ev.Msg("denied by ACL")
+}

@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+// denyMarked denies every topic and filter that contains "denied".
+type denyMarked struct{}
+
+func (denyMarked) Publish(topic []byte, _ byte, _ bool) (bool, string) {
+	return !bytes.Contains(topic, []byte("denied")), "test rule"
+}
+
+func (denyMarked) Subscribe(filter []byte) (bool, string) {
+	return !bytes.Contains(filter, []byte("denied")), "test rule"
+}
+
+func withRights(cfg Config) Config {
+	cfg.Topics = func(*Session) TopicRights { return denyMarked{} }
+	return cfg
+}
+
+func dialRaw(t *testing.T, addr string, v mqttwire.Version, c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxytest.NewRawClient(t, conn, v, c)
+}
+
+var (
+	publishPkt   = proxytest.PublishPacket
+	subscribePkt = proxytest.SubscribePacket
+	subackCodes  = proxytest.SubackCodes
+)
+
+// Three filters, the middle one denied: the client sees one code per
+// filter in order, and receives messages on the allowed two only.
+func TestSubscribeFiltersJudgedOneByOne(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, withRights(Config{Backend: broker}), nil)
+	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+		deny := byte(0x87)
+		if v != mqttwire.V5 {
+			deny = 0x80
+		}
+		sub, _ := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("sub")})
+		sub.Send(subscribePkt(v, 7, "a/x", "denied/x", "c/x"))
+		if got := subackCodes(t, sub.Next(), v); !bytes.Equal(got, []byte{1, deny, 1}) {
+			t.Fatalf("v%d: SUBACK codes %x", v, got)
+		}
+		// Every filter denied: answered by the proxy alone.
+		sub.Send(subscribePkt(v, 8, "denied/1", "denied/2"))
+		if got := subackCodes(t, sub.Next(), v); !bytes.Equal(got, []byte{deny, deny}) {
+			t.Fatalf("v%d: all-denied SUBACK codes %x", v, got)
+		}
+		// The broker got the denied filter from nobody: a message on it
+		// (sent straight to the broker) does not arrive.
+		pub, _ := dialRaw(t, broker, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("pub")})
+		for _, topic := range []string{"denied/x", "a/x", "c/x"} {
+			pub.Send(publishPkt(mqttwire.V311, topic, 0, 0, nil, "m"))
+		}
+		for _, want := range []string{"a/x", "c/x"} {
+			p := sub.Next()
+			m, err := mqttwire.ParsePublish(p, v)
+			if err != nil || string(m.Topic) != want {
+				t.Fatalf("v%d: got %s %q (%v), want a message on %s", v, p.Type, m.Topic, err, want)
+			}
+			if m.QoS == 1 {
+				sub.Send(mqttwire.AppendPubAck(nil, mqttwire.PUBACK, v, m.PacketID, 0, nil))
+			}
+		}
+		sub.Quiet(200 * time.Millisecond)
+	}
+}
+
+// Denied PUBLISHes never reach the broker; QoS 1 and 2 are answered by the
+// proxy (v5 with 0x87), a v3 QoS 2 flow is completed with PUBCOMP.
+func TestPublishDenied(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, withRights(Config{Backend: broker}), nil)
+	watch, _ := dialRaw(t, broker, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("watch")})
+	watch.Send(subscribePkt(mqttwire.V311, 1, "#"))
+	watch.Next()
+	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+		c, _ := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("p")})
+		code := func(p mqttwire.Packet) mqttwire.ReasonCode { a, _ := mqttwire.ParseAck(p, v); return a.Reason }
+		c.Send(publishPkt(v, "denied/0", 0, 0, nil, "q0"))
+		c.Send(publishPkt(v, "denied/1", 1, 11, nil, "q1"))
+		if p := c.Next(); p.Type != mqttwire.PUBACK || (v == mqttwire.V5 && code(p) != 0x87) {
+			t.Fatalf("v%d QoS 1: %s %x", v, p.Type, p.Raw)
+		}
+		c.Send(publishPkt(v, "denied/2", 2, 12, nil, "q2"))
+		if p := c.Next(); p.Type != mqttwire.PUBREC || (v == mqttwire.V5 && code(p) != 0x87) {
+			t.Fatalf("v%d QoS 2: %s %x", v, p.Type, p.Raw)
+		}
+		c.Send([]byte{0x62, 2, 0, 12}) // PUBREL
+		if p := c.Next(); p.Type != mqttwire.PUBCOMP {
+			t.Fatalf("v%d PUBREL: %s %x", v, p.Type, p.Raw)
+		}
+		c.Send(publishPkt(v, "ok/after", 1, 13, nil, "fine"))
+		if p := c.Next(); p.Type != mqttwire.PUBACK || code(p).IsError() {
+			t.Fatalf("v%d allowed publish: %s %x", v, p.Type, p.Raw)
+		}
+		m, err := mqttwire.ParsePublish(watch.Next(), mqttwire.V311)
+		if err != nil || string(m.Topic) != "ok/after" {
+			t.Fatalf("v%d: the broker saw %q first (%v)", v, m.Topic, err)
+		}
+	}
+	if n := px.srv.Stats.TopicDenied.Load(); n != 6 {
+		t.Errorf("denials counted %d, want 6", n)
+	}
+	if !strings.Contains(px.logs.String(), `"event":"acl_deny"`) || !strings.Contains(px.logs.String(), `"rule":"test rule"`) {
+		t.Error("denial not logged with its rule")
+	}
+}
+
+// A v5 Topic Alias is checked against the topic it stands for; an alias
+// set by a denied PUBLISH stays denied; an unknown alias is a protocol
+// error.
+func TestTopicAliasTracked(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, withRights(Config{Backend: broker}), nil)
+	v := mqttwire.V5
+	c, ack := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("alias")})
+	if ack.Type != mqttwire.CONNACK {
+		t.Fatal(ack.Type)
+	}
+	alias := func(n uint16) []byte { return mqttwire.AppendProperty(nil, mqttwire.PropTopicAlias, uint32(n), nil) }
+	c.Send(publishPkt(v, "ok/a", 1, 1, alias(1), "set"))
+	if p := c.Next(); p.Type != mqttwire.PUBACK {
+		t.Fatalf("%s %x", p.Type, p.Raw)
+	}
+	c.Send(publishPkt(v, "", 1, 2, alias(1), "use"))
+	if p := c.Next(); p.Type != mqttwire.PUBACK || len(p.Body) > 2 && p.Body[2] >= 0x80 { // 0x10: no subscribers, fine
+		t.Fatalf("alias to an allowed topic: %x", p.Raw)
+	}
+	c.Send(publishPkt(v, "denied/a", 1, 3, alias(2), "set"))
+	if p := c.Next(); p.Body[2] != 0x87 {
+		t.Fatalf("denied alias set: %x", p.Raw)
+	}
+	c.Send(publishPkt(v, "", 1, 4, alias(2), "use"))
+	if p := c.Next(); p.Body[2] != 0x87 {
+		t.Fatalf("alias to a denied topic: %x", p.Raw)
+	}
+	c.Send(publishPkt(v, "", 1, 5, alias(3), "unknown"))
+	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != 0x94 {
+		t.Fatalf("unknown alias: %s %x", p.Type, p.Raw)
+	}
+}
+
+// A will the client may not publish refuses the CONNECT.
+func TestWillDenied(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, withRights(Config{Backend: broker}), nil)
+	for v, want := range map[mqttwire.Version][]byte{mqttwire.V311: {0x20, 2, 0, 5}, mqttwire.V5: {0x20, 3, 0, 0x87, 0}} {
+		_, ack := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("w"), WillFlag: true, WillTopic: []byte("denied/will"), WillPayload: []byte("x")})
+		if !bytes.Equal(ack.Raw, want) {
+			t.Errorf("v%d: %x, want %x", v, ack.Raw, want)
+		}
+		_, ack = dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("w"), WillFlag: true, WillTopic: []byte("ok/will"), WillPayload: []byte("x")})
+		if ack.Type != mqttwire.CONNACK || ack.Raw[len(ack.Raw)-1-boolInt(v == mqttwire.V5)] != 0 {
+			t.Errorf("v%d allowed will: %x", v, ack.Raw)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Dry run: decided, logged and counted, but forwarded.
+func TestTopicDryRun(t *testing.T) {
+	broker := startMosquitto(t)
+	cfg := withRights(Config{Backend: broker})
+	cfg.TopicDryRun = true
+	px := startProxy(t, cfg, nil)
+	c, _ := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("dry")})
+	c.Send(subscribePkt(mqttwire.V5, 1, "denied/x"))
+	if got := subackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(got, []byte{1}) {
+		t.Fatalf("dry run SUBACK %x", got)
+	}
+	c.Send(publishPkt(mqttwire.V5, "denied/x", 1, 2, nil, "through"))
+	for range 2 { // PUBACK and the message, in either order
+		if p := c.Next(); p.Type != mqttwire.PUBACK && p.Type != mqttwire.PUBLISH {
+			t.Fatalf("%s %x", p.Type, p.Raw)
+		}
+	}
+	if n := px.srv.Stats.TopicDenied.Load(); n != 2 {
+		t.Errorf("dry-run denials %d, want 2", n)
+	}
+	if !strings.Contains(px.logs.String(), `"dry_run":true`) {
+		t.Error("dry run not in the log")
+	}
+}
+
+// The disconnect setting ends the session on a denied PUBLISH.
+func TestTopicDenyDisconnect(t *testing.T) {
+	broker := startMosquitto(t)
+	cfg := withRights(Config{Backend: broker})
+	cfg.TopicDenyDisconnect = true
+	px := startProxy(t, cfg, nil)
+	c, _ := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("d")})
+	c.Send(publishPkt(mqttwire.V5, "denied/x", 0, 0, nil, "x"))
+	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != 0x87 {
+		t.Fatalf("%s %x", p.Type, p.Raw)
+	}
+}
