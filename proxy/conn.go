@@ -137,6 +137,9 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	}
 	if s.cfg.Topics != nil {
 		sess.topics.rights = s.cfg.Topics(sess)
+		if s.cfg.TopicCheckDelivery {
+			sess.topics.recv = s.cfg.Topics(sess) // its own: each pump's rights are its alone
+		}
 		if !s.checkWill(sess, &c) {
 			s.refuse(sess, *conn, c.Version, mqttwire.NotAuthorized)
 			return closeTopicDenied
@@ -237,7 +240,7 @@ func (s *Server) pump(sess *Session, client net.Conn) string {
 // clientToBroker frames, validates and inspects every client packet, and
 // writes runs of forwarded packets to the broker from the read buffer.
 func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
-	r, broker, v := sess.reader, sess.broker, sess.Version
+	r, v := sess.reader, sess.Version
 	r.HoldPackets()
 	r.Written()
 	// flush writes b, held bytes, and marks everything held as dealt with.
@@ -246,9 +249,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		if len(b) == 0 {
 			return true
 		}
-		n, err := broker.Write(b)
-		sess.bytesIn.Add(int64(n))
-		return err == nil
+		return sess.writeBroker(b) == nil
 	}
 	in := new(Inspected)
 	for {
@@ -386,17 +387,34 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			return closeBroker
 		}
 		if merged := sess.mergeSuback(p); merged != nil {
-			// Two writes: appending to the held bytes would write into the
-			// read buffer over the packets after p.
-			if held := r.HeldBefore(p); len(held) > 0 && sess.writeClient(client, held) != nil {
+			if !replacePacket(sess, client, r, p, merged) {
 				return closeClient
 			}
-			if sess.writeClient(client, merged) != nil {
-				return closeClient
+			continue
+		}
+		if sess.topics.recv != nil {
+			switch s.checkDelivery(sess, p) {
+			case deliveryDrop:
+				if !replacePacket(sess, client, r, p, nil) {
+					return closeClient
+				}
+			case deliveryBrokerGone:
+				sess.closeAll(closeBroker)
+				return closeBroker
 			}
-			r.Written()
 		}
 	}
+}
+
+// replacePacket writes what was held before p, then out (nil: p is
+// dropped), and marks p dealt with. Two writes: appending to the held
+// bytes would write into the read buffer over the packets after p.
+func replacePacket(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, out []byte) bool {
+	defer r.Written()
+	if held := r.HeldBefore(p); len(held) > 0 && sess.writeClient(client, held) != nil {
+		return false
+	}
+	return len(out) == 0 || sess.writeClient(client, out) == nil
 }
 
 func (s *Server) logOpen(sess *Session) {

@@ -39,6 +39,10 @@ type Config struct {
 	// TopicDenyDisconnect ends the session on a denied PUBLISH (v5 with
 	// DISCONNECT 0x87) instead of dropping it and answering the client.
 	TopicDenyDisconnect bool
+	// TopicCheckDelivery also checks every PUBLISH the broker sends
+	// against the client's subscribe rights and drops what it may not
+	// receive (acknowledging it to the broker).
+	TopicCheckDelivery bool
 	// TopicDryRun decides, logs and counts denials but forwards anyway.
 	TopicDryRun bool
 	// UsernameIsSecret keeps user names out of the logs (when clients send

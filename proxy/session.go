@@ -40,6 +40,7 @@ type Session struct {
 
 	topics topicState
 
+	bmu      sync.Mutex // serialises writes to the broker, with the delivery check on
 	wmu      sync.Mutex // serialises writes to the client
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
@@ -110,6 +111,19 @@ func (s *Session) setClientWriter(c net.Conn) {
 	s.mu.Lock()
 	s.cw = c
 	s.mu.Unlock()
+}
+
+// writeBroker writes whole packets to the broker. Only the client pump
+// writes there, unless the delivery check also acknowledges from the
+// broker pump: then writes are serialised.
+func (s *Session) writeBroker(b []byte) error {
+	if s.topics.recv != nil {
+		s.bmu.Lock()
+		defer s.bmu.Unlock()
+	}
+	n, err := s.broker.Write(b)
+	s.bytesIn.Add(int64(n))
+	return err
 }
 
 // writeClient writes whole packets to the client; the two pumps never

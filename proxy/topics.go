@@ -19,11 +19,19 @@ type TopicRights interface {
 	Publish(topic []byte, qos byte, retain bool) (allowed bool, by string)
 	// Subscribe decides one topic filter of a SUBSCRIBE.
 	Subscribe(filter []byte) (allowed bool, by string)
+	// Receive decides whether a message the broker sends on topic may be
+	// delivered (Config.TopicCheckDelivery).
+	Receive(topic []byte) (allowed bool, by string)
 }
 
 // topicState is what enforcing topic rights needs per session.
 type topicState struct {
 	rights TopicRights
+	// recv, with the delivery check on, is a second TopicRights for the
+	// broker pump; brokerAliases and droppedQoS2 are that pump's.
+	recv          TopicRights
+	brokerAliases map[uint16][]byte
+	droppedQoS2   map[uint16]struct{}
 	// aliases are the client's v5 Topic Aliases; tainted ones were set
 	// by a PUBLISH the broker never saw.
 	aliases map[uint16]*alias
@@ -214,10 +222,7 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 	ts.pending[sub.PacketID] = codes
 	ts.pendingN.Store(int32(len(ts.pending)))
 	ts.subMu.Unlock()
-	out := mqttwire.AppendSubscribe(nil, sess.Version, sub.PacketID, sub.Properties, keep)
-	n, err := sess.broker.Write(out)
-	sess.bytesIn.Add(int64(n))
-	if err != nil {
+	if sess.writeBroker(mqttwire.AppendSubscribe(nil, sess.Version, sub.PacketID, sub.Properties, keep)) != nil {
 		return topicEnd, closeBroker
 	}
 	return topicHandled, ""
@@ -289,4 +294,77 @@ func (s *Server) topicDenied(sess *Session, action string, topic []byte, by stri
 		ev = ev.Int64("suppressed", n)
 	}
 	ev.Msg("denied by ACL")
+}
+
+type deliveryVerdict uint8
+
+const (
+	deliveryForward deliveryVerdict = iota
+	deliveryDrop
+	deliveryBrokerGone
+)
+
+// checkDelivery is the defence in depth behind SUBSCRIBE checks: a
+// PUBLISH from the broker on a topic the client may not receive (say,
+// through a subscription made before the rules changed) is dropped, and
+// the proxy acknowledges it to the broker in the client's place (PUBACK,
+// or PUBREC and later PUBCOMP).
+func (s *Server) checkDelivery(sess *Session, p mqttwire.Packet) deliveryVerdict {
+	ts := &sess.topics
+	switch p.Type {
+	case mqttwire.PUBLISH:
+	case mqttwire.PUBREL:
+		if len(ts.droppedQoS2) == 0 {
+			return deliveryForward
+		}
+		a, _ := mqttwire.ParseAck(p, sess.Version)
+		if _, ok := ts.droppedQoS2[a.PacketID]; !ok {
+			return deliveryForward
+		}
+		delete(ts.droppedQoS2, a.PacketID)
+		if sess.writeBroker(mqttwire.AppendPubAck(nil, mqttwire.PUBCOMP, sess.Version, a.PacketID, mqttwire.Success, nil)) != nil {
+			return deliveryBrokerGone
+		}
+		return deliveryDrop
+	default:
+		return deliveryForward
+	}
+	pub, err := mqttwire.ParsePublish(p, sess.Version)
+	if err != nil {
+		return deliveryForward // the client judges the broker's packets
+	}
+	topic := pub.Topic
+	if pub.TopicAlias != 0 {
+		if ts.brokerAliases == nil {
+			ts.brokerAliases = map[uint16][]byte{}
+		}
+		if len(topic) > 0 {
+			ts.brokerAliases[pub.TopicAlias] = append(ts.brokerAliases[pub.TopicAlias][:0], topic...)
+		} else {
+			topic = ts.brokerAliases[pub.TopicAlias]
+		}
+	}
+	allowed, by := ts.recv.Receive(topic)
+	if allowed {
+		return deliveryForward
+	}
+	s.topicDenied(sess, "deliver", topic, by)
+	if s.cfg.TopicDryRun {
+		return deliveryForward
+	}
+	var ack []byte
+	switch pub.QoS {
+	case 1:
+		ack = mqttwire.AppendPubAck(nil, mqttwire.PUBACK, sess.Version, pub.PacketID, mqttwire.Success, nil)
+	case 2:
+		ack = mqttwire.AppendPubAck(nil, mqttwire.PUBREC, sess.Version, pub.PacketID, mqttwire.Success, nil)
+		if ts.droppedQoS2 == nil {
+			ts.droppedQoS2 = map[uint16]struct{}{}
+		}
+		ts.droppedQoS2[pub.PacketID] = struct{}{}
+	}
+	if ack != nil && sess.writeBroker(ack) != nil {
+		return deliveryBrokerGone
+	}
+	return deliveryDrop
 }

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,10 @@ func (denyMarked) Publish(topic []byte, _ byte, _ bool) (bool, string) {
 
 func (denyMarked) Subscribe(filter []byte) (bool, string) {
 	return !bytes.Contains(filter, []byte("denied")), "test rule"
+}
+
+func (denyMarked) Receive(topic []byte) (bool, string) {
+	return !bytes.Contains(topic, []byte("hidden")), "test rule"
 }
 
 func withRights(cfg Config) Config {
@@ -215,5 +221,76 @@ func TestTopicDenyDisconnect(t *testing.T) {
 	c.Send(publishPkt(mqttwire.V5, "denied/x", 0, 0, nil, "x"))
 	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != 0x87 {
 		t.Fatalf("%s %x", p.Type, p.Raw)
+	}
+}
+
+// With the delivery check, a message the client may not receive is
+// dropped and acknowledged to the broker in the client's place: PUBACK,
+// or PUBREC and then PUBCOMP for the broker's PUBREL.
+func TestDeliveryCheck(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks := make(chan string, 8)
+	acceptLoop(t, ln, func(c net.Conn) { // a broker that checks what the proxy answers
+		defer c.Close()
+		r := mqttwire.NewReader(c, 256, 1<<16)
+		cp, err := r.Next()
+		if err != nil {
+			return
+		}
+		cn, _ := mqttwire.ParseConnect(cp)
+		v := cn.Version
+		c.Write(mqttwire.AppendConnack(nil, v, false, 0, nil))
+		if _, err := r.Next(); err != nil { // SUBSCRIBE
+			return
+		}
+		c.Write(mqttwire.AppendSuback(nil, v, 1, []byte{2}, nil))
+		c.Write(publishPkt(v, "x/hidden/1", 1, 1, nil, "h1"))
+		c.Write(publishPkt(v, "x/hidden/2", 2, 2, nil, "h2"))
+		c.Write(publishPkt(v, "x/ok", 1, 3, nil, "ok"))
+		for {
+			p, err := r.Next()
+			if err != nil {
+				return
+			}
+			a, _ := mqttwire.ParseAck(p, v)
+			acks <- fmt.Sprintf("%s %d", p.Type, a.PacketID)
+			if p.Type == mqttwire.PUBREC {
+				c.Write([]byte{0x62, 2, 0, byte(a.PacketID)})
+			}
+		}
+	})
+	cfg := withRights(Config{Backend: ln.Addr().String()})
+	cfg.TopicCheckDelivery = true
+	px := startProxy(t, cfg, nil)
+	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+		c, _ := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("recv")})
+		c.Send(proxytest.SubscribePacket(v, 1, "x/#"))
+		c.Next()
+		p := c.Next()
+		m, err := mqttwire.ParsePublish(p, v)
+		if err != nil || string(m.Topic) != "x/ok" {
+			t.Fatalf("v%d: got %s %q (%v), want only x/ok", v, p.Type, m.Topic, err)
+		}
+		c.Send(mqttwire.AppendPubAck(nil, mqttwire.PUBACK, v, m.PacketID, 0, nil))
+		var got []string
+		for range 4 {
+			select {
+			case a := <-acks:
+				got = append(got, a)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("v%d: broker got only %q", v, got)
+			}
+		}
+		slices.Sort(got)
+		if want := []string{"PUBACK 1", "PUBACK 3", "PUBCOMP 2", "PUBREC 2"}; !slices.Equal(got, want) {
+			t.Fatalf("v%d: broker got %q, want %q", v, got, want)
+		}
+		c.Quiet(100 * time.Millisecond)
+	}
+	if n := px.srv.Stats.TopicDenied.Load(); n != 4 {
+		t.Errorf("delivery denials %d, want 4", n)
 	}
 }

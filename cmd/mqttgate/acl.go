@@ -42,6 +42,7 @@ func (c *config) buildACL(pc *proxy.Config, log zerolog.Logger) (*acl.Engine, er
 	}
 	pc.TopicDenyDisconnect = c.ACLDenyAction == "disconnect"
 	pc.TopicDryRun = c.ACLMode == "dry-run"
+	pc.TopicCheckDelivery = c.ACLCheckDelivery
 	return e, nil
 }
 
@@ -55,5 +56,10 @@ func (r aclRights) Publish(topic []byte, qos byte, retain bool) (bool, string) {
 
 func (r aclRights) Subscribe(filter []byte) (bool, string) {
 	d := r.v.Subscribe(filter)
+	return d.Allow, d.Source
+}
+
+func (r aclRights) Receive(topic []byte) (bool, string) {
+	d := r.v.Receive(topic)
 	return d.Allow, d.Source
 }

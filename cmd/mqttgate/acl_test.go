@@ -254,3 +254,40 @@ func TestACLReload(t *testing.T) {
 		t.Fatalf("a broken file changed the rules: %#x", code)
 	}
 }
+
+// MQTTGATE_ACL_CHECK_DELIVERY: a subscription made before a rule was
+// taken away delivers nothing more on what the new rules deny.
+func TestACLCheckDeliveryAfterReload(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	file := writeFile(t, "acl", "pattern read a/#\npattern read b/#\n")
+	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+file, "MQTTGATE_ACL_CHECK_DELIVERY=true")
+	pool := x509.NewCertPool()
+	pool.AddCert(g.pki.Authority.Root)
+	conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := proxytest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("old-sub")})
+	c.Send(proxytest.SubscribePacket(mqttwire.V311, 1, "a/#", "b/#"))
+	if got := proxytest.SubackCodes(t, c.Next(), mqttwire.V311); !bytes.Equal(got, []byte{1, 1}) {
+		t.Fatalf("SUBACK %x", got)
+	}
+	if err := os.WriteFile(file, []byte("pattern read b/#\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	proxytest.WaitFor(t, "ACL reload", func() bool { return strings.Contains(g.logs.String(), `"file":"MQTTGATE_ACL_FILE"`) })
+	bhost, bport, _ := strings.Cut(backend, ":")
+	for _, topic := range []string{"a/x", "b/x"} {
+		if err := pub(t, "-h", bhost, "-p", bport, "-q", "1", "-t", topic, "-m", "m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := c.Next()
+	if m, err := mqttwire.ParsePublish(p, mqttwire.V311); err != nil || string(m.Topic) != "b/x" {
+		t.Fatalf("got %q (%v), want b/x only", m.Topic, err)
+	}
+	if !strings.Contains(g.logs.String(), `"action":"deliver"`) {
+		t.Error("the dropped delivery is not logged")
+	}
+}

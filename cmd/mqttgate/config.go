@@ -69,10 +69,11 @@ type config struct {
 	HTTPAuthCacheTTL    time.Duration `env:"HTTP_AUTH_CACHE_TTL"`
 	HTTPAuthMaxInflight int           `env:"HTTP_AUTH_MAX_INFLIGHT" envDefault:"32"`
 
-	ACLFile       string `env:"ACL_FILE"`                            // Mosquitto or EMQX syntax
-	ACLNoMatch    string `env:"ACL_NO_MATCH" envDefault:"deny"`      // what no rule decides
-	ACLDenyAction string `env:"ACL_DENY_ACTION" envDefault:"ignore"` // a denied PUBLISH: ignore (answer, drop) or disconnect
-	ACLMode       string `env:"ACL_MODE" envDefault:"enforce"`       // enforce or dry-run
+	ACLFile          string `env:"ACL_FILE"`                            // Mosquitto or EMQX syntax
+	ACLNoMatch       string `env:"ACL_NO_MATCH" envDefault:"deny"`      // what no rule decides
+	ACLDenyAction    string `env:"ACL_DENY_ACTION" envDefault:"ignore"` // a denied PUBLISH: ignore (answer, drop) or disconnect
+	ACLMode          string `env:"ACL_MODE" envDefault:"enforce"`       // enforce or dry-run
+	ACLCheckDelivery bool   `env:"ACL_CHECK_DELIVERY"`                  // also check what the broker sends against subscribe rights
 
 	FilePollInterval time.Duration `env:"FILE_POLL_INTERVAL" envDefault:"2s"` // how often password, key and CRL files are checked for changes
 
