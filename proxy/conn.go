@@ -34,8 +34,14 @@ func (s *Server) handle(sess *Session, tlsConfig *tls.Config) {
 	reason := s.admit(sess, &conn, tlsConfig)
 	if reason == "" {
 		reason = s.pump(sess, conn)
+		if s.cfg.OnClose != nil {
+			defer s.cfg.OnClose(sess)
+		}
 	}
 	sess.closeAll(reason)
+	if sess.release != nil {
+		sess.release()
+	}
 	s.Stats.Closed.Add(1)
 	s.logClose(sess)
 }
@@ -62,6 +68,15 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		if trusted && !s.allowed(sess) {
 			return closeAccess
 		}
+	}
+	if s.cfg.Conns != nil { // caps, rates and IP bans, before any TLS work
+		release, refused := s.cfg.Conns.Open(sess.ClientAddr.Addr())
+		if refused != "" {
+			s.Stats.ConnRefused.Add(1)
+			s.limitHit(sess, refused)
+			return closeConnLimit
+		}
+		sess.release = release
 	}
 	sess.localAddr = (*conn).LocalAddr() // the address the client connected to (from the header behind a balancer)
 	if tlsConfig != nil {
@@ -108,6 +123,9 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		return closeProtocol
 	}
 	sess.ClientID, sess.Username = string(c.ClientID), string(c.Username)
+	if reason := s.checkConnect(sess, *conn, &c); reason != "" {
+		return reason // before authentication: a banned client costs no hashing
+	}
 
 	forward := p.Raw
 	var adm Admission // no authenticator: refused
@@ -134,6 +152,13 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	if adm.Connect != nil {
 		forward = mqttwire.AppendConnect(nil, adm.Connect)
 		sess.ClientID, sess.Username = string(adm.Connect.ClientID), string(adm.Connect.Username)
+		if reason := s.checkConnect(sess, *conn, adm.Connect); reason != "" {
+			return reason // the identity the certificate gave may be banned
+		}
+	}
+	sess.keepAlive, sess.keepAliveCapped = effectiveKeepAlive(c.KeepAlive, s.cfg.MaxKeepAlive)
+	if s.cfg.Limits != nil {
+		sess.limiter = s.cfg.Limits(sess)
 	}
 	if s.cfg.Topics != nil {
 		sess.topics.rights = s.cfg.Topics(sess)
@@ -178,6 +203,23 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	s.logOpen(sess)
 	sess.reader = r
 	return ""
+}
+
+// checkConnect applies Config.CheckConnect (bans, client id length).
+func (s *Server) checkConnect(sess *Session, conn net.Conn, c *mqttwire.Connect) string {
+	if s.cfg.CheckConnect == nil {
+		return ""
+	}
+	code, kind := s.cfg.CheckConnect(sess, c)
+	if !code.IsError() {
+		return ""
+	}
+	s.limitHit(sess, kind)
+	s.refuse(sess, conn, c.Version, code)
+	if code == mqttwire.Banned {
+		return closeBanned
+	}
+	return closeLimit
 }
 
 // inboundHeader reads the PROXY header (v1 or v2) that a trusted load
@@ -252,13 +294,24 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		return sess.writeBroker(b) == nil
 	}
 	in := new(Inspected)
+	lim := sess.limiter
 	for {
-		if !r.Buffered() && !flush(r.Held()) {
-			return closeBroker
+		if !r.Buffered() {
+			if !flush(r.Held()) {
+				return closeBroker
+			}
+			if sess.keepAlive > 0 { // a silent client is gone after 1.5 keepalives
+				_ = client.SetReadDeadline(time.Now().Add(sess.keepAlive * 3 / 2))
+			}
 		}
 		p, err := r.Next()
 		if err != nil {
 			flush(r.Held())
+			if ne, ok := err.(net.Error); ok && ne.Timeout() && sess.keepAlive > 0 {
+				s.limitHit(sess, "keepalive")
+				s.disconnect(sess, client, mqttwire.KeepAliveTimeout)
+				return closeKeepAlive
+			}
 			return s.readFailed(sess, client, err)
 		}
 		in.Packet = p
@@ -277,6 +330,16 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		if p.Type == mqttwire.DISCONNECT {
 			sess.disconnected.Store(true)
 		}
+		// Limits see SUBSCRIBE before the ACL rewrites it, and PUBLISH
+		// after the ACL, so a denied PUBLISH is never counted in flight.
+		if lim != nil && p.Type != mqttwire.PUBLISH {
+			if verdict, reason := s.decided(sess, client, r, in, lim.Check(in), flush, true); verdict != topicForward {
+				if verdict == topicEnd {
+					return reason
+				}
+				continue
+			}
+		}
 		if sess.topics.rights != nil {
 			switch verdict, reason := s.checkTopics(sess, client, r, in, flush); verdict {
 			case topicHandled:
@@ -285,28 +348,80 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 				return reason
 			}
 		}
-		if s.cfg.Inspector == nil {
-			continue
+		if lim != nil && p.Type == mqttwire.PUBLISH {
+			if verdict, reason := s.decided(sess, client, r, in, lim.Check(in), flush, true); verdict != topicForward {
+				if verdict == topicEnd {
+					return reason
+				}
+				continue
+			}
 		}
-		switch d := s.cfg.Inspector.Inspect(sess, in); d.Verdict {
-		case Refuse:
-			if !flush(r.HeldBefore(p)) {
-				return closeBroker
+		if s.cfg.Inspector != nil {
+			if verdict, reason := s.decided(sess, client, r, in, s.cfg.Inspector.Inspect(sess, in), flush, false); verdict != topicForward {
+				if verdict == topicEnd {
+					return reason
+				}
+				continue
 			}
-			s.Stats.Refused.Add(1)
-			reply, ok := refusal(v, in, d.Reason)
-			if !ok {
-				s.disconnect(sess, client, d.Reason)
-				return closeInspector
+		}
+		if lim != nil && p.Type == mqttwire.PUBLISH {
+			if d := lim.Delay(len(p.Raw), time.Now()); d > 0 {
+				if reason := s.throttle(sess, client, r, d, flush); reason != "" {
+					return reason
+				}
 			}
+		}
+	}
+}
+
+// decided carries out a limiter's or an inspector's decision on a packet.
+func (s *Server) decided(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, d Decision, flush func([]byte) bool, limit bool) (topicVerdict, string) {
+	if d.Verdict == Forward {
+		return topicForward, ""
+	}
+	closeReason := closeInspector
+	if limit {
+		s.limitHit(sess, d.Kind)
+		closeReason = closeLimit
+	}
+	if !flush(r.HeldBefore(in.Packet)) {
+		return topicEnd, closeBroker
+	}
+	if d.Verdict == Refuse {
+		s.Stats.Refused.Add(1)
+		reply, ok := refusal(sess.Version, in, d.Reason)
+		if ok {
 			if reply != nil && sess.writeClient(client, reply) != nil {
-				return closeWriteError
+				return topicEnd, closeWriteError
 			}
-		case Disconnect:
-			flush(r.HeldBefore(p))
-			s.disconnect(sess, client, d.Reason)
-			return closeInspector
+			return topicHandled, ""
 		}
+	}
+	s.disconnect(sess, client, d.Reason)
+	return topicEnd, closeReason
+}
+
+// throttle holds the client pump (so the client's TCP window fills: the
+// backpressure mature brokers apply) until it may send again, after
+// writing on what was already read; or ends the session when the rate is
+// configured to disconnect.
+func (s *Server) throttle(sess *Session, client net.Conn, r *mqttwire.Reader, d time.Duration, flush func([]byte) bool) string {
+	s.Stats.Throttled.Add(1)
+	if !flush(r.Held()) {
+		return closeBroker
+	}
+	if s.cfg.RateDisconnect {
+		s.limitHit(sess, "publish_rate")
+		s.disconnect(sess, client, mqttwire.MessageRateTooHigh)
+		return closeLimit
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ""
+	case <-sess.done:
+		return closeClient
 	}
 }
 
@@ -369,6 +484,7 @@ func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.Reason
 func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 	r := mqttwire.NewReader(sess.broker, initialReadBuffer, mqttwire.MaxRemainingLength)
 	r.HoldPackets()
+	first := true
 	for {
 		if !r.Buffered() {
 			if held := r.Held(); len(held) > 0 {
@@ -385,6 +501,18 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 			sess.closeAll(closeBroker)
 			return closeBroker
+		}
+		if first {
+			first = false
+			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
+				if !replacePacket(sess, client, r, p, connack) {
+					return closeClient
+				}
+				continue
+			}
+		}
+		if sess.limiter != nil && finalAck(p, sess.Version) {
+			sess.limiter.Acked()
 		}
 		if merged := sess.mergeSuback(p); merged != nil {
 			if !replacePacket(sess, client, r, p, merged) {

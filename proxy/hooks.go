@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
@@ -63,10 +64,34 @@ const (
 	Disconnect
 )
 
-// Decision is an Inspector's answer.
+// Decision is an Inspector's (or a Limiter's) answer.
 type Decision struct {
 	Verdict Verdict
 	Reason  mqttwire.ReasonCode
+	// Kind names the limit a Limiter's refusal is about, for counters
+	// and logs.
+	Kind string
+}
+
+// Limiter is one session's limits (the limits package provides it).
+type Limiter interface {
+	// Check decides a client packet: SUBSCRIBE and UNSUBSCRIBE before
+	// the topic ACL, PUBLISH after it (so a denied PUBLISH is never
+	// counted in flight). Called from the client pump.
+	Check(p *Inspected) Decision
+	// Delay is how long to stop reading from the client after a PUBLISH
+	// of n bytes was forwarded (rates as backpressure); 0 for none.
+	Delay(n int, now time.Time) time.Duration
+	// Acked is called, from the broker pump, for each broker
+	// acknowledgement that ends a client PUBLISH's flow.
+	Acked()
+}
+
+// ConnGate admits connections before any TLS work (caps, rates, IP bans).
+type ConnGate interface {
+	// Open admits a connection from a; release is called once when an
+	// admitted connection ends. refused names why not.
+	Open(a netip.Addr) (release func(), refused string)
 }
 
 // InspectorChain runs inspectors in order; the first that does not forward

@@ -45,6 +45,22 @@ type Config struct {
 	TopicCheckDelivery bool
 	// TopicDryRun decides, logs and counts denials but forwards anyway.
 	TopicDryRun bool
+	// Limits, when set, gives each admitted session its packet limits.
+	Limits func(*Session) Limiter
+	// RateDisconnect ends a session over its rate (v5 DISCONNECT 0x96)
+	// instead of holding it back.
+	RateDisconnect bool
+	// Conns, when set, admits connections before the TLS handshake.
+	Conns ConnGate
+	// CheckConnect, when set, may refuse an authenticated CONNECT
+	// (bans, client id length) with a CONNACK code; kind names why.
+	CheckConnect func(s *Session, c *mqttwire.Connect) (code mqttwire.ReasonCode, kind string)
+	// OnClose is called when an admitted session ends (flapping detection).
+	OnClose func(s *Session)
+	// MaxKeepAlive caps the client's keepalive (0: no cap). The proxy
+	// closes a client silent for 1.5 times its keepalive either way, and
+	// tells a v5 client the cap in CONNACK (Server Keep Alive).
+	MaxKeepAlive time.Duration
 	// UsernameIsSecret keeps user names out of the logs (when clients send
 	// a token in the user name field).
 	UsernameIsSecret bool
@@ -66,7 +82,7 @@ const (
 // Stats counts what the server has done; read with Load.
 type Stats struct {
 	Accepted, Active, AccessDenied, ProxyHeaderRefused, HandshakeFailed,
-	NoConnect, BadPacket, AuthRefused, Expired, BackendDown, Refused, TopicDenied, Closed atomic.Int64
+	NoConnect, BadPacket, AuthRefused, Expired, BackendDown, Refused, TopicDenied, LimitHit, Throttled, ConnRefused, Closed atomic.Int64
 }
 
 // Server runs listeners and connections.
@@ -74,6 +90,7 @@ type Server struct {
 	cfg     Config
 	Stats   Stats
 	denyLog *denyLog
+	limits  limitCounts
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -185,7 +202,7 @@ func (s *Server) track(c net.Conn) *Session {
 	if s.closing {
 		return nil
 	}
-	sess := &Session{ID: s.nextID.Add(1), srv: s, client: c, start: time.Now()}
+	sess := &Session{ID: s.nextID.Add(1), srv: s, client: c, start: time.Now(), done: make(chan struct{})}
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.Stats.Active.Add(1)

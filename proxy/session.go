@@ -38,7 +38,12 @@ type Session struct {
 	closed    bool
 	reason    string
 
-	topics topicState
+	topics          topicState
+	limiter         Limiter
+	keepAlive       time.Duration // effective keepalive; 0: none
+	keepAliveCapped bool
+	done            chan struct{} // closed with the session
+	release         func()        // from the ConnGate, when it admitted the connection
 
 	bmu      sync.Mutex // serialises writes to the broker, with the delivery check on
 	wmu      sync.Mutex // serialises writes to the client
@@ -60,6 +65,10 @@ const (
 	closeHandshake   = "TLS handshake failed"
 	closeAuth        = "authentication refused"
 	closeExpired     = "credentials expired"
+	closeLimit       = "limit exceeded"
+	closeKeepAlive   = "keepalive timeout"
+	closeConnLimit   = "connection limit"
+	closeBanned      = "banned"
 	closeTopicDenied = "denied by ACL"
 	closeBackend     = "broker unavailable"
 	closeInspector   = "refused by policy"
@@ -83,6 +92,9 @@ func (s *Session) closeAll(reason string) {
 		return
 	}
 	s.closed, s.reason = true, reason
+	if s.done != nil {
+		close(s.done)
+	}
 	s.client.Close()
 	if s.broker != nil {
 		s.broker.Close()

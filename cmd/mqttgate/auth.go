@@ -66,6 +66,9 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 	if err := c.checkACL(); err != nil {
 		return err
 	}
+	if err := c.checkLimits(); err != nil {
+		return err
+	}
 	if c.FilePollInterval < 100*time.Millisecond {
 		return bad("FILE_POLL_INTERVAL", "%v: at least 100ms", c.FilePollInterval)
 	}

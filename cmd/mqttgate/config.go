@@ -75,6 +75,25 @@ type config struct {
 	ACLMode          string `env:"ACL_MODE" envDefault:"enforce"`       // enforce or dry-run
 	ACLCheckDelivery bool   `env:"ACL_CHECK_DELIVERY"`                  // also check what the broker sends against subscribe rights
 
+	MaxTopicLength         int           `env:"MAX_TOPIC_LENGTH" envDefault:"65535"`
+	MaxTopicLevels         int           `env:"MAX_TOPIC_LEVELS" envDefault:"128"`
+	MaxClientIDLength      int           `env:"MAX_CLIENT_ID_LENGTH" envDefault:"256"`
+	MaxSubscriptions       int           `env:"MAX_SUBSCRIPTIONS" envDefault:"1000"`
+	MaxFiltersPerSubscribe int           `env:"MAX_FILTERS_PER_SUBSCRIBE" envDefault:"100"`
+	MaxInflight            int           `env:"MAX_INFLIGHT" envDefault:"1000"`
+	PublishRate            float64       `env:"PUBLISH_RATE"`       // messages per second per client; 0: none
+	PublishBytesRate       float64       `env:"PUBLISH_BYTES_RATE"` // bytes per second per client; 0: none
+	RateAction             string        `env:"RATE_ACTION" envDefault:"throttle"`
+	MaxConnections         int           `env:"MAX_CONNECTIONS" envDefault:"100000"`
+	MaxConnectionsPerIP    int           `env:"MAX_CONNECTIONS_PER_IP"`
+	ConnectRate            float64       `env:"CONNECT_RATE"` // new connections per second, all addresses
+	ConnectRatePerIP       float64       `env:"CONNECT_RATE_PER_IP"`
+	MaxKeepAlive           time.Duration `env:"MAX_KEEPALIVE"`
+	FlappingMax            int           `env:"FLAPPING_MAX_DISCONNECTS" envDefault:"15"`
+	FlappingWindow         time.Duration `env:"FLAPPING_WINDOW" envDefault:"1m"`
+	FlappingBan            time.Duration `env:"FLAPPING_BAN" envDefault:"5m"`
+	BansFile               string        `env:"BANS_FILE"`
+
 	FilePollInterval time.Duration `env:"FILE_POLL_INTERVAL" envDefault:"2s"` // how often password, key and CRL files are checked for changes
 
 	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`

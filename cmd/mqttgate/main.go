@@ -6,6 +6,7 @@
 //	mqttgate demo            run an embedded broker behind the proxy with throwaway certificates
 //	mqttgate certs init DIR  write a development PKI to DIR
 //	mqttgate passwd ...      create and update password files (as mosquitto_passwd)
+//	mqttgate bans ...        list, add and remove bans
 package main
 
 import (
@@ -31,6 +32,8 @@ const usage = `usage:
   mqttgate certs init DIR  write a development CA, server and client certificates to DIR
   mqttgate passwd [-c] [-b] [-D] [-H hash] FILE USER [PASSWORD]
                            create and update a password file (mosquitto_passwd's format)
+  mqttgate bans list|add|remove ...
+                           edit the bans file (MQTTGATE_BANS_FILE)
 `
 
 func main() {
@@ -68,6 +71,8 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 		err = certsInit(args[1], stdout)
 	case "passwd":
 		err = passwdCmd(args, os.Stdin, stdout, stderr)
+	case "bans":
+		err = bansCmd(args, environ, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -128,6 +133,13 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 	}
 	if c.ACLFile != "" {
 		g.files = append(g.files, reloadable{"ACL_FILE", engine.Reload})
+	}
+	bans, err := c.buildLimits(&pc, log)
+	if err != nil {
+		return nil, err
+	}
+	if c.BansFile != "" {
+		g.files = append(g.files, reloadable{"BANS_FILE", bans.Reload})
 	}
 	srv, err := proxy.New(pc)
 	if err != nil {

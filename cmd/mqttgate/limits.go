@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/limits"
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy"
+)
+
+func (c *config) checkLimits() error {
+	for name, n := range map[string]int{"MAX_TOPIC_LENGTH": c.MaxTopicLength, "MAX_TOPIC_LEVELS": c.MaxTopicLevels,
+		"MAX_CLIENT_ID_LENGTH": c.MaxClientIDLength, "MAX_SUBSCRIPTIONS": c.MaxSubscriptions,
+		"MAX_FILTERS_PER_SUBSCRIBE": c.MaxFiltersPerSubscribe, "MAX_INFLIGHT": c.MaxInflight,
+		"MAX_CONNECTIONS": c.MaxConnections, "MAX_CONNECTIONS_PER_IP": c.MaxConnectionsPerIP, "FLAPPING_MAX_DISCONNECTS": c.FlappingMax} {
+		if n < 0 {
+			return bad(name, "%d: must not be negative (0 turns the limit off)", n)
+		}
+	}
+	if c.MaxTopicLength > 65535 {
+		return bad("MAX_TOPIC_LENGTH", "%d: at most 65535", c.MaxTopicLength)
+	}
+	if c.MaxInflight > 65535 {
+		return bad("MAX_INFLIGHT", "%d: at most 65535", c.MaxInflight)
+	}
+	for name, r := range map[string]float64{"PUBLISH_RATE": c.PublishRate, "PUBLISH_BYTES_RATE": c.PublishBytesRate,
+		"CONNECT_RATE": c.ConnectRate, "CONNECT_RATE_PER_IP": c.ConnectRatePerIP} {
+		if r < 0 {
+			return bad(name, "%v: must not be negative (0 turns the limit off)", r)
+		}
+	}
+	if c.RateAction != "throttle" && c.RateAction != "disconnect" {
+		return bad("RATE_ACTION", "%q: want throttle or disconnect", c.RateAction)
+	}
+	if c.MaxKeepAlive < 0 || c.MaxKeepAlive > 65535*time.Second || c.MaxKeepAlive%time.Second != 0 {
+		return bad("MAX_KEEPALIVE", "%v: whole seconds, at most 65535s", c.MaxKeepAlive)
+	}
+	if c.FlappingMax > 0 && (c.FlappingWindow <= 0 || c.FlappingBan <= 0) {
+		return bad("FLAPPING_WINDOW", "MQTTGATE_FLAPPING_WINDOW and MQTTGATE_FLAPPING_BAN must be positive")
+	}
+	return nil
+}
+
+// buildLimits sets the proxy's connection gate, CONNECT checks, session
+// limits and flapping detection.
+func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans, error) {
+	bans, err := limits.OpenBans(c.BansFile)
+	if err != nil {
+		return nil, bad("BANS_FILE", "%v", err)
+	}
+	pl := &limits.PacketLimits{MaxTopicLength: c.MaxTopicLength, MaxTopicLevels: c.MaxTopicLevels,
+		MaxClientIDLength: c.MaxClientIDLength, MaxSubscriptions: c.MaxSubscriptions, MaxFiltersPerSubscribe: c.MaxFiltersPerSubscribe,
+		MaxInflight: c.MaxInflight, PublishRate: c.PublishRate, PublishBytesRate: c.PublishBytesRate}
+	pc.Conns = limits.NewConns(limits.ConnLimits{MaxTotal: c.MaxConnections, MaxPerIP: c.MaxConnectionsPerIP,
+		Rate: c.ConnectRate, RatePerIP: c.ConnectRatePerIP}, bans)
+	pc.Limits = func(*proxy.Session) proxy.Limiter { return sessionLimits{pl.NewSession()} }
+	pc.RateDisconnect = c.RateAction == "disconnect"
+	pc.MaxKeepAlive = c.MaxKeepAlive
+	pc.CheckConnect = func(s *proxy.Session, cn *mqttwire.Connect) (mqttwire.ReasonCode, string) {
+		if ban, banned := bans.Client(string(cn.ClientID), string(cn.Username), time.Now()); banned {
+			log.Warn().Str("event", "banned").Str("kind", ban.Kind).Str("value", ban.Value).Time("until", ban.Until).
+				Str("reason", ban.Reason).Stringer("client", s.ClientAddr).Msg("banned client refused")
+			return mqttwire.Banned, "banned"
+		}
+		if v := pl.ClientID(cn.ClientID); v.Kind != "" {
+			return v.Code, v.Kind
+		}
+		return 0, ""
+	}
+	if c.FlappingMax > 0 {
+		f := &limits.Flapping{Max: c.FlappingMax, Window: c.FlappingWindow, Ban: c.FlappingBan}
+		pc.OnClose = func(s *proxy.Session) {
+			if !f.Disconnected(s.ClientID, time.Now()) {
+				return
+			}
+			ban := limits.Ban{Kind: limits.BanClientID, Value: s.ClientID, Until: time.Now().Add(c.FlappingBan).UTC(),
+				Reason: fmt.Sprintf("flapping: more than %d disconnects within %v", c.FlappingMax, c.FlappingWindow)}
+			err := bans.Add(ban)
+			log.Warn().Str("event", "flapping").Str("client_id", s.ClientID).Time("until", ban.Until).AnErr("ban_error", err).
+				Msg("flapping client banned")
+		}
+	}
+	return bans, nil
+}
+
+// sessionLimits lets the proxy use a limits.Session.
+type sessionLimits struct{ s *limits.Session }
+
+func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
+	var v limits.Violation
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		v = x.s.Publish(in.Publish.Topic, in.Publish.QoS)
+	case mqttwire.SUBSCRIBE:
+		v = x.s.Subscribe(&in.Subscribe)
+	case mqttwire.UNSUBSCRIBE:
+		x.s.Unsubscribe(&in.Subscribe)
+	}
+	switch {
+	case v.Kind == "":
+		return proxy.Decision{}
+	case v.End:
+		return proxy.Decision{Verdict: proxy.Disconnect, Reason: v.Code, Kind: v.Kind}
+	}
+	return proxy.Decision{Verdict: proxy.Refuse, Reason: v.Code, Kind: v.Kind}
+}
+
+func (x sessionLimits) Delay(n int, now time.Time) time.Duration { return x.s.Delay(n, now) }
+
+func (x sessionLimits) Acked() { x.s.Acked() }

@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// limitCounts counts limit hits by kind.
+type limitCounts struct {
+	m sync.Map // kind -> *atomic.Int64
+}
+
+func (c *limitCounts) add(kind string) {
+	v, ok := c.m.Load(kind)
+	if !ok {
+		v, _ = c.m.LoadOrStore(kind, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
+}
+
+// LimitCount is how often one kind of limit was hit.
+type LimitCount struct {
+	Kind string
+	N    int64
+}
+
+// LimitCounts returns the limit hits by kind, sorted by kind.
+func (s *Server) LimitCounts() []LimitCount {
+	var out []LimitCount
+	s.limits.m.Range(func(k, v any) bool {
+		out = append(out, LimitCount{k.(string), v.(*atomic.Int64).Load()})
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind })
+	return out
+}
+
+// limitHit counts and logs (at a bounded rate) one limit hit; sess is nil
+// for connections refused before they became sessions.
+func (s *Server) limitHit(sess *Session, kind string) {
+	s.Stats.LimitHit.Add(1)
+	s.limits.add(kind)
+	if !s.denyLog.lim.Allow() {
+		s.denyLog.suppressed.Add(1)
+		return
+	}
+	ev := s.cfg.Logger.Warn().Str("event", "limit").Str("limit", kind)
+	if sess != nil {
+		ev = ev.Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
+		if sess.ClientID != "" {
+			ev = ev.Str("client_id", sess.ClientID)
+		}
+	}
+	if n := s.denyLog.suppressed.Swap(0); n > 0 {
+		ev = ev.Int64("suppressed", n)
+	}
+	ev.Msg("limit reached")
+}
+
+// effectiveKeepAlive is the client's keepalive capped by the maximum; a
+// client asking for none (0) gets the maximum when there is one.
+func effectiveKeepAlive(asked uint16, max time.Duration) (d time.Duration, capped bool) {
+	d = time.Duration(asked) * time.Second
+	if max > 0 && (d == 0 || d > max) {
+		return max, true
+	}
+	return d, false
+}
+
+// rewriteConnack adds to a successful v5 CONNACK the Maximum Packet Size
+// the proxy enforces and, when the proxy capped the keepalive, the Server
+// Keep Alive, unless the broker set them. nil: send the broker's as is.
+func (s *Server) rewriteConnack(sess *Session, p mqttwire.Packet, keepAliveCapped bool) []byte {
+	if sess.Version != mqttwire.V5 || p.Type != mqttwire.CONNACK {
+		return nil
+	}
+	a, err := mqttwire.ParseAck(p, mqttwire.V5)
+	if err != nil || a.Reason != mqttwire.Success {
+		return nil
+	}
+	props := a.Properties
+	var added []byte
+	if _, _, ok := props.Lookup(mqttwire.PropMaximumPacketSize); !ok {
+		added = mqttwire.AppendProperty(added, mqttwire.PropMaximumPacketSize, uint32(s.cfg.MaxPacketSize), nil)
+	}
+	if _, _, ok := props.Lookup(mqttwire.PropServerKeepAlive); !ok && keepAliveCapped {
+		added = mqttwire.AppendProperty(added, mqttwire.PropServerKeepAlive, uint32(sess.keepAlive/time.Second), nil)
+	}
+	if added == nil {
+		return nil
+	}
+	return mqttwire.AppendConnack(nil, mqttwire.V5, a.SessionPresent, a.Reason, append(append([]byte(nil), props...), added...))
+}
+
+// finalAck reports whether a broker packet ends a client PUBLISH's flow:
+// PUBACK, PUBCOMP, or a PUBREC with a failure code.
+func finalAck(p mqttwire.Packet, v mqttwire.Version) bool {
+	switch p.Type {
+	case mqttwire.PUBACK, mqttwire.PUBCOMP:
+		return true
+	case mqttwire.PUBREC:
+		return v == mqttwire.V5 && len(p.Body) > 2 && p.Body[2] >= 0x80
+	}
+	return false
+}
