@@ -139,16 +139,35 @@ func (s *Session) Acked() {
 }
 
 // Delay is how long the client must wait before it may send more after
-// a PUBLISH of n bytes: the rates are applied as backpressure. Nothing is
-// allocated unless the client is over its rate.
-func (s *Session) Delay(n int, now time.Time) time.Duration {
+// msgs PUBLISHes of n bytes in all: the rates are applied as
+// backpressure. Nothing is allocated unless the client is over its rate.
+func (s *Session) Delay(msgs, n int, now time.Time) time.Duration {
 	var d time.Duration
-	if s.msgs != nil && !s.msgs.AllowN(now, 1) {
-		d = max(d, s.msgs.ReserveN(now, 1).DelayFrom(now))
+	if s.msgs != nil {
+		d = take(s.msgs, msgs, now)
 	}
-	if s.bytes != nil && !s.bytes.AllowN(now, min(n, s.bytes.Burst())) {
-		n = min(n, s.bytes.Burst()) // a packet larger than the bucket waits for a full bucket
-		d = max(d, s.bytes.ReserveN(now, n).DelayFrom(now))
+	if s.bytes != nil {
+		d = max(d, take(s.bytes, n, now))
+	}
+	return d
+}
+
+// take draws n tokens, in bucket-sized parts, and returns how long the
+// caller must wait for the ones not yet there.
+func take(l *rate.Limiter, n int, now time.Time) time.Duration {
+	b := l.Burst()
+	for n > 0 {
+		k := min(n, b)
+		if !l.AllowN(now, k) {
+			break
+		}
+		n -= k
+	}
+	var d time.Duration
+	for n > 0 {
+		k := min(n, b)
+		d = l.ReserveN(now, k).DelayFrom(now) // reservations queue up: the last one waits longest
+		n -= k
 	}
 	return d
 }

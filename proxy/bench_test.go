@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
+	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -73,13 +75,27 @@ func forward(tb testing.TB, n int) *sinkConn {
 	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311}
 	sess.reader = mqttwire.NewReader(client, initialReadBuffer, mqttwire.DefaultMaxPacketSize)
 	sess.topics.rights = denyMarked{} // the ACL seam is on the path too
+	sess.limiter = benchLimits{(&limits.PacketLimits{MaxTopicLength: 1024, MaxTopicLevels: 16, MaxInflight: 1 << 30,
+		PublishRate: 1e12, PublishBytesRate: 1e15}).NewSession()} // and the limits, with rates that never hold it back
 	if reason := srv.clientToBroker(sess, client); reason != closeClient {
 		tb.Fatalf("pump ended with %q", reason)
 	}
 	return broker
 }
 
-// The PUBLISH path (framing, validation, topic rights, inspection, forwarding) allocates
+// benchLimits is cmd's adapter in small: the real limits on the path.
+type benchLimits struct{ s *limits.Session }
+
+func (b benchLimits) Check(in *Inspected) Decision {
+	if v := b.s.Publish(in.Publish.Topic, in.Publish.QoS); v.Kind != "" {
+		return Decision{Verdict: Disconnect, Reason: v.Code, Kind: v.Kind}
+	}
+	return Decision{}
+}
+func (b benchLimits) Delay(msgs, n int, now time.Time) time.Duration { return b.s.Delay(msgs, n, now) }
+func (b benchLimits) Acked()                                         { b.s.Acked() }
+
+// The PUBLISH path (framing, validation, topic rights, limits, inspection, forwarding) allocates
 // per connection, never per packet.
 func TestPublishPathAllocatesNothingPerPacket(t *testing.T) {
 	if got := forward(t, 1000).n; got != 1000*len(benchPublish) {

@@ -295,10 +295,20 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 	}
 	in := new(Inspected)
 	lim := sess.limiter
+	var batchMsgs, batchBytes int // PUBLISHes forwarded since the last read
 	for {
 		if !r.Buffered() {
 			if !flush(r.Held()) {
 				return closeBroker
+			}
+			if batchMsgs > 0 {
+				d := lim.Delay(batchMsgs, batchBytes, time.Now())
+				batchMsgs, batchBytes = 0, 0
+				if d > 0 {
+					if reason := s.throttle(sess, client, d); reason != "" {
+						return reason
+					}
+				}
 			}
 			if sess.keepAlive > 0 { // a silent client is gone after 1.5 keepalives
 				_ = client.SetReadDeadline(time.Now().Add(sess.keepAlive * 3 / 2))
@@ -365,11 +375,8 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			}
 		}
 		if lim != nil && p.Type == mqttwire.PUBLISH {
-			if d := lim.Delay(len(p.Raw), time.Now()); d > 0 {
-				if reason := s.throttle(sess, client, r, d, flush); reason != "" {
-					return reason
-				}
-			}
+			batchMsgs++
+			batchBytes += len(p.Raw)
 		}
 	}
 }
@@ -402,14 +409,11 @@ func (s *Server) decided(sess *Session, client net.Conn, r *mqttwire.Reader, in 
 }
 
 // throttle holds the client pump (so the client's TCP window fills: the
-// backpressure mature brokers apply) until it may send again, after
-// writing on what was already read; or ends the session when the rate is
+// backpressure mature brokers apply) until it may send again, once what
+// was read has been written on; or ends the session when the rate is
 // configured to disconnect.
-func (s *Server) throttle(sess *Session, client net.Conn, r *mqttwire.Reader, d time.Duration, flush func([]byte) bool) string {
+func (s *Server) throttle(sess *Session, client net.Conn, d time.Duration) string {
 	s.Stats.Throttled.Add(1)
-	if !flush(r.Held()) {
-		return closeBroker
-	}
 	if s.cfg.RateDisconnect {
 		s.limitHit(sess, "publish_rate")
 		s.disconnect(sess, client, mqttwire.MessageRateTooHigh)

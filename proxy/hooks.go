@@ -79,9 +79,10 @@ type Limiter interface {
 	// the topic ACL, PUBLISH after it (so a denied PUBLISH is never
 	// counted in flight). Called from the client pump.
 	Check(p *Inspected) Decision
-	// Delay is how long to stop reading from the client after a PUBLISH
-	// of n bytes was forwarded (rates as backpressure); 0 for none.
-	Delay(n int, now time.Time) time.Duration
+	// Delay is how long to stop reading from the client after msgs
+	// PUBLISHes of n bytes in all were forwarded (rates as backpressure);
+	// 0 for none. It is asked once per read from the client, not per packet.
+	Delay(msgs, n int, now time.Time) time.Duration
 	// Acked is called, from the broker pump, for each broker
 	// acknowledgement that ends a client PUBLISH's flow.
 	Acked()

@@ -108,6 +108,8 @@ func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
 	return proxy.Decision{Verdict: proxy.Refuse, Reason: v.Code, Kind: v.Kind}
 }
 
-func (x sessionLimits) Delay(n int, now time.Time) time.Duration { return x.s.Delay(n, now) }
+func (x sessionLimits) Delay(msgs, n int, now time.Time) time.Duration {
+	return x.s.Delay(msgs, n, now)
+}
 
 func (x sessionLimits) Acked() { x.s.Acked() }

@@ -1,0 +1,302 @@
+package limits
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+func TestBansPersistAndReload(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bans.json")
+	b, err := OpenBans(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, ban := range []Ban{
+		{Kind: BanClientID, Value: "evil", Until: now.Add(time.Hour), Reason: "test"},
+		{Kind: BanUsername, Value: "mallory", Until: now.Add(time.Hour)},
+		{Kind: BanIP, Value: "10.9.0.0/16", Until: now.Add(time.Hour)},
+		{Kind: BanClientID, Value: "old", Until: now.Add(-time.Hour)},
+	} {
+		if err := b.Add(ban); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := b.Client("evil", "", now); !ok {
+		t.Error("client id ban not in force")
+	}
+	if _, ok := b.Client("x", "mallory", now); !ok {
+		t.Error("user name ban not in force")
+	}
+	if _, ok := b.Client("old", "", now); ok {
+		t.Error("expired ban in force")
+	}
+	if _, ok := b.Addr(netip.MustParseAddr("10.9.3.4"), now); !ok {
+		t.Error("CIDR ban not in force")
+	}
+	if _, ok := b.Addr(netip.MustParseAddr("::ffff:10.9.3.4"), now); !ok {
+		t.Error("CIDR ban missed a mapped address")
+	}
+	if err := b.Add(Ban{Kind: "host", Value: "x", Until: now.Add(time.Hour)}); err == nil {
+		t.Error("unknown kind accepted")
+	}
+
+	// Another process (the bans command) reads what this one wrote.
+	b2, err := OpenBans(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b2.Client("evil", "", now); !ok || len(b2.List()) != 4 {
+		t.Fatalf("reopened: %+v", b2.List())
+	}
+	if found, err := b2.Remove(BanClientID, "evil"); !found || err != nil {
+		t.Fatal(found, err)
+	}
+	if n := len(b2.List()); n != 2 {
+		t.Fatalf("%d entries after a removal; the expired one should be dropped on the way", n)
+	}
+	if changed, err := b.Reload(false); !changed || err != nil {
+		t.Fatal(changed, err)
+	}
+	if _, ok := b.Client("evil", "", now); ok {
+		t.Fatal("removed ban still in force after reload")
+	}
+	// A corrupt file is reported; the bans in force stay, and nothing
+	// overwrites the file.
+	if err := os.WriteFile(file, []byte(`{"bans": [{"kind": "clientid"`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reload(false); err == nil {
+		t.Fatal("corrupt file loaded")
+	}
+	if _, ok := b.Client("x", "mallory", now); !ok {
+		t.Fatal("corrupt file took bans out of force")
+	}
+	if err := b.Add(Ban{Kind: BanClientID, Value: "new", Until: now.Add(time.Hour)}); err == nil {
+		t.Fatal("a corrupt file was overwritten")
+	}
+	if raw, _ := os.ReadFile(file); !bytes.HasPrefix(raw, []byte(`{"bans": [{"kind": "clientid"`)) {
+		t.Fatal("corrupt file changed")
+	}
+}
+
+func TestParseBansErrors(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"bans":[{"kind":"ip","value":"10.0.0.0/33","until":"2030-01-01T00:00:00Z"}]}`, "entry 1: ip ban"},
+		{`{"bans":[{"kind":"clientid","value":"x"}]}`, "without until"},
+		{`{"bans":[{"kind":"clientid","value":"x","until":"tomorrow"}]}`, "cannot parse"},
+		{`{"bans":[], "extra": 1}`, "unknown field"},
+	} {
+		if _, err := ParseBans([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.in, err, c.want)
+		}
+	}
+}
+
+func TestFlapping(t *testing.T) {
+	f := &Flapping{Max: 3, Window: time.Minute}
+	now := time.Now()
+	for i := range 3 {
+		if f.Disconnected("c", now.Add(time.Duration(i)*time.Second)) {
+			t.Fatalf("banned after %d disconnects", i+1)
+		}
+	}
+	if f.Disconnected("other", now) {
+		t.Fatal("another client id counted")
+	}
+	if !f.Disconnected("c", now.Add(4*time.Second)) {
+		t.Fatal("not banned after the fourth disconnect within the window")
+	}
+	// Spread out beyond the window: never.
+	for i := range 10 {
+		if f.Disconnected("slow", now.Add(time.Duration(i)*time.Minute)) {
+			t.Fatal("disconnects a minute apart banned")
+		}
+	}
+}
+
+func TestConnLimits(t *testing.T) {
+	c := NewConns(ConnLimits{MaxTotal: 4, MaxPerIP: 2}, nil)
+	a, b := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	var rel []func()
+	for range 2 {
+		r, why := c.Open(a)
+		if why != "" {
+			t.Fatal(why)
+		}
+		rel = append(rel, r)
+	}
+	if _, why := c.Open(a); why != RefusedPerIP {
+		t.Fatalf("third from one address: %q", why)
+	}
+	for range 2 {
+		if _, why := c.Open(b); why != "" {
+			t.Fatalf("another address: %q", why)
+		}
+	}
+	if _, why := c.Open(netip.MustParseAddr("127.0.0.4")); why != RefusedTotal {
+		t.Fatalf("over the total: %q", why)
+	}
+	rel[0]()
+	rel[0]() // twice is once
+	if _, why := c.Open(a); why != "" {
+		t.Fatalf("after a release: %q", why)
+	}
+	if _, why := c.Open(a); why == "" {
+		t.Fatal("double release freed two slots")
+	}
+
+	r := NewConns(ConnLimits{RatePerIP: 1, Burst: 2}, nil)
+	for i := range 2 {
+		if _, why := r.Open(a); why != "" {
+			t.Fatalf("connection %d within the burst: %q", i, why)
+		}
+	}
+	if _, why := r.Open(a); why != RefusedRatePerIP {
+		t.Fatalf("over the rate: %q", why)
+	}
+	if _, why := r.Open(b); why != "" {
+		t.Fatalf("another address over the first's rate: %q", why)
+	}
+}
+
+func subscribe(t *testing.T, filters ...string) *mqttwire.Subscribe {
+	t.Helper()
+	pkt := proxytest.SubscribePacket(mqttwire.V311, 1, filters...)
+	p, err := mqttwire.NewReader(bytes.NewReader(pkt), 256, 1<<16).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := mqttwire.ParseSubscribe(p, mqttwire.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+func TestSessionLimits(t *testing.T) {
+	l := &PacketLimits{MaxTopicLength: 10, MaxTopicLevels: 3, MaxClientIDLength: 4, MaxSubscriptions: 3, MaxFiltersPerSubscribe: 2, MaxInflight: 2}
+	s := l.NewSession()
+	for topic, kind := range map[string]string{"a/b/c": "", "a/b/c/d": "max_topic_levels", "0123456789a": "max_topic_length"} {
+		if v := s.Publish([]byte(topic), 0); v.Kind != kind || (kind != "" && !v.End) {
+			t.Errorf("publish %q: %+v, want %q", topic, v, kind)
+		}
+	}
+	if v := l.ClientID([]byte("12345")); v.Kind != "max_client_id_length" || v.Code != mqttwire.ClientIdentifierNotValid {
+		t.Errorf("client id: %+v", v)
+	}
+	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "max_filters_per_subscribe" {
+		t.Errorf("three filters: %+v", v)
+	}
+	if v := s.Subscribe(subscribe(t, "a", "b")); v.Kind != "" {
+		t.Errorf("two: %+v", v)
+	}
+	if v := s.Subscribe(subscribe(t, "a", "c")); v.Kind != "" {
+		t.Errorf("one new, one held: %+v", v)
+	}
+	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "max_subscriptions" || v.Code != mqttwire.QuotaExceeded {
+		t.Errorf("fourth: %+v", v)
+	}
+	s.Unsubscribe(subscribe(t, "a"))
+	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "" {
+		t.Errorf("after unsubscribe: %+v", v)
+	}
+	for i := range 2 {
+		if v := s.Publish([]byte("q"), 1); v.Kind != "" {
+			t.Fatalf("in flight %d: %+v", i+1, v)
+		}
+	}
+	if v := s.Publish([]byte("q"), 2); v.Kind != "max_inflight" || v.Code != mqttwire.ReceiveMaximumExceeded || !v.End {
+		t.Fatalf("third in flight: %+v", v)
+	}
+	s.Acked()
+	if v := s.Publish([]byte("q"), 1); v.Kind != "" {
+		t.Fatalf("after an ack: %+v", v)
+	}
+}
+
+// Rates: the first second's worth passes, then each message waits its turn.
+func TestDelay(t *testing.T) {
+	s := (&PacketLimits{PublishRate: 10}).NewSession()
+	now := time.Now()
+	for i := range 10 {
+		if d := s.Delay(1, 100, now); d != 0 {
+			t.Fatalf("message %d within the burst delayed %v", i, d)
+		}
+	}
+	if d := s.Delay(1, 100, now); d < 90*time.Millisecond || d > 110*time.Millisecond {
+		t.Fatalf("eleventh delayed %v, want 100ms", d)
+	}
+	b := (&PacketLimits{PublishBytesRate: 1 << 20}).NewSession()
+	if d := b.Delay(1, 1<<20, now); d != 0 {
+		t.Fatalf("first MiB delayed %v", d)
+	}
+	if d := b.Delay(1, 1<<19, now); d < 450*time.Millisecond || d > 550*time.Millisecond {
+		t.Fatalf("next half MiB delayed %v, want 500ms", d)
+	}
+	if d := b.Delay(1, 4<<20, now.Add(10*time.Second)); d < 2900*time.Millisecond || d > 3100*time.Millisecond {
+		t.Fatalf("4 MiB at 1 MiB/s with a full bucket delayed %v, want 3s", d)
+	}
+	m := (&PacketLimits{PublishRate: 10}).NewSession()
+	if d := m.Delay(30, 30, now); d < 1900*time.Millisecond || d > 2100*time.Millisecond {
+		t.Fatalf("30 messages at once at 10/s delayed %v, want 2s", d)
+	}
+}
+
+// Within its rate a PUBLISH costs the limits nothing allocated.
+func TestPublishLimitsAllocateNothing(t *testing.T) {
+	s := (&PacketLimits{MaxTopicLength: 100, MaxTopicLevels: 8, MaxInflight: 10, PublishRate: 1e9, PublishBytesRate: 1e12}).NewSession()
+	topic := []byte("factory/line-3/press-12/temperature")
+	if n := testing.AllocsPerRun(1000, func() {
+		s.Publish(topic, 1)
+		s.Delay(1, 100, time.Now())
+		s.Acked()
+	}); n != 0 {
+		t.Fatalf("%v allocations per PUBLISH", n)
+	}
+}
+
+func BenchmarkPublishLimits(b *testing.B) {
+	s := (&PacketLimits{MaxTopicLength: 100, MaxTopicLevels: 8, MaxInflight: 10, PublishRate: 1e9, PublishBytesRate: 1e12}).NewSession()
+	topic := []byte("factory/line-3/press-12/temperature")
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Publish(topic, 1)
+		s.Delay(1, 100, time.Now())
+		s.Acked()
+	}
+}
+
+func FuzzBansFile(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		list, err := ParseBans(b)
+		if err != nil {
+			return
+		}
+		s := newBanSet(list)
+		s.clientID["x"] = Ban{}
+		for _, ban := range list {
+			if ban.check() != nil {
+				t.Fatalf("invalid entry accepted: %+v", ban)
+			}
+		}
+	})
+}
+
+func seeds() map[string][][]byte {
+	return map[string][][]byte{"FuzzBansFile": {
+		[]byte(`{"bans":[{"kind":"clientid","value":"evil","until":"2030-01-01T00:00:00Z","reason":"x"},{"kind":"ip","value":"10.0.0.0/8","until":"2030-01-01T00:00:00Z"}]}`),
+		[]byte(`{"bans":[]}`), []byte(""),
+	}}
+}
+
+// TestSeedCorpus regenerates testdata/fuzz when LIMITS_WRITE_CORPUS=1.
+func TestSeedCorpus(t *testing.T) { proxytest.SeedCorpus(t, "LIMITS_WRITE_CORPUS", seeds()) }
