@@ -94,3 +94,6 @@ func SubackCodes(t *testing.T, p mqttwire.Packet, v mqttwire.Version) []byte {
 	}
 	return a.Codes
 }
+
+// Write writes b as it is, for use from another goroutine.
+func (c *RawClient) Write(b []byte) (int, error) { return c.conn.Write(b) }
