@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
@@ -116,6 +117,10 @@ type Config struct {
 // Chain is the configured authentication chain. It is safe for concurrent use.
 type Chain struct {
 	cfg Config
+	// logs bounds refusal events, so a flood of bad logins cannot flood
+	// the log; what it holds back is counted in the next event.
+	logs       *rate.Limiter
+	suppressed atomic.Int64
 
 	mu     sync.Mutex
 	counts map[countKey]*atomic.Int64
@@ -126,7 +131,7 @@ type countKey struct{ authenticator, verdict, cause string }
 // NewChain returns a chain. With no authenticators and anonymous access
 // off it refuses everyone.
 func NewChain(cfg Config) *Chain {
-	return &Chain{cfg: cfg, counts: map[countKey]*atomic.Int64{}}
+	return &Chain{cfg: cfg, counts: map[countKey]*atomic.Int64{}, logs: rate.NewLimiter(10, 50)}
 }
 
 // Peer is what the proxy knows of a connection besides its CONNECT.
@@ -250,7 +255,15 @@ func (ch *Chain) admit(req *Request, by string, res Result, out Outcome) Outcome
 // finish refuses: the event is logged (never with the password) and counted.
 func (ch *Chain) finish(req *Request, by string, res Result) Outcome {
 	ch.count(by, res)
-	ch.event(ch.cfg.Logger.Warn(), req, by, res).Stringer("reason_code", reasonHex(res.Reason)).Msg("authentication refused")
+	if !ch.logs.Allow() {
+		ch.suppressed.Add(1)
+		return Outcome{Reason: res.Reason}
+	}
+	ev := ch.event(ch.cfg.Logger.Warn(), req, by, res).Stringer("reason_code", reasonHex(res.Reason))
+	if n := ch.suppressed.Swap(0); n > 0 {
+		ev = ev.Int64("suppressed", n)
+	}
+	ev.Msg("authentication refused")
 	return Outcome{Reason: res.Reason}
 }
 

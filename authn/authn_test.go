@@ -210,3 +210,18 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+// A flood of refusals is logged at a bounded rate; every one is counted.
+func TestRefusalLogIsRateLimited(t *testing.T) {
+	var logs bytes.Buffer
+	ch := NewChain(Config{Logger: zerolog.New(&logs)})
+	for range 500 {
+		ch.Authenticate(context.Background(), connect(4, "c", "u", "p"), Peer{})
+	}
+	if n := strings.Count(logs.String(), "\n"); n > 60 {
+		t.Fatalf("%d log lines for 500 refusals in a burst", n)
+	}
+	if got := ch.Counts(); len(got) != 1 || got[0].N != 500 {
+		t.Fatalf("counts %+v", got)
+	}
+}

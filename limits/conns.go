@@ -11,7 +11,7 @@ import (
 // ConnLimits cap connections before any TLS work is spent on them.
 type ConnLimits struct {
 	MaxTotal, MaxPerIP int     // 0: no cap
-	Rate               float64 // new connections per second, whole listener set; 0: none
+	Rate               float64 // new connections per second on each listener; 0: none
 	RatePerIP          float64 // new connections per second from one address; 0: none
 	Burst              int     // bucket size for both rates (default: max(1, rate))
 }
@@ -20,8 +20,8 @@ type ConnLimits struct {
 type Conns struct {
 	l     ConnLimits
 	bans  *Bans
-	all   *rate.Limiter
 	mu    sync.Mutex
+	lists map[string]*rate.Limiter // per listener
 	total int
 	perIP map[netip.Addr]*ipState
 }
@@ -34,11 +34,7 @@ type ipState struct {
 
 // NewConns applies l, and refuses banned addresses when bans is not nil.
 func NewConns(l ConnLimits, bans *Bans) *Conns {
-	c := &Conns{l: l, bans: bans, perIP: map[netip.Addr]*ipState{}}
-	if l.Rate > 0 {
-		c.all = rate.NewLimiter(rate.Limit(l.Rate), burst(l.Burst, l.Rate))
-	}
-	return c
+	return &Conns{l: l, bans: bans, perIP: map[netip.Addr]*ipState{}, lists: map[string]*rate.Limiter{}}
 }
 
 func burst(b int, r float64) int {
@@ -57,9 +53,9 @@ const (
 	RefusedRatePerIP = "connect_rate_per_ip"
 )
 
-// Open admits a connection from a, or says why not. release must be
-// called once when an admitted connection ends.
-func (c *Conns) Open(a netip.Addr) (release func(), refused string) {
+// Open admits a connection from a on a listener, or says why not.
+// release must be called once when an admitted connection ends.
+func (c *Conns) Open(a netip.Addr, listener string) (release func(), refused string) {
 	a = a.Unmap()
 	now := time.Now()
 	if c.bans != nil {
@@ -90,8 +86,15 @@ func (c *Conns) Open(a netip.Addr) (release func(), refused string) {
 	if st.lim != nil && !st.lim.AllowN(now, 1) {
 		return nil, RefusedRatePerIP
 	}
-	if c.all != nil && !c.all.AllowN(now, 1) {
-		return nil, RefusedRate
+	if c.l.Rate > 0 {
+		lim := c.lists[listener]
+		if lim == nil {
+			lim = rate.NewLimiter(rate.Limit(c.l.Rate), burst(c.l.Burst, c.l.Rate))
+			c.lists[listener] = lim
+		}
+		if !lim.AllowN(now, 1) {
+			return nil, RefusedRate
+		}
 	}
 	c.total++
 	st.open++

@@ -2,6 +2,7 @@ package limits
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,6 +12,9 @@ type Flapping struct {
 	Max    int
 	Window time.Duration
 	Ban    time.Duration
+
+	// Banned counts the client ids found flapping.
+	Banned atomic.Int64
 
 	mu   sync.Mutex
 	seen map[string][]time.Time // recent disconnects per client id, oldest first
@@ -41,6 +45,7 @@ func (f *Flapping) Disconnected(clientID string, now time.Time) bool {
 	ts = append(ts[i:], now)
 	if len(ts) > f.Max {
 		delete(f.seen, clientID)
+		f.Banned.Add(1)
 		return true
 	}
 	f.seen[clientID] = ts

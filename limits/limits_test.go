@@ -128,43 +128,54 @@ func TestConnLimits(t *testing.T) {
 	a, b := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
 	var rel []func()
 	for range 2 {
-		r, why := c.Open(a)
+		r, why := c.Open(a, "tls")
 		if why != "" {
 			t.Fatal(why)
 		}
 		rel = append(rel, r)
 	}
-	if _, why := c.Open(a); why != RefusedPerIP {
+	if _, why := c.Open(a, "tls"); why != RefusedPerIP {
 		t.Fatalf("third from one address: %q", why)
 	}
 	for range 2 {
-		if _, why := c.Open(b); why != "" {
+		if _, why := c.Open(b, "tls"); why != "" {
 			t.Fatalf("another address: %q", why)
 		}
 	}
-	if _, why := c.Open(netip.MustParseAddr("127.0.0.4")); why != RefusedTotal {
+	if _, why := c.Open(netip.MustParseAddr("127.0.0.4"), "tls"); why != RefusedTotal {
 		t.Fatalf("over the total: %q", why)
 	}
 	rel[0]()
 	rel[0]() // twice is once
-	if _, why := c.Open(a); why != "" {
+	if _, why := c.Open(a, "tls"); why != "" {
 		t.Fatalf("after a release: %q", why)
 	}
-	if _, why := c.Open(a); why == "" {
+	if _, why := c.Open(a, "tls"); why == "" {
 		t.Fatal("double release freed two slots")
 	}
 
 	r := NewConns(ConnLimits{RatePerIP: 1, Burst: 2}, nil)
 	for i := range 2 {
-		if _, why := r.Open(a); why != "" {
+		if _, why := r.Open(a, "tls"); why != "" {
 			t.Fatalf("connection %d within the burst: %q", i, why)
 		}
 	}
-	if _, why := r.Open(a); why != RefusedRatePerIP {
+	if _, why := r.Open(a, "tls"); why != RefusedRatePerIP {
 		t.Fatalf("over the rate: %q", why)
 	}
-	if _, why := r.Open(b); why != "" {
+	if _, why := r.Open(b, "tls"); why != "" {
 		t.Fatalf("another address over the first's rate: %q", why)
+	}
+
+	l := NewConns(ConnLimits{Rate: 1, Burst: 1}, nil)
+	if _, why := l.Open(a, "tls"); why != "" {
+		t.Fatal(why)
+	}
+	if _, why := l.Open(b, "tls"); why != RefusedRate {
+		t.Fatalf("over the listener's rate: %q", why)
+	}
+	if _, why := l.Open(b, "tcp"); why != "" {
+		t.Fatalf("another listener over the first's rate: %q", why)
 	}
 }
 

@@ -61,7 +61,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		pc, client, err := inboundHeader(*conn, peer, trusted, s.cfg.HandshakeTimeout)
 		if err != nil {
 			s.Stats.ProxyHeaderRefused.Add(1)
-			log.Warn().Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
+			s.securityEvent(zerolog.WarnLevel).Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
 			return closeProxyHdr
 		}
 		*conn, sess.ClientAddr = pc, client
@@ -70,7 +70,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		}
 	}
 	if s.cfg.Conns != nil { // caps, rates and IP bans, before any TLS work
-		release, refused := s.cfg.Conns.Open(sess.ClientAddr.Addr())
+		release, refused := s.cfg.Conns.Open(sess.ClientAddr.Addr(), sess.Listener)
 		if refused != "" {
 			s.Stats.ConnRefused.Add(1)
 			s.limitHit(sess, refused)
@@ -86,7 +86,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		cancel()
 		if err != nil {
 			s.Stats.HandshakeFailed.Add(1)
-			log.Info().Str("event", "tls_handshake_failed").Stringer("client", sess.ClientAddr).Err(err).Msg("TLS handshake failed")
+			s.securityEvent(zerolog.InfoLevel).Str("event", "tls_handshake_failed").Stringer("client", sess.ClientAddr).Err(err).Msg("TLS handshake failed")
 			return closeHandshake
 		}
 		st := tc.ConnectionState()
@@ -101,19 +101,19 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	p, err := r.Next()
 	if err != nil {
 		s.Stats.NoConnect.Add(1)
-		log.Info().Str("event", "no_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("no CONNECT")
+		s.securityEvent(zerolog.InfoLevel).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("no CONNECT")
 		return closeNoConnect
 	}
 	if p.Type != mqttwire.CONNECT {
 		s.Stats.NoConnect.Add(1)
-		log.Info().Str("event", "no_connect").Stringer("client", sess.ClientAddr).Stringer("packet", p.Type).Msg("first packet is not CONNECT")
+		s.securityEvent(zerolog.InfoLevel).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Stringer("packet", p.Type).Msg("first packet is not CONNECT")
 		return closeNoConnect // [MQTT-3.1.0-1]
 	}
 	c, err := mqttwire.ParseConnect(p)
 	sess.Version = c.Version
 	if err != nil {
 		s.Stats.BadPacket.Add(1)
-		log.Info().Str("event", "bad_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("malformed CONNECT")
+		s.securityEvent(zerolog.InfoLevel).Str("event", "bad_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("malformed CONNECT")
 		switch code := mqttwire.ReasonOf(err); {
 		case code == mqttwire.UnsupportedProtocolVersion && c.Version != mqttwire.V5:
 			s.refuse(sess, *conn, mqttwire.V311, code) // [MQTT-3.1.2-2]
@@ -249,7 +249,7 @@ func (s *Server) allowed(sess *Session) bool {
 		return true
 	}
 	s.Stats.AccessDenied.Add(1)
-	s.cfg.Logger.Info().Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
+	s.securityEvent(zerolog.InfoLevel).Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
 	return false
 }
 
@@ -465,7 +465,7 @@ func (s *Server) readFailed(sess *Session, client net.Conn, err error) string {
 	var perr *mqttwire.Error
 	if errors.As(err, &perr) {
 		s.Stats.BadPacket.Add(1)
-		s.cfg.Logger.Info().Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+		s.securityEvent(zerolog.InfoLevel).Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 			Str("client_id", sess.ClientID).Err(err).Msg("client protocol error")
 		s.disconnect(sess, client, perr.Code)
 		return closeProtocol

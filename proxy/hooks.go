@@ -90,9 +90,10 @@ type Limiter interface {
 
 // ConnGate admits connections before any TLS work (caps, rates, IP bans).
 type ConnGate interface {
-	// Open admits a connection from a; release is called once when an
-	// admitted connection ends. refused names why not.
-	Open(a netip.Addr) (release func(), refused string)
+	// Open admits a connection from a on a listener ("tls" or "tcp");
+	// release is called once when an admitted connection ends. refused
+	// names why not.
+	Open(a netip.Addr, listener string) (release func(), refused string)
 }
 
 // InspectorChain runs inspectors in order; the first that does not forward

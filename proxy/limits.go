@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/rs/zerolog"
 )
 
 // limitCounts counts limit hits by kind.
@@ -39,24 +40,30 @@ func (s *Server) LimitCounts() []LimitCount {
 	return out
 }
 
-// limitHit counts and logs (at a bounded rate) one limit hit; sess is nil
-// for connections refused before they became sessions.
+// securityEvent starts a log event for something a client did wrong, or
+// returns nil (on which zerolog does nothing) when such events come faster
+// than the log should take them: 10 a second, bursts of 50. What is held
+// back is counted in the next event's "suppressed".
+func (s *Server) securityEvent(level zerolog.Level) *zerolog.Event {
+	if !s.denyLog.lim.Allow() {
+		s.denyLog.suppressed.Add(1)
+		return nil
+	}
+	ev := s.cfg.Logger.WithLevel(level)
+	if n := s.denyLog.suppressed.Swap(0); n > 0 {
+		ev = ev.Int64("suppressed", n)
+	}
+	return ev
+}
+
+// limitHit counts and logs (at a bounded rate) one limit hit.
 func (s *Server) limitHit(sess *Session, kind string) {
 	s.Stats.LimitHit.Add(1)
 	s.limits.add(kind)
-	if !s.denyLog.lim.Allow() {
-		s.denyLog.suppressed.Add(1)
-		return
-	}
-	ev := s.cfg.Logger.Warn().Str("event", "limit").Str("limit", kind)
-	if sess != nil {
-		ev = ev.Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
-		if sess.ClientID != "" {
-			ev = ev.Str("client_id", sess.ClientID)
-		}
-	}
-	if n := s.denyLog.suppressed.Swap(0); n > 0 {
-		ev = ev.Int64("suppressed", n)
+	ev := s.securityEvent(zerolog.WarnLevel).Str("event", "limit").Str("limit", kind).
+		Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
+	if sess.ClientID != "" {
+		ev = ev.Str("client_id", sess.ClientID)
 	}
 	ev.Msg("limit reached")
 }

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/rs/zerolog"
 )
 
 // TopicRights is one session's topic authorization (the acl package
@@ -65,7 +66,7 @@ const (
 	topicEnd                         // end the session
 )
 
-// denyLog limits deny events to a steady rate; what it holds back is
+// denyLog limits security events to a steady rate; what it holds back is
 // counted and reported with the next event.
 type denyLog struct {
 	lim        *rate.Limiter
@@ -278,20 +279,13 @@ func (s *Server) checkWill(sess *Session, c *mqttwire.Connect) bool {
 // topicDenied counts and logs (at a bounded rate) one denial.
 func (s *Server) topicDenied(sess *Session, action string, topic []byte, by string) {
 	s.Stats.TopicDenied.Add(1)
-	if !s.denyLog.lim.Allow() {
-		s.denyLog.suppressed.Add(1)
-		return
-	}
-	ev := s.cfg.Logger.Warn().Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+	ev := s.securityEvent(zerolog.WarnLevel).Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 		Str("client_id", sess.ClientID).Str("action", action).Bytes("topic", topic).Str("rule", by)
 	if sess.Username != "" && !s.cfg.UsernameIsSecret {
 		ev = ev.Str("username", sess.Username)
 	}
 	if s.cfg.TopicDryRun {
 		ev = ev.Bool("dry_run", true)
-	}
-	if n := s.denyLog.suppressed.Swap(0); n > 0 {
-		ev = ev.Int64("suppressed", n)
 	}
 	ev.Msg("denied by ACL")
 }

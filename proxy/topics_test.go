@@ -294,3 +294,23 @@ func TestDeliveryCheck(t *testing.T) {
 		t.Errorf("delivery denials %d, want 4", n)
 	}
 }
+
+// A flood of bad clients is counted in full and logged at a bounded rate.
+func TestSecurityEventsRateLimited(t *testing.T) {
+	px := startProxy(t, Config{Backend: "127.0.0.1:1"}, nil)
+	const n = 200
+	for range n {
+		conn, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write([]byte{0xc0, 0}) // PINGREQ before CONNECT
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = conn.Read(make([]byte, 1)) // closed by the proxy
+		conn.Close()
+	}
+	proxytest.WaitFor(t, "every connection counted", func() bool { return px.srv.Stats.NoConnect.Load() == n })
+	if lines := strings.Count(px.logs.String(), `"event":"no_connect"`); lines > 60 || lines < 10 {
+		t.Fatalf("%d no_connect log lines for %d bad clients", lines, n)
+	}
+}

@@ -60,10 +60,8 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 	pc.RateDisconnect = c.RateAction == "disconnect"
 	pc.MaxKeepAlive = c.MaxKeepAlive
 	pc.CheckConnect = func(s *proxy.Session, cn *mqttwire.Connect) (mqttwire.ReasonCode, string) {
-		if ban, banned := bans.Client(string(cn.ClientID), string(cn.Username), time.Now()); banned {
-			log.Warn().Str("event", "banned").Str("kind", ban.Kind).Str("value", ban.Value).Time("until", ban.Until).
-				Str("reason", ban.Reason).Stringer("client", s.ClientAddr).Msg("banned client refused")
-			return mqttwire.Banned, "banned"
+		if _, banned := bans.Client(string(cn.ClientID), string(cn.Username), time.Now()); banned {
+			return mqttwire.Banned, "banned" // logged by the proxy, at a bounded rate
 		}
 		if v := pl.ClientID(cn.ClientID); v.Kind != "" {
 			return v.Code, v.Kind
