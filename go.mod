@@ -3,6 +3,7 @@ module github.com/mqttgate/mqttgate
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/MicahParks/jwkset v0.11.4
 	github.com/caarlos0/env/v11 v11.4.2
 	github.com/eclipse/paho.golang v0.23.0

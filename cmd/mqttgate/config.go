@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -101,6 +102,8 @@ type config struct {
 	DialTimeout      time.Duration `env:"DIAL_TIMEOUT" envDefault:"5s"`
 	DrainTimeout     time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
 	MaxPacketSize    int           `env:"MAX_PACKET_SIZE" envDefault:"1048576"`
+
+	PprofAddr string `env:"PPROF_ADDR"` // net/http/pprof on a loopback address, for profiling under load
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
@@ -206,6 +209,12 @@ func (c *config) check() error {
 	}
 	if c.MaxPacketSize < 64 || c.MaxPacketSize > 268_435_455 {
 		return bad("MAX_PACKET_SIZE", "%d: between 64 and 268435455", c.MaxPacketSize)
+	}
+	if c.PprofAddr != "" {
+		host, _, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return bad("PPROF_ADDR", "%q: a loopback host:port (profiles reveal memory contents)", c.PprofAddr)
+		}
 	}
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		return bad("LOG_LEVEL", "%q: want trace, debug, info, warn or error", c.LogLevel)

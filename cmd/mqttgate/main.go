@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // served only when MQTTGATE_PPROF_ADDR is set
 	"os"
 	"os/signal"
 	"strings"
@@ -106,6 +108,7 @@ type gateway struct {
 	tlsLn  net.Listener
 	tcpLn  net.Listener
 	files  []reloadable // password files, keys, CRLs: polled for changes
+	pprof  *http.Server
 	cancel context.CancelFunc
 }
 
@@ -166,6 +169,15 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 	}
 	if g.tcpLn != nil {
 		go func() { g.errc <- srv.Serve(g.tcpLn, nil) }()
+	}
+	if c.PprofAddr != "" {
+		ln, err := net.Listen("tcp", c.PprofAddr)
+		if err != nil {
+			return nil, bad("PPROF_ADDR", "%v", err)
+		}
+		g.pprof = &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = g.pprof.Serve(ln) }()
+		log.Warn().Str("listen", ln.Addr().String()).Msg("profiling endpoint enabled (net/http/pprof)")
 	}
 	var ctx context.Context
 	ctx, g.cancel = context.WithCancel(context.Background())
@@ -241,6 +253,9 @@ func (g *gateway) wait(drain time.Duration) error {
 
 func (g *gateway) shutdown(drain time.Duration) error {
 	g.cancel()
+	if g.pprof != nil {
+		_ = g.pprof.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), drain+5*time.Second)
 	defer cancel()
 	err := g.srv.Shutdown(ctx)

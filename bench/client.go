@@ -1,0 +1,93 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// target is where clients connect: tls://host:port or tcp://host:port.
+type target struct {
+	addr     string
+	tls      *tls.Config
+	user     string
+	password string
+}
+
+func parseTarget(raw, caFile, user, password string) (*target, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("target %q: want tls://host:port or tcp://host:port", raw)
+	}
+	t := &target{addr: u.Host, user: user, password: password}
+	switch u.Scheme {
+	case "tcp":
+	case "tls":
+		pool := x509.NewCertPool()
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return nil, err
+			}
+			pool.AppendCertsFromPEM(pem)
+		}
+		t.tls = &tls.Config{RootCAs: pool, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4096)}
+	default:
+		return nil, fmt.Errorf("target %q: scheme tls or tcp", raw)
+	}
+	return t, nil
+}
+
+// dialer spreads source addresses over 127.0.0.0/8 so that many
+// connections do not run out of ephemeral ports.
+type dialer struct {
+	n int
+}
+
+func (d *dialer) dial(t *target) (net.Conn, error) {
+	d.n++
+	src := net.IPv4(127, byte(1+d.n/20000%200), byte(d.n%250+1), 1)
+	nd := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
+	if t.tls != nil {
+		return tls.DialWithDialer(nd, "tcp", t.addr, t.tls)
+	}
+	return nd.Dial("tcp", t.addr)
+}
+
+// mqttConn is one client connection.
+type mqttConn struct {
+	net.Conn
+	r *mqttwire.Reader
+}
+
+// connect opens a connection and completes CONNECT/CONNACK (MQTT 3.1.1).
+func connect(d *dialer, t *target, id string) (*mqttConn, error) {
+	c, err := d.dial(t)
+	if err != nil {
+		return nil, err
+	}
+	cn := &mqttwire.Connect{Version: mqttwire.V311, CleanStart: true, ClientID: []byte(id), KeepAlive: 300}
+	if t.user != "" {
+		cn.UsernameFlag, cn.Username, cn.PasswordFlag, cn.Password = true, []byte(t.user), true, []byte(t.password)
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(mqttwire.AppendConnect(nil, cn)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	mc := &mqttConn{Conn: c, r: mqttwire.NewReader(c, 64<<10, 1<<24)}
+	p, err := mc.r.Next()
+	if err != nil || p.Type != mqttwire.CONNACK || len(p.Body) < 2 || p.Body[1] != 0 {
+		c.Close()
+		return nil, errors.Join(errors.New("connect refused"), err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return mc, nil
+}
