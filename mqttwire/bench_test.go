@@ -1,6 +1,7 @@
 package mqttwire
 
 import (
+	"bytes"
 	"io"
 	"testing"
 )
@@ -86,3 +87,36 @@ func benchInspect(b *testing.B, raw []byte, v Version) {
 func BenchmarkPublishFrameInspect(b *testing.B)   { benchInspect(b, benchPublish, V311) }
 func BenchmarkPublishFrameInspectV5(b *testing.B) { benchInspect(b, benchPublishV5, V5) }
 func BenchmarkSubscribeFrameInspect(b *testing.B) { benchInspect(b, benchSubscribe, V311) }
+
+// chunkReader delivers a stream in reads of at most chunk bytes, as a
+// socket does.
+type chunkReader struct {
+	data  []byte
+	off   int
+	chunk int
+}
+
+func (c *chunkReader) Read(b []byte) (int, error) {
+	if c.off == len(c.data) {
+		c.off = 0 // endless
+	}
+	n := copy(b[:min(len(b), c.chunk)], c.data[c.off:])
+	c.off += n
+	return n, nil
+}
+
+// A stream of 16 KiB PUBLISHes read in socket-sized pieces: the buffer
+// grows once, then stays.
+func BenchmarkReaderLargePublish(b *testing.B) {
+	payload := make([]byte, 16<<10)
+	pkt := append([]byte{0x30, 0x87, 0x80, 0x01, 0, 1, 't'}, payload...)
+	pkt[1], pkt[2], pkt[3] = byte((len(pkt)-4)|0x80), byte((len(pkt)-4)>>7|0x80), byte((len(pkt)-4)>>14)
+	r := NewReader(&chunkReader{data: bytes.Repeat(pkt, 8), chunk: 4096}, 4096, 1<<20)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		if _, err := r.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

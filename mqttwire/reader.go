@@ -19,7 +19,14 @@ type Reader struct {
 	max   int // maximum remaining length
 	init  int // initial buffer size
 	hold  bool
+	// small counts the packets in a row that fit the initial buffer: a
+	// grown buffer is given back only after a run of them, so a stream of
+	// large packets does not shrink and regrow it for each one.
+	small int
 }
+
+// shrinkAfter is how many small packets in a row give back a grown buffer.
+const shrinkAfter = 64
 
 // NewReader returns a Reader with an initial buffer of size bytes that
 // rejects packets whose remaining length exceeds max.
@@ -51,6 +58,11 @@ func (r *Reader) Next() (Packet, error) {
 		if n > 0 && r.end-r.start >= n {
 			raw := r.buf[r.start : r.start+n : r.start+n]
 			r.start += n
+			if n <= r.init {
+				r.small++
+			} else {
+				r.small = 0
+			}
 			t, flags := Type(raw[0]>>4), raw[0]&0x0f
 			if err := checkFlags(t, flags); err != nil {
 				return Packet{}, err
@@ -73,8 +85,8 @@ func bodyLen(raw []byte) int {
 func (r *Reader) fill(need int) error {
 	if r.mark == r.end {
 		r.mark, r.start, r.end = 0, 0, 0
-		if len(r.buf) > 4*r.init && need <= r.init {
-			r.buf = make([]byte, r.init) // give back the space of a large packet
+		if len(r.buf) > 4*r.init && need <= r.init && r.small >= shrinkAfter {
+			r.buf = make([]byte, r.init) // give back the space of large packets
 		}
 	}
 	if r.end == len(r.buf) { // no room left to read into

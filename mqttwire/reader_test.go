@@ -205,3 +205,39 @@ func TestReaderGrowsWithDataNotDeclaration(t *testing.T) {
 		t.Fatalf("buffer of %d bytes for 1004 bytes received", len(r.buf))
 	}
 }
+
+// A buffer grown for large packets is kept while they keep coming and
+// given back after a run of small ones.
+func TestReaderKeepsThenGivesBackLargeBuffer(t *testing.T) {
+	large := append([]byte{0x30, 0x83, 0x40, 0, 1, 't'}, make([]byte, 8192)...) // remaining length 8195
+	large[1], large[2] = byte((len(large)-3)&0x7f|0x80), byte((len(large)-3)>>7)
+	small := []byte{0x30, 3, 0, 1, 't'}
+	var stream []byte
+	for range 10 {
+		stream = append(stream, large...)
+	}
+	for range shrinkAfter + 1 {
+		stream = append(stream, small...)
+	}
+	stream = append(stream, small...)
+	r := NewReader(&chunkReader{data: stream, chunk: len(small)}, 256, 1<<20) // reads end where small packets do
+	grown := 0
+	for i := range 10 {
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			grown = len(r.buf)
+		} else if len(r.buf) != grown {
+			t.Fatalf("large packet %d: buffer %d, was %d: reallocated", i, len(r.buf), grown)
+		}
+	}
+	for range shrinkAfter + 2 {
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.buf) != 256 {
+		t.Fatalf("after %d small packets the buffer is still %d bytes", shrinkAfter, len(r.buf))
+	}
+}
