@@ -55,6 +55,7 @@ per_listener_settings false
 allow_anonymous true
 persistence false
 max_queued_messages 100000
+set_tcp_nodelay true
 user root
 listener 18830 127.0.0.1
 listener 18831 127.0.0.1
