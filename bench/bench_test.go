@@ -52,6 +52,12 @@ func TestRatios(t *testing.T) {
 	if r := got["added latency p50 vs direct: mqttgate / HAProxy"]; r.Value != 0.5 || !r.Met {
 		t.Errorf("latency ratio %+v", r)
 	}
+	noise := []result{load("direct", "latency", 10, 0), load("mqttgate", "latency", 9, 0), load("haproxy", "latency", 6, 0)}
+	for _, r := range ratios(noise) {
+		if r.Name == "added latency p50 vs direct: mqttgate / HAProxy" && (r.Value != 1 || !r.Met) {
+			t.Errorf("latency below direct (noise) %+v", r)
+		}
+	}
 	if r := got["messages/s qos0-16k: mqttgate / HAProxy"]; !math.IsNaN(r.Value) || r.Met {
 		t.Errorf("a ratio without data is met: %+v", r)
 	}
