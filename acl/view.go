@@ -35,7 +35,9 @@ type View struct {
 	clr  []Rule  // converted identity rules (kept for rebuilds)
 	seed maphash.Seed
 
-	cache [cacheSize]centry
+	// cache is allocated by the first check: an idle connection does not
+	// hold its 4.5 KiB.
+	cache *[cacheSize]centry
 }
 
 const cacheSize = 64
@@ -148,6 +150,9 @@ func stripShare(f []byte) []byte {
 // and remembers it. Only a miss allocates (the topic is copied).
 func (v *View) cached(kind, flags byte, topic []byte, decide func(string) Decision) Decision {
 	set := v.current()
+	if v.cache == nil {
+		v.cache = new([cacheSize]centry)
+	}
 	h := maphash.Bytes(v.seed, topic) ^ uint64(kind)<<56 ^ uint64(flags)<<48
 	e := &v.cache[h%cacheSize]
 	if e.gen == set && e.key == h && e.kind == kind && e.topic == string(topic) {

@@ -82,7 +82,11 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	if tlsConfig != nil {
 		tc := tls.Server(*conn, tlsConfig)
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
-		err := tc.HandshakeContext(ctx)
+		// In a goroutine of its own: the handshake's deep crypto calls grow
+		// a stack that would otherwise stay with the connection for its life.
+		hs := make(chan error, 1)
+		go func() { hs <- tc.HandshakeContext(ctx) }()
+		err := <-hs
 		cancel()
 		if err != nil {
 			s.Stats.HandshakeFailed.Add(1)
