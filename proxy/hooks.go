@@ -33,8 +33,9 @@ type Admission struct {
 }
 
 // Inspector sees every packet a client sends after CONNECT, already
-// validated, and decides its fate. The acl and limits packages implement
-// it. Inspect runs on the connection's hot path and must not allocate.
+// validated and past the limits and the topic rights, and decides its
+// fate: the extension point for policies beyond those. Inspect runs on
+// the connection's hot path and must not allocate.
 type Inspector interface {
 	Inspect(s *Session, p *Inspected) Decision
 }
