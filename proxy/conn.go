@@ -558,8 +558,21 @@ func (s *Server) logOpen(sess *Session) {
 	s.connFields(ev, sess).Msg("connection open")
 }
 
+// logClose logs the end of a connection: always for an admitted session
+// (the audit trail), and at the security events' bounded rate for one
+// refused before its CONNECT was forwarded, so a flood of refused
+// connections cannot flood the log.
 func (s *Server) logClose(sess *Session) {
-	ev := s.cfg.Logger.Info().Str("event", "close")
+	sess.mu.Lock()
+	admitted := sess.connected
+	sess.mu.Unlock()
+	var ev *zerolog.Event
+	if admitted {
+		ev = s.cfg.Logger.Info()
+	} else if ev = s.securityEvent(zerolog.InfoLevel); ev == nil {
+		return
+	}
+	ev = ev.Str("event", "close")
 	s.connFields(ev, sess).
 		Int64("bytes_in", sess.bytesIn.Load()).
 		Int64("bytes_out", sess.bytesOut.Load()).

@@ -310,7 +310,10 @@ func TestSecurityEventsRateLimited(t *testing.T) {
 		conn.Close()
 	}
 	proxytest.WaitFor(t, "every connection counted", func() bool { return px.srv.Stats.NoConnect.Load() == n })
-	if lines := strings.Count(px.logs.String(), `"event":"no_connect"`); lines > 60 || lines < 10 {
-		t.Fatalf("%d no_connect log lines for %d bad clients", lines, n)
+	proxytest.WaitFor(t, "every connection closed", func() bool { return px.srv.Stats.Closed.Load() == n })
+	for _, event := range []string{`"event":"no_connect"`, `"event":"close"`} {
+		if lines := strings.Count(px.logs.String(), event); lines > 60 {
+			t.Fatalf("%d %s log lines for %d bad clients", lines, event, n)
+		}
 	}
 }
