@@ -29,9 +29,6 @@ const (
 // within its keepalive: the verifications are bounded and shared, and the
 // rest of the proxy keeps running.
 func TestConnectStormWithBcrypt(t *testing.T) {
-	if testing.Short() {
-		t.Skip("connect storm")
-	}
 	// Hashed by the built binary, one file per user, then joined: in this
 	// test process the race detector would make bcrypt crawl.
 	dir := t.TempDir()
