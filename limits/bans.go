@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // Ban kinds.
@@ -257,30 +258,10 @@ func (b *Bans) edit(change func([]Ban) []Ban) error {
 		return err
 	}
 	raw = append(raw, '\n')
-	if err := writeAtomic(b.path, raw); err != nil {
+	if err := renameio.WriteFile(b.path, raw, 0o600); err != nil {
 		return err
 	}
 	b.cur.Store(newBanSet(list))
 	b.sum = sha256.Sum256(raw)
 	return nil
-}
-
-func writeAtomic(file string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".bans-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
 }

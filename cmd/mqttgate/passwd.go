@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/term"
 
+	"github.com/google/renameio/v2"
 	"github.com/mqttgate/mqttgate/authn"
 )
 
@@ -65,7 +65,7 @@ func passwdCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if !pw.Delete(user) {
 			return fmt.Errorf("%s: no user %q", file, user)
 		}
-		return writeAtomic(file, pw.Bytes())
+		return renameio.WriteFile(file, pw.Bytes(), 0o600)
 	}
 	var password []byte
 	if *batch {
@@ -80,7 +80,7 @@ func passwdCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := pw.Set(user, hash); err != nil {
 		return err
 	}
-	if err := writeAtomic(file, pw.Bytes()); err != nil {
+	if err := renameio.WriteFile(file, pw.Bytes(), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: set the password of %s (%s)\n", file, user, *kind)
@@ -118,30 +118,4 @@ func promptPassword(stdin io.Reader, stderr io.Writer) ([]byte, error) {
 		return nil, errors.New("no password on standard input")
 	}
 	return bytes.TrimRight(line, "\r\n"), nil
-}
-
-// writeAtomic replaces file with data, mode 0600, never leaving a half
-// written file for a reload to pick up.
-func writeAtomic(file string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".passwd-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
 }

@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // Authority is a root CA with one intermediate that signs leaf certificates.
@@ -158,7 +160,7 @@ func writeCerts(file string, certs ...*x509.Certificate) error {
 	for _, c := range certs {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	return atomicWrite(file, out, 0o644)
+	return renameio.WriteFile(file, out, 0o644)
 }
 
 func writeKey(file string, key crypto.Signer) error {
@@ -166,28 +168,7 @@ func writeKey(file string, key crypto.Signer) error {
 	if err != nil {
 		return err
 	}
-	return atomicWrite(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
-}
-
-// atomicWrite replaces file in one rename, so a reader never sees half.
-func atomicWrite(file string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+	return renameio.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 // Files names what Init writes.
@@ -245,5 +226,5 @@ func (a *Authority) WriteCRL(file string, revoked ...*x509.Certificate) error {
 	if err != nil {
 		return err
 	}
-	return atomicWrite(file, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
+	return renameio.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
 }
