@@ -144,32 +144,9 @@ func (b *best) offer(ids []int32) {
 	}
 }
 
-// matchName offers the rules whose filter matches the topic name.
-func (t *trie) matchName(topic string, b *best) {
-	if t.eq != nil {
-		b.offer(t.eq[topic])
-	}
-	walkName(&t.root, topic, false, true, len(topic) > 0 && topic[0] == '$', b)
-}
-
-func walkName(n *tnode, rest string, done, first, dollar bool, b *best) {
-	if n.hash != nil && !(first && dollar) {
-		b.offer(n.hash.rules)
-	}
-	if done {
-		b.offer(n.rules)
-		return
-	}
-	lvl, r, more := nextLevel(rest)
-	if c := n.children[lvl]; c != nil {
-		walkName(c, r, !more, false, dollar, b)
-	}
-	if n.plus != nil && !(first && dollar) {
-		walkName(n.plus, r, !more, false, dollar, b)
-	}
-}
-
-// matchCover offers the rules whose filter covers the subscription filter.
+// matchCover offers the rules whose filter covers the filter sub. A topic
+// name is a filter without wildcards, and the filters that cover it are
+// the ones that match it: the same walk serves PUBLISH and delivery checks.
 func (t *trie) matchCover(sub string, b *best) {
 	if t.eq != nil {
 		b.offer(t.eq[sub])

@@ -11,37 +11,11 @@ func nextLevel(s string) (level, rest string, more bool) {
 	return s, "", false
 }
 
-// matchTopic reports whether the topic name matches the filter
-// [MQTT-4.7]: + is one level, # the rest (including the parent level),
-// and a filter starting with a wildcard never matches a $ topic
-// [MQTT-4.7.2-1].
-func matchTopic(filter, topic string) bool {
-	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		f, frest, fmore := nextLevel(filter)
-		if f == "#" {
-			return true
-		}
-		t, trest, tmore := nextLevel(topic)
-		if f != "+" && f != t {
-			return false
-		}
-		switch {
-		case !fmore && !tmore:
-			return true
-		case !tmore:
-			return frest == "#" // "a/#" matches "a"
-		case !fmore:
-			return false
-		}
-		filter, topic = frest, trest
-	}
-}
-
 // covers reports whether every topic the subscription filter sub matches
-// is also matched by the rule filter rule: the rule grants all of sub.
+// is also matched by the rule filter rule: the rule grants all of sub. For
+// a topic name (no wildcards) that is whether the filter matches it
+// [MQTT-4.7], including that a filter starting with a wildcard never
+// matches a $ topic [MQTT-4.7.2-1].
 func covers(rule, sub string) bool {
 	if len(sub) > 0 && sub[0] == '$' && len(rule) > 0 && (rule[0] == '+' || rule[0] == '#') {
 		return false

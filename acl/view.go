@@ -25,6 +25,20 @@ type crule struct {
 	eq     []bool
 }
 
+// matchesName reports whether the rule is about the topic name: every
+// topic, the filter itself (eq), or a filter that matches it.
+func (cr *crule) matchesName(topic string) bool {
+	if cr.any {
+		return true
+	}
+	for i, f := range cr.topics {
+		if (cr.eq[i] && f == topic) || (!cr.eq[i] && covers(f, topic)) {
+			return true
+		}
+	}
+	return false
+}
+
 // View is one connection's compiled rules and decision cache. A View is
 // used by one goroutine (the connection's client pump).
 type View struct {
@@ -200,21 +214,10 @@ func (v *View) decidePublish(topic string, qos byte, retain bool) Decision {
 			(r.retain < 0 || (r.retain == 1) == retain)
 	}
 	return v.decide(func(cr *crule) bool {
-		if !cond(cr.rule) {
-			return false
-		}
-		if cr.any {
-			return true
-		}
-		for i, f := range cr.topics {
-			if (cr.eq[i] && f == topic) || (!cr.eq[i] && matchTopic(f, topic)) {
-				return true
-			}
-		}
-		return false
+		return cond(cr.rule) && cr.matchesName(topic)
 	}, func(b *best) {
 		b.ok = func(id int32) bool { return cond(&v.set.rules[id]) }
-		v.set.shared.matchName(topic, b)
+		v.set.shared.matchCover(topic, b)
 	})
 }
 
@@ -264,20 +267,9 @@ func (v *View) decideSubscribe(filter string) Decision {
 
 func (v *View) decideReceive(topic string) Decision {
 	return v.decide(func(cr *crule) bool {
-		if cr.rule.Action&identity.Subscribe == 0 {
-			return false
-		}
-		if cr.any {
-			return true
-		}
-		for i, f := range cr.topics {
-			if (cr.eq[i] && f == topic) || (!cr.eq[i] && matchTopic(f, topic)) {
-				return true
-			}
-		}
-		return false
+		return cr.rule.Action&identity.Subscribe != 0 && cr.matchesName(topic)
 	}, func(b *best) {
 		b.ok = func(id int32) bool { return v.set.rules[id].Action&identity.Subscribe != 0 }
-		v.set.shared.matchName(topic, b)
+		v.set.shared.matchCover(topic, b)
 	})
 }
