@@ -1,32 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"math"
 	"strings"
 	"testing"
-
-	"github.com/mqttgate/mqttgate/mqttwire"
 )
-
-// The load generator's PUBLISH encoder writes what mqttwire reads.
-func TestAppendPublish(t *testing.T) {
-	for _, c := range []struct {
-		qos  byte
-		size int
-	}{{0, 8}, {1, 64}, {0, 16384}, {1, 200_000}} {
-		payload := bytes.Repeat([]byte{7}, c.size)
-		b := appendPublish(nil, "bench/3", c.qos, 9, payload)
-		p, err := mqttwire.NewReader(bytes.NewReader(b), 64, 1<<20).Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := mqttwire.ParsePublish(p, mqttwire.V311)
-		if err != nil || string(m.Topic) != "bench/3" || m.QoS != c.qos || !bytes.Equal(m.Payload, payload) || (c.qos == 1 && m.PacketID != 9) {
-			t.Fatalf("%+v: %+v %v", c, m, err)
-		}
-	}
-}
 
 // Ratios come from medians over repeats, per target and test.
 func TestRatios(t *testing.T) {

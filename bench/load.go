@@ -148,7 +148,7 @@ func runLoad(t *target, o loadOpts, progress func(string)) (*loadResult, error) 
 // (batched through a buffer), or open loop at the rate, stamped with the
 // time each message was due so that queueing delay counts as latency.
 func publish(c *mqttConn, n, subs int, o loadOpts, deadline time.Time, stop <-chan struct{}, sent, errs *atomic.Int64) {
-	topic := fmt.Sprintf("bench/%d", n%subs)
+	topic := []byte(fmt.Sprintf("bench/%d", n%subs))
 	w := bufio.NewWriterSize(c, 64<<10)
 	payload := make([]byte, max(8, o.size))
 	var pkt []byte
@@ -197,7 +197,7 @@ func publish(c *mqttConn, n, subs int, o loadOpts, deadline time.Time, stop <-ch
 				id = 1
 			}
 		}
-		pkt = appendPublish(pkt[:0], topic, o.qos, id, payload)
+		pkt = mqttwire.AppendPublish(pkt[:0], mqttwire.V311, topic, o.qos, false, id, nil, payload)
 		if _, err := w.Write(pkt); err != nil {
 			errs.Add(1)
 			return
@@ -211,31 +211,6 @@ func publish(c *mqttConn, n, subs int, o loadOpts, deadline time.Time, stop <-ch
 		sent.Add(1)
 	}
 	_ = w.Flush()
-}
-
-func appendPublish(dst []byte, topic string, qos byte, id uint16, payload []byte) []byte {
-	n := 2 + len(topic) + len(payload)
-	if qos > 0 {
-		n += 2
-	}
-	dst = append(dst, 0x30|qos<<1)
-	for {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		dst = append(dst, b)
-		if n == 0 {
-			break
-		}
-	}
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(topic)))
-	dst = append(dst, topic...)
-	if qos > 0 {
-		dst = binary.BigEndian.AppendUint16(dst, id)
-	}
-	return append(dst, payload...)
 }
 
 func progressLine(s string) { fmt.Fprintf(os.Stderr, "\r%-90s", s) }

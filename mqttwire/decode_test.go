@@ -259,3 +259,30 @@ func TestAppendSubscribeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// AppendPublish writes what ParsePublish reads back.
+func TestAppendPublishRoundTrip(t *testing.T) {
+	for _, v := range []Version{V311, V5} {
+		for _, c := range []struct {
+			qos    byte
+			retain bool
+			size   int
+		}{{0, false, 0}, {1, true, 64}, {2, false, 200_000}} {
+			var props []byte
+			if v == V5 {
+				props = AppendProperty(nil, PropTopicAlias, 3, nil)
+			}
+			payload := bytes.Repeat([]byte{9}, c.size)
+			b := AppendPublish(nil, v, []byte("a/b"), c.qos, c.retain, 7, props, payload)
+			p, err := NewReader(bytes.NewReader(b), 64, 1<<20).Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := ParsePublish(p, v)
+			if err != nil || string(m.Topic) != "a/b" || m.QoS != c.qos || m.Retain != c.retain || !bytes.Equal(m.Payload, payload) ||
+				(c.qos > 0 && m.PacketID != 7) || (v == V5 && m.TopicAlias != 3) {
+				t.Fatalf("v%d %+v: %+v %v", v, c, m, err)
+			}
+		}
+	}
+}

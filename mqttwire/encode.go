@@ -128,3 +128,27 @@ func AppendSubscribe(dst []byte, v Version, id uint16, props []byte, filters []F
 	}
 	return dst
 }
+
+// AppendPublish appends a PUBLISH (props: v5 only; id: QoS 1 and 2 only).
+func AppendPublish(dst []byte, v Version, topic []byte, qos byte, retain bool, id uint16, props, payload []byte) []byte {
+	n := 2 + len(topic) + len(payload)
+	if qos > 0 {
+		n += 2
+	}
+	if v == V5 {
+		n += varintLen(len(props)) + len(props)
+	}
+	flags := qos << 1
+	if retain {
+		flags |= 1
+	}
+	dst = appendHeader(dst, PUBLISH, flags, n)
+	dst = appendBinary(dst, topic)
+	if qos > 0 {
+		dst = binary.BigEndian.AppendUint16(dst, id)
+	}
+	if v == V5 {
+		dst = appendProps(dst, props)
+	}
+	return append(dst, payload...)
+}

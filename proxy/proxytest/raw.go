@@ -1,7 +1,6 @@
 package proxytest
 
 import (
-	"encoding/binary"
 	"net"
 	"testing"
 	"time"
@@ -62,18 +61,7 @@ func (c *RawClient) Quiet(d time.Duration) {
 
 // PublishPacket encodes a PUBLISH (props: v5 only).
 func PublishPacket(v mqttwire.Version, topic string, qos byte, id uint16, props []byte, payload string) []byte {
-	var body []byte
-	body = binary.BigEndian.AppendUint16(body, uint16(len(topic)))
-	body = append(body, topic...)
-	if qos > 0 {
-		body = binary.BigEndian.AppendUint16(body, id)
-	}
-	if v == mqttwire.V5 {
-		body = append(body, byte(len(props)))
-		body = append(body, props...)
-	}
-	body = append(body, payload...)
-	return append([]byte{0x30 | qos<<1, byte(len(body))}, body...)
+	return mqttwire.AppendPublish(nil, v, []byte(topic), qos, false, id, props, []byte(payload))
 }
 
 // SubscribePacket encodes a SUBSCRIBE asking QoS 1 for each filter.
