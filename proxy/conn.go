@@ -184,6 +184,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		s.refuse(sess, *conn, c.Version, mqttwire.ServerUnavailable)
 		return closeBackend
 	}
+	bc = direct(bc)
 	if !sess.setBroker(bc) {
 		bc.Close()
 		return closeShutdown

@@ -178,7 +178,7 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config) error {
 		}
 		backoff = 0
 		s.Stats.Accepted.Add(1)
-		sess := s.track(c)
+		sess := s.track(direct(c))
 		if sess == nil {
 			c.Close()
 			return ErrServerClosed

@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// directConn reads and writes a TCP socket with raw system calls.
+//
+// The sockets are non-blocking, so a read or write never waits in the
+// kernel; waiting for readiness still goes through the runtime's network
+// poller (syscall.RawConn), with deadlines and Close as usual. What the raw
+// calls avoid is the scheduler's bookkeeping for a blocking system call:
+// with one processor (the proxy pinned to one CPU) the runtime's monitor
+// thread hands the processor to another thread whenever it finds a call
+// in progress on two of its ticks, so a proxy that spends most of its time
+// in read and write switched threads tens of thousands of times a second.
+// This is the I/O an event loop such as HAProxy's does: one call per read
+// or write, no thread handoffs.
+type directConn struct {
+	*net.TCPConn
+	rc syscall.RawConn
+
+	rmu       sync.Mutex // one reader at a time: rbuf, rn, rerr
+	rbuf      []byte
+	rn        int
+	rerr      syscall.Errno
+	readFunc  func(uintptr) bool
+	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr
+	wbuf      []byte
+	wn        int
+	werr      syscall.Errno
+	writeFunc func(uintptr) bool
+}
+
+// direct returns c reading and writing with raw system calls when it is a
+// TCP connection, and c itself otherwise.
+func direct(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	d := &directConn{TCPConn: tc, rc: rc}
+	// Method values made once: a closure per call would allocate.
+	d.readFunc, d.writeFunc = d.readFD, d.writeFD
+	return d
+}
+
+func (c *directConn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.rbuf, c.rn, c.rerr = b, 0, 0
+	err := c.rc.Read(c.readFunc)
+	c.rbuf = nil
+	switch {
+	case err != nil: // closed, or the read deadline passed
+		return 0, c.opError("read", err)
+	case c.rerr != 0:
+		return 0, c.opError("read", os.NewSyscallError("read", c.rerr))
+	case c.rn == 0:
+		return 0, io.EOF
+	}
+	return c.rn, nil
+}
+
+// readFD makes one read; false asks the poller to wait for readiness.
+func (c *directConn) readFD(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		switch e {
+		case 0:
+			c.rn = int(n)
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.rerr = e
+		}
+		return true
+	}
+}
+
+func (c *directConn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf, c.wn, c.werr = b, 0, 0
+	err := c.rc.Write(c.writeFunc)
+	n := c.wn
+	c.wbuf = nil
+	switch {
+	case err != nil: // closed, or the write deadline passed
+		return n, c.opError("write", err)
+	case c.werr != 0:
+		return n, c.opError("write", os.NewSyscallError("write", c.werr))
+	}
+	return n, nil
+}
+
+// writeFD writes until everything is written or the socket is full; false
+// asks the poller to wait until it can take more. MSG_NOSIGNAL: a peer
+// that went away is an EPIPE error, not a signal.
+func (c *directConn) writeFD(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		rest := c.wbuf[c.wn:]
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), syscall.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			c.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+func (c *directConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}

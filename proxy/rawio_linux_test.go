@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection, the accepted end
+// reading and writing with raw system calls.
+func tcpPair(t *testing.T) (raw net.Conn, peer net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = direct(c)
+	if _, ok := raw.(*directConn); !ok {
+		t.Fatalf("direct(%T) = %T, want *directConn", c, raw)
+	}
+	t.Cleanup(func() { raw.Close(); peer.Close() })
+	// Bounded: a broken read or write fails the test instead of hanging it.
+	deadline := time.Now().Add(10 * time.Second)
+	_ = raw.SetDeadline(deadline)
+	_ = peer.SetDeadline(deadline)
+	return raw, peer
+}
+
+func TestDirectConnReadsWritesAndEOF(t *testing.T) {
+	raw, peer := tcpPair(t)
+	// Larger than the socket buffers: the write must wait for the reader
+	// and resume where the socket stopped taking bytes.
+	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	errc := make(chan error, 1)
+	go func() {
+		n, err := raw.Write(want)
+		if err == nil && n != len(want) {
+			err = io.ErrShortWrite
+		}
+		errc <- err
+	}()
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(peer, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("bytes differ after the round trip")
+	}
+
+	if _, err := peer.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := raw.Read(buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("Read = %q, %v; want ping", buf[:n], err)
+	}
+	peer.Close()
+	if n, err := raw.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("Read after the peer closed = %d, %v; want 0, EOF", n, err)
+	}
+	// Writing to a peer that is gone is an error, never a signal.
+	var werr error
+	for range 100 {
+		if _, werr = raw.Write([]byte("x")); werr != nil {
+			break
+		}
+	}
+	if !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
+		t.Fatalf("write to a closed peer: %v, want EPIPE or ECONNRESET", werr)
+	}
+}
+
+func TestDirectConnDeadlineAndClose(t *testing.T) {
+	raw, _ := tcpPair(t)
+	_ = raw.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_, err := raw.Read(make([]byte, 8))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline = %v, want a timeout", err)
+	}
+	_ = raw.SetReadDeadline(time.Time{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := raw.Read(make([]byte, 8))
+		errc <- err
+	}()
+	raw.Close() // what closeAll does to end a pump blocked in a read
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read on a closed conn = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a blocked Read did not end when the conn was closed")
+	}
+}
+
+func TestDirectConnAllocatesNothing(t *testing.T) {
+	raw, peer := tcpPair(t)
+	msg, buf := []byte("0123456789"), make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := raw.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(raw, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per round trip, want 0", allocs)
+	}
+}
