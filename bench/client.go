@@ -21,7 +21,13 @@ type target struct {
 	password string
 }
 
-func parseTarget(raw, caFile, user, password string) (*target, error) {
+// classicGroups are the key exchanges every scenario can negotiate:
+// OpenSSL 3.0 (HAProxy, Mosquitto here) has no ML-KEM, and a Go server
+// would otherwise pick X25519MLKEM768 and do more work per handshake than
+// the others.
+var classicGroups = []tls.CurveID{tls.X25519, tls.CurveP256}
+
+func parseTarget(raw, caFile, user, password, groups string) (*target, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("target %q: want tls://host:port or tcp://host:port", raw)
@@ -39,6 +45,13 @@ func parseTarget(raw, caFile, user, password string) (*target, error) {
 			pool.AppendCertsFromPEM(pem)
 		}
 		t.tls = &tls.Config{RootCAs: pool, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4096)}
+		switch groups {
+		case "classic":
+			t.tls.CurvePreferences = classicGroups
+		case "go":
+		default:
+			return nil, fmt.Errorf("groups %q: classic or go", groups)
+		}
 	default:
 		return nil, fmt.Errorf("target %q: scheme tls or tcp", raw)
 	}

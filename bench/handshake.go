@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ type handshakeResult struct {
 	Resumed    int64
 	Seconds    float64
 	PerSec     float64
+	Group      string // the key exchange the target chose
 }
 
 // runHandshakes completes n TLS handshakes, parallel at a time. With
@@ -39,6 +41,12 @@ func runHandshakes(t *target, n, parallel int, resume bool) (*handshakeResult, e
 		c.Close()
 	}
 	var done, failed, resumed atomic.Int64
+	var group atomic.Value
+	noteGroup := func(c net.Conn) {
+		if tc, ok := c.(*tls.Conn); ok {
+			group.CompareAndSwap(nil, tc.ConnectionState().CurveID.String())
+		}
+	}
 	next := make(chan int, n)
 	for i := range n {
 		next <- i
@@ -61,6 +69,7 @@ func runHandshakes(t *target, n, parallel int, resume bool) (*handshakeResult, e
 					if tc, ok := c.Conn.(*tls.Conn); ok && tc.ConnectionState().DidResume {
 						resumed.Add(1)
 					}
+					noteGroup(c.Conn)
 					c.Close()
 				} else {
 					c, err := d.dial(&tt)
@@ -68,6 +77,7 @@ func runHandshakes(t *target, n, parallel int, resume bool) (*handshakeResult, e
 						failed.Add(1)
 						continue
 					}
+					noteGroup(c)
 					c.Close()
 				}
 				done.Add(1)
@@ -76,6 +86,10 @@ func runHandshakes(t *target, n, parallel int, resume bool) (*handshakeResult, e
 	}
 	wg.Wait()
 	s := time.Since(start).Seconds()
-	return &handshakeResult{Handshakes: done.Load(), Failed: failed.Load(), Resumed: resumed.Load(), Seconds: s,
-		PerSec: float64(done.Load()) / s}, nil
+	res := &handshakeResult{Handshakes: done.Load(), Failed: failed.Load(), Resumed: resumed.Load(), Seconds: s,
+		PerSec: float64(done.Load()) / s}
+	if g, ok := group.Load().(string); ok {
+		res.Group = g
+	}
+	return res, nil
 }

@@ -61,6 +61,7 @@ func measure(cmd string, args []string) error {
 	n := fs.Int("n", 1000, "handshakes, or idle connections")
 	parallel := fs.Int("parallel", 8, "concurrent handshakes")
 	resume := fs.Bool("resume", false, "resume TLS sessions")
+	groups := fs.String("groups", "classic", "TLS key exchange groups offered: classic (X25519, P-256: what OpenSSL 3.0 has) or go (Go's defaults, X25519MLKEM768 first)")
 	_ = fs.Parse(args)
 
 	res := &result{Name: *name, Test: *test, Repeat: *repeat, When: time.Now().UTC()}
@@ -68,7 +69,7 @@ func measure(cmd string, args []string) error {
 		res.Extra = map[string]float64{"open_bytes_per_sec": aesGCMOpenRate()}
 		return writeResult(res, *out)
 	}
-	t, err := parseTarget(*raw, *ca, *user, *pass)
+	t, err := parseTarget(*raw, *ca, *user, *pass, *groups)
 	if err != nil {
 		return err
 	}
