@@ -2,6 +2,7 @@ package mqttwire
 
 import (
 	"io"
+	"sync"
 )
 
 // DefaultMaxPacketSize is the default limit on a packet's remaining length.
@@ -23,10 +24,47 @@ type Reader struct {
 	// grown buffer is given back only after a run of them, so a stream of
 	// large packets does not shrink and regrow it for each one.
 	small int
+
+	// With a pool (UsePool), buf comes from it while bytes are in hand
+	// (bufp is then the pool's) and goes back when all are dealt with.
+	pool *BufferPool
+	bufp *[]byte
+	// busy: the last wake-up's first read filled the space it had, and
+	// brought more than one packet: data is coming faster than it is
+	// written on, so the next read goes straight into a buffer.
+	busy    bool
+	filled  bool // the first read since everything was written filled its space
+	packets int  // packets framed since everything was written
+	tiny    [tinyRead]byte
 }
 
 // shrinkAfter is how many small packets in a row give back a grown buffer.
 const shrinkAfter = 64
+
+// tinyRead is what a pooled Reader reads into while it holds no buffer:
+// enough for the small packets of a quiet connection (PINGREQ, a short
+// PUBLISH), so that waiting for them costs no more than this.
+const tinyRead = 256
+
+// A BufferPool shares read buffers of one size between Readers, so that
+// a connection holds a buffer only while it has bytes in hand.
+type BufferPool struct {
+	size int
+	p    sync.Pool
+}
+
+// NewBufferPool returns a pool of buffers of size bytes.
+func NewBufferPool(size int) *BufferPool {
+	return &BufferPool{size: max(size, tinyRead)}
+}
+
+func (bp *BufferPool) get() *[]byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, bp.size)
+	return &b
+}
 
 // NewReader returns a Reader with an initial buffer of size bytes that
 // rejects packets whose remaining length exceeds max.
@@ -40,6 +78,16 @@ func NewReader(r io.Reader, size, max int) *Reader {
 	return &Reader{r: r, max: max, init: size}
 }
 
+// UsePool makes the Reader take its buffer from p (which sets the initial
+// size) and give it back whenever every byte read has been dealt with, so
+// an idle connection holds none: it then waits for the next bytes in a
+// small array of its own, and reads straight into a pool buffer again
+// while data keeps arriving faster than that array can take it. Call it
+// before the first Next.
+func (r *Reader) UsePool(p *BufferPool) {
+	r.pool, r.init = p, p.size
+}
+
 // Next returns the next packet. Its views are valid until the next call. The
 // fixed header is validated (type, reserved flags, length limit); the body is
 // not: use the Parse functions for that.
@@ -47,7 +95,7 @@ func (r *Reader) Next() (Packet, error) {
 	if !r.hold {
 		r.mark = r.start
 	}
-	if r.buf == nil {
+	if r.buf == nil && r.pool == nil {
 		r.buf = make([]byte, r.init)
 	}
 	for {
@@ -58,6 +106,7 @@ func (r *Reader) Next() (Packet, error) {
 		if n > 0 && r.end-r.start >= n {
 			raw := r.buf[r.start : r.start+n : r.start+n]
 			r.start += n
+			r.packets++
 			if n <= r.init {
 				r.small++
 			} else {
@@ -85,8 +134,19 @@ func bodyLen(raw []byte) int {
 func (r *Reader) fill(need int) error {
 	if r.mark == r.end {
 		r.mark, r.start, r.end = 0, 0, 0
-		if len(r.buf) > 4*r.init && need <= r.init && r.small >= shrinkAfter {
-			r.buf = make([]byte, r.init) // give back the space of large packets
+		r.busy, r.packets = r.filled && r.packets > 1, 0
+		switch {
+		case r.bufp != nil && !r.busy: // pooled and quiet: wait without it
+			r.pool.p.Put(r.bufp)
+			r.buf, r.bufp = nil, nil
+		case r.bufp == nil && len(r.buf) > r.shrinkAbove() && need <= r.init && r.small >= shrinkAfter:
+			r.buf = nil // give back the space of large packets
+			if r.pool == nil {
+				r.buf = make([]byte, r.init)
+			}
+		}
+		if r.buf == nil && r.pool != nil {
+			return r.fillTiny()
 		}
 	}
 	if r.end == len(r.buf) { // no room left to read into
@@ -104,14 +164,50 @@ func (r *Reader) fill(need int) error {
 			}
 			nb := make([]byte, size)
 			copy(nb, r.buf[:r.end])
+			if r.bufp != nil {
+				r.pool.p.Put(r.bufp)
+				r.bufp = nil
+			}
 			r.buf = nb
 		}
 	}
-	n, err := r.r.Read(r.buf[r.end:])
+	space := r.buf[r.end:]
+	n, err := r.r.Read(space)
+	if r.end == 0 {
+		r.filled = n == len(space)
+	}
 	r.end += n
 	if n > 0 {
 		return nil
 	}
+	return r.readError(err)
+}
+
+// fillTiny waits for the next bytes holding no buffer, then moves them to
+// one from the pool.
+func (r *Reader) fillTiny() error {
+	n, err := r.r.Read(r.tiny[:])
+	if n == 0 {
+		return r.readError(err)
+	}
+	r.filled = n == len(r.tiny)
+	r.bufp = r.pool.get()
+	r.buf = *r.bufp
+	r.end = copy(r.buf, r.tiny[:n])
+	return nil
+}
+
+// shrinkAbove is the size above which a grown buffer is given back after
+// a run of small packets: any growth for a pooled Reader, whose buffers
+// otherwise return to the pool.
+func (r *Reader) shrinkAbove() int {
+	if r.pool != nil {
+		return r.init
+	}
+	return 4 * r.init
+}
+
+func (r *Reader) readError(err error) error {
 	if err == nil {
 		err = io.ErrNoProgress
 	}
@@ -146,11 +242,3 @@ func (r *Reader) HeldBefore(p Packet) []byte { return r.buf[r.mark : r.start-len
 
 // Written marks every held byte as dealt with.
 func (r *Reader) Written() { r.mark = r.start }
-
-// Release drops the buffer when nothing is buffered or held, so an idle
-// connection holds no read buffer. It is reallocated by the next Next.
-func (r *Reader) Release() {
-	if r.mark == r.end {
-		r.buf, r.mark, r.start, r.end = nil, 0, 0, 0
-	}
-}

@@ -113,7 +113,7 @@ func TestReaderTruncatedIsUnexpectedEOF(t *testing.T) {
 	}
 }
 
-func TestReaderBufferedAndRelease(t *testing.T) {
+func TestReaderBuffered(t *testing.T) {
 	stream := cat(pkt(0xc0), pkt(0xc0))
 	r := NewReader(bytes.NewReader(stream), 64, DefaultMaxPacketSize)
 	r.HoldPackets()
@@ -129,17 +129,100 @@ func TestReaderBufferedAndRelease(t *testing.T) {
 	if r.Buffered() {
 		t.Fatal("nothing should be buffered")
 	}
-	r.Release()
-	if r.buf == nil {
-		t.Fatal("Release dropped held bytes")
-	}
 	if got := r.Held(); !bytes.Equal(got, stream) {
 		t.Fatalf("held %x, want %x", got, stream)
 	}
-	r.Written()
-	r.Release()
+}
+
+// socketReader hands out scripted arrivals the way a socket does: a read
+// takes what fits of the current arrival, the rest stays for the next.
+// Each read records whether the Reader held a buffer while it waited.
+type socketReader struct {
+	arrivals [][]byte
+	r        *Reader
+	waits    []bool // per read: the Reader held a buffer
+	sizes    []int  // per read: len of the slice read into
+}
+
+func (s *socketReader) Read(b []byte) (int, error) {
+	if len(s.arrivals) == 0 {
+		return 0, io.EOF
+	}
+	s.waits = append(s.waits, s.r.buf != nil)
+	s.sizes = append(s.sizes, len(b))
+	n := copy(b, s.arrivals[0])
+	if s.arrivals[0] = s.arrivals[0][n:]; len(s.arrivals[0]) == 0 {
+		s.arrivals = s.arrivals[1:]
+	}
+	return n, nil
+}
+
+// A pooled Reader holds no buffer while it waits for a quiet connection's
+// next packet, keeps one while data comes faster than its small array
+// takes it, and frames the same packets either way.
+func TestPooledReaderHoldsNoBufferWhileIdle(t *testing.T) {
+	pool := NewBufferPool(1024)
+	ping := pkt(0xc0)
+	big := cat([]byte{0x30, 0x83, 0x04, 0, 1, 't'}, bytes.Repeat([]byte{'x'}, 512)) // remaining length 515
+	burst := bytes.Repeat(ping, 300)                                                // 600 bytes: more than tinyRead
+	src := &socketReader{arrivals: [][]byte{ping, ping, big, burst, ping, ping}}
+	r := NewReader(src, 64, DefaultMaxPacketSize)
+	r.UsePool(pool)
+	src.r = r
+	r.HoldPackets()
+	var got []byte
+	for {
+		p, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p.Raw...)
+		if !r.Buffered() {
+			r.Written() // what the pumps do: write on, then wait
+		}
+	}
+	if want := cat(ping, ping, big, burst, ping, ping); !bytes.Equal(got, want) {
+		t.Fatalf("framed %d bytes, want %d", len(got), len(want))
+	}
+	// Reads: ping, ping (tiny); big (tiny, filled; the rest into a pool
+	// buffer: one packet, so still quiet); burst (tiny, filled, many
+	// packets: busy); the rest of the burst (straight into a pool buffer;
+	// it did not fill it: quiet again); ping, ping (tiny).
+	wantHeld := []bool{false, false, false, true, false, true, false, false}
+	if len(src.waits) != len(wantHeld) {
+		t.Fatalf("%d reads %v (sizes %v), want %d", len(src.waits), src.waits, src.sizes, len(wantHeld))
+	}
+	for i, held := range src.waits {
+		if held != wantHeld[i] {
+			t.Errorf("read %d (len %d): held a buffer = %v, want %v", i, src.sizes[i], held, wantHeld[i])
+		}
+	}
 	if r.buf != nil {
-		t.Fatal("Release kept the buffer of an idle reader")
+		t.Errorf("the Reader kept a %d-byte buffer at EOF", len(r.buf))
+	}
+}
+
+// Steady traffic through a pooled Reader reuses the pool's buffers.
+func TestPooledReaderAllocatesNothing(t *testing.T) {
+	pool := NewBufferPool(1024)
+	publish := cat([]byte{0x30, 10, 0, 1, 't'}, []byte("payload"))
+	src := &socketReader{}
+	r := NewReader(src, 64, DefaultMaxPacketSize)
+	r.UsePool(pool)
+	src.r = r
+	arrivals := make([][]byte, 1)
+	allocs := testing.AllocsPerRun(100, func() {
+		arrivals[0] = publish
+		src.arrivals, src.waits, src.sizes = arrivals, src.waits[:0], src.sizes[:0]
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per packet, want 0", allocs)
 	}
 }
 
@@ -220,24 +303,29 @@ func TestReaderKeepsThenGivesBackLargeBuffer(t *testing.T) {
 		stream = append(stream, small...)
 	}
 	stream = append(stream, small...)
-	r := NewReader(&chunkReader{data: stream, chunk: len(small)}, 256, 1<<20) // reads end where small packets do
-	grown := 0
-	for i := range 10 {
-		if _, err := r.Next(); err != nil {
-			t.Fatal(err)
+	for _, pooled := range []bool{false, true} {
+		r := NewReader(&chunkReader{data: stream, chunk: len(small)}, 256, 1<<20) // reads end where small packets do
+		if pooled {
+			r.UsePool(NewBufferPool(256))
 		}
-		if i == 0 {
-			grown = len(r.buf)
-		} else if len(r.buf) != grown {
-			t.Fatalf("large packet %d: buffer %d, was %d: reallocated", i, len(r.buf), grown)
+		grown := 0
+		for i := range 10 {
+			if _, err := r.Next(); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				grown = len(r.buf)
+			} else if len(r.buf) != grown {
+				t.Fatalf("large packet %d: buffer %d, was %d: reallocated", i, len(r.buf), grown)
+			}
 		}
-	}
-	for range shrinkAfter + 2 {
-		if _, err := r.Next(); err != nil {
-			t.Fatal(err)
+		for range shrinkAfter + 2 {
+			if _, err := r.Next(); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if len(r.buf) != 256 {
-		t.Fatalf("after %d small packets the buffer is still %d bytes", shrinkAfter, len(r.buf))
+		if len(r.buf) != 256 {
+			t.Fatalf("pooled %v: after %d small packets the buffer is still %d bytes", pooled, shrinkAfter, len(r.buf))
+		}
 	}
 }

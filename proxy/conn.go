@@ -14,8 +14,9 @@ import (
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
-// initialReadBuffer is each direction's starting buffer; it grows only for
-// larger packets, up to the packet size limit.
+// initialReadBuffer is the size of the pooled buffer a direction reads
+// into while bytes are in hand; it grows only for larger packets, up to
+// the packet size limit.
 const initialReadBuffer = 4096
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -102,6 +103,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	// The first packet must be a CONNECT, within the connect timeout.
 	_ = (*conn).SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	r := mqttwire.NewReader(*conn, initialReadBuffer, s.cfg.MaxPacketSize)
+	r.UsePool(s.bufs)
 	p, err := r.Next()
 	if err != nil {
 		s.Stats.NoConnect.Add(1)
@@ -492,6 +494,7 @@ func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.Reason
 // time so that the proxy's own packets never land inside one.
 func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 	r := mqttwire.NewReader(sess.broker, initialReadBuffer, mqttwire.MaxRemainingLength)
+	r.UsePool(s.bufs)
 	r.HoldPackets()
 	first := true
 	for {

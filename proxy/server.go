@@ -91,6 +91,7 @@ type Server struct {
 	Stats   Stats
 	denyLog *denyLog
 	limits  limitCounts
+	bufs    *mqttwire.BufferPool // read buffers, held only while bytes are in hand
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -128,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 	return &Server{
 		cfg:       cfg,
 		denyLog:   newDenyLog(),
+		bufs:      mqttwire.NewBufferPool(initialReadBuffer),
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*Session]struct{}{},
 		done:      make(chan struct{}),
