@@ -28,23 +28,35 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// handle runs one connection from accept to close.
+// handle runs one connection from accept until it is admitted, then
+// hands it to the pumps on a goroutine of their own: this one's stack grew
+// through authentication and the rest of the admission, and an idle
+// connection would otherwise keep that stack for its life.
 func (s *Server) handle(sess *Session, tlsConfig *tls.Config) {
 	var conn net.Conn = sess.client
 	sess.ClientAddr = addrPort(conn.RemoteAddr())
-	reason := s.admit(sess, &conn, tlsConfig)
-	if reason == "" {
-		reason = s.pump(sess, conn)
-		if s.cfg.OnClose != nil {
-			defer s.cfg.OnClose(sess)
-		}
+	if reason := s.admit(sess, &conn, tlsConfig); reason != "" {
+		s.finish(sess, reason, false)
+		return
 	}
+	go func() { s.finish(sess, s.pump(sess, conn), true) }()
+}
+
+// finish ends a connection: both sides closed, its gate slot released,
+// counted, logged, Config.OnClose told when it had been admitted, and no
+// longer tracked.
+func (s *Server) finish(sess *Session, reason string, admitted bool) {
+	defer s.wg.Done()
 	sess.closeAll(reason)
 	if sess.release != nil {
 		sess.release()
 	}
 	s.Stats.Closed.Add(1)
 	s.logClose(sess)
+	if admitted && s.cfg.OnClose != nil {
+		s.cfg.OnClose(sess)
+	}
+	s.untrack(sess)
 }
 
 // admit takes a connection from accept to a forwarded CONNECT. It returns

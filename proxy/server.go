@@ -189,11 +189,7 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config) error {
 		if tlsConfig != nil {
 			sess.Listener = "tls"
 		}
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(sess)
-			s.handle(sess, tlsConfig)
-		}()
+		go s.handle(sess, tlsConfig)
 	}
 }
 
