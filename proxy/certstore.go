@@ -199,6 +199,11 @@ func (s *CertStore) Reload() (changed bool, err error) {
 		Certificates: certs,
 		ClientCAs:    pool,
 		NextProtos:   []string{"mqtt"},
+		// Full-size records from the first byte: growing them from one
+		// TCP segment over the first 128 KiB (Go's default, for web pages)
+		// only splits a client's first MQTT packets into more records,
+		// seals and writes; a client acts on whole packets anyway.
+		DynamicRecordSizingDisabled: true,
 	}
 	switch s.opts.ClientAuth {
 	case ClientAuthOptional:
