@@ -14,7 +14,7 @@ export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 REPEATS="${REPEATS:-3}"
 DURATION="${DURATION:-10s}"
 IDLE_N="${IDLE_N:-8000}"   # mqttgate holds two descriptors per connection; see README for the limit
-LAT_RATE="${LAT_RATE:-10000}"
+LAT_RATE="${LAT_RATE:-5000}"
 
 missing=()
 for pair in mosquitto:mosquitto haproxy:haproxy openssl:openssl taskset:util-linux; do
