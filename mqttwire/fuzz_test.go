@@ -14,19 +14,26 @@ var versions = []Version{V31, V311, V5}
 
 // FuzzReader frames an arbitrary client stream and validates every packet
 // for every protocol version: nothing may panic, and framing must stop at
-// the first error.
+// the first error. The same stream, delivered in chunks of a size taken
+// from its first byte, through a pooled Reader held and written on as the
+// proxy's pumps do, must frame the same packets and end the same way.
 func FuzzReader(f *testing.F) {
+	pool := NewBufferPool(64)
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		r := NewReader(bytes.NewReader(stream), 32, 4096)
 		total := 0
+		var framed [][]byte
+		var end error
 		for {
 			p, err := r.Next()
 			if err != nil {
 				if err != io.EOF && err != io.ErrUnexpectedEOF && ReasonOf(err) == UnspecifiedError {
 					t.Fatalf("framing error without a reason code: %v", err)
 				}
+				end = err
 				break
 			}
+			framed = append(framed, bytes.Clone(p.Raw))
 			total += len(p.Raw)
 			if total > len(stream) {
 				t.Fatalf("framed more bytes than the stream holds")
@@ -41,7 +48,51 @@ func FuzzReader(f *testing.F) {
 				_, _ = ParseAck(p, v)
 			}
 		}
+
+		chunk := 1
+		if len(stream) > 0 {
+			chunk += int(stream[0]) * 2 // 1 to 511: below and above tinyRead
+		}
+		pr := NewReader(&pieces{data: stream, size: chunk}, 32, 4096)
+		pr.UsePool(pool)
+		pr.HoldPackets()
+		var held []byte
+		for i := 0; ; i++ {
+			p, err := pr.Next()
+			if err != nil {
+				if err.Error() != end.Error() {
+					t.Fatalf("pooled Reader ended with %v after %d packets, want %v", err, i, end)
+				}
+				break
+			}
+			if i >= len(framed) || !bytes.Equal(p.Raw, framed[i]) {
+				t.Fatalf("pooled Reader: packet %d differs", i)
+			}
+			held = append(held, p.Raw...)
+			if !pr.Buffered() { // what the pumps do: write the held run on
+				if !bytes.Equal(pr.Held(), held) {
+					t.Fatalf("held %x, want %x", pr.Held(), held)
+				}
+				held = held[:0]
+				pr.Written()
+			}
+		}
 	})
+}
+
+// pieces hands out data in reads of at most size bytes, then EOF.
+type pieces struct {
+	data []byte
+	size int
+}
+
+func (p *pieces) Read(b []byte) (int, error) {
+	if len(p.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b[:min(len(b), p.size)], p.data)
+	p.data = p.data[n:]
+	return n, nil
 }
 
 func single(data []byte) (Packet, bool) {
