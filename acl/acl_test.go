@@ -296,3 +296,24 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocs per cached check", n)
 	}
 }
+
+// What a connection holds for its rules: the view of the benchmark's
+// client (one user section, nine patterns) in a 10,000-rule file.
+func BenchmarkView(b *testing.B) {
+	var sb strings.Builder
+	for i := range 9990 {
+		fmt.Fprintf(&sb, "user user%d\ntopic readwrite data/user%d/#\n", i, i)
+	}
+	for i := range 9 {
+		fmt.Fprintf(&sb, "pattern read devices/%%c/cmd/%d/#\n", i)
+	}
+	sb.WriteString("user bench\ntopic readwrite bench/#\n")
+	e := engineFor(b, "acl", sb.String())
+	c := Client{ClientID: "bench-sub-1", Username: "bench"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := e.View(c); len(v.own) != 10 {
+			b.Fatalf("%d rules in the view, want 10", len(v.own))
+		}
+	}
+}

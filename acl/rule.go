@@ -111,7 +111,8 @@ func (p pattern) resolve(c *Client) (string, bool) {
 	if p.fixed {
 		return p.text, true
 	}
-	var b strings.Builder
+	var buf [128]byte // built on the stack; the string is one exact allocation
+	b := buf[:0]
 	t := p.text
 	for len(t) > 0 {
 		var v string
@@ -128,17 +129,17 @@ func (p pattern) resolve(c *Client) (string, bool) {
 		case strings.HasPrefix(t, "%u"):
 			v, n = c.Username, 2
 		default:
-			b.WriteByte(t[0])
+			b = append(b, t[0])
 			t = t[1:]
 			continue
 		}
 		if v == "" || strings.ContainsAny(v, "+#/") {
 			return "", false
 		}
-		b.WriteString(v)
+		b = append(b, v...)
 		t = t[n:]
 	}
-	return b.String(), true
+	return string(b), true
 }
 
 // Rule is one parsed rule.

@@ -73,15 +73,40 @@ const (
 
 func (v *View) rebuild(set *RuleSet) {
 	v.set = set
-	v.own = v.own[:0]
-	add := func(order int32, r *Rule) {
-		cr := crule{order: order, rule: r, any: len(r.topics) == 0}
-		for _, p := range r.topics {
-			if f, ok := p.resolve(&v.c); ok {
-				cr.topics = append(cr.topics, f)
-				cr.eq = append(cr.eq, p.eq)
+	// Every connection holds its view for its life: count first, then
+	// fill exact-size slices, the resolved filters of all rules sharing
+	// one backing array.
+	var ids []int32
+	if set != nil {
+		ids = set.candidates(&v.c)
+		n := 0
+		for _, id := range ids {
+			if set.rules[id].who.matches(&v.c) {
+				ids[n] = id
+				n++
 			}
 		}
+		ids = ids[:n]
+	}
+	nrules, ntopics := len(v.clr)+len(ids), 0
+	for i := range v.clr {
+		ntopics += len(v.clr[i].topics)
+	}
+	for _, id := range ids {
+		ntopics += len(set.rules[id].topics)
+	}
+	v.own = make([]crule, 0, nrules)
+	topics, eq := make([]string, 0, ntopics), make([]bool, 0, ntopics)
+	add := func(order int32, r *Rule) {
+		start := len(topics)
+		for _, p := range r.topics {
+			if f, ok := p.resolve(&v.c); ok {
+				topics = append(topics, f)
+				eq = append(eq, p.eq)
+			}
+		}
+		cr := crule{order: order, rule: r, any: len(r.topics) == 0,
+			topics: topics[start:len(topics):len(topics)], eq: eq[start:len(eq):len(eq)]}
 		if cr.any || len(cr.topics) > 0 {
 			v.own = append(v.own, cr)
 		}
@@ -89,12 +114,8 @@ func (v *View) rebuild(set *RuleSet) {
 	for i := range v.clr {
 		add(int32(i)-int32(len(v.clr)), &v.clr[i]) // before every file rule
 	}
-	if set != nil {
-		for _, id := range set.candidates(&v.c) {
-			if r := &set.rules[id]; r.who.matches(&v.c) {
-				add(id, r)
-			}
-		}
+	for _, id := range ids {
+		add(id, &set.rules[id])
 	}
 }
 
