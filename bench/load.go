@@ -5,10 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -172,14 +170,7 @@ func publish(c *mqttConn, n, subs int, o loadOpts, deadline time.Time, stop <-ch
 	interval := time.Duration(0)
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(o.publishers) / o.rate)
-		// Paced on a thread of its own with nanosleep: Go's timers wake an
-		// idle process through epoll's millisecond timeout, so a schedule
-		// of sub-millisecond gaps went out in bursts a millisecond apart,
-		// and every target's latency was mostly that.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		const prSetTimerSlack = 29
-		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1, 0) // 1 ns: no 50 µs default slack
+		defer precisePacing()()
 	}
 	due := time.Now()
 	for {
@@ -190,8 +181,7 @@ func publish(c *mqttConn, n, subs int, o loadOpts, deadline time.Time, stop <-ch
 		if interval > 0 {
 			if d := due.Sub(now); d > 0 {
 				_ = w.Flush()
-				ts := syscall.NsecToTimespec(int64(d))
-				_ = syscall.Nanosleep(&ts, nil) // the open-loop schedule
+				sleepPrecisely(d) // the open-loop schedule
 			}
 			binary.BigEndian.PutUint64(payload, uint64(due.UnixNano()))
 			due = due.Add(interval)
