@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,6 +40,34 @@ func ParseClientAuth(s string) (ClientAuth, error) {
 	return 0, fmt.Errorf("%q: want none, optional or require", s)
 }
 
+// groupNames are the key exchange groups MQTTGATE_TLS_GROUPS may name,
+// by Go's names and the ones OpenSSL and the RFCs use.
+var groupNames = map[string]tls.CurveID{
+	"x25519mlkem768": tls.X25519MLKEM768, "secp256r1mlkem768": tls.SecP256r1MLKEM768, "secp384r1mlkem1024": tls.SecP384r1MLKEM1024,
+	"x25519": tls.X25519,
+	"p-256":  tls.CurveP256, "p256": tls.CurveP256, "curvep256": tls.CurveP256, "secp256r1": tls.CurveP256, "prime256v1": tls.CurveP256,
+	"p-384": tls.CurveP384, "p384": tls.CurveP384, "curvep384": tls.CurveP384, "secp384r1": tls.CurveP384,
+	"p-521": tls.CurveP521, "p521": tls.CurveP521, "curvep521": tls.CurveP521, "secp521r1": tls.CurveP521,
+}
+
+// ParseGroups reads a list of TLS key exchange groups in order of
+// preference (X25519MLKEM768, X25519, P-256, ...). Empty: Go's defaults,
+// which put the post-quantum hybrid X25519MLKEM768 first.
+func ParseGroups(names []string) ([]tls.CurveID, error) {
+	var out []tls.CurveID
+	for _, n := range names {
+		id, ok := groupNames[strings.ToLower(strings.TrimSpace(n))]
+		if !ok {
+			return nil, fmt.Errorf("%q: unknown key exchange group (X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024, X25519, P-256, P-384, P-521)", n)
+		}
+		if slices.Contains(out, id) {
+			return nil, fmt.Errorf("%q: named twice", n)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
 // CertPair names one certificate (with its chain) and key file.
 type CertPair struct {
 	CertFile, KeyFile string
@@ -56,6 +85,9 @@ type TLSOptions struct {
 	// KeyPassphrase decrypts keys stored as encrypted PKCS#8
 	// ("ENCRYPTED PRIVATE KEY", as openssl pkcs8 -topk8 -v2 writes them).
 	KeyPassphrase []byte
+	// Groups are the key exchanges offered, in order of preference
+	// (ParseGroups); nil: Go's defaults.
+	Groups []tls.CurveID
 }
 
 // decryptKey returns keyPEM with an encrypted PKCS#8 key decrypted, and
@@ -204,6 +236,7 @@ func (s *CertStore) Reload() (changed bool, err error) {
 		// only splits a client's first MQTT packets into more records,
 		// seals and writes; a client acts on whole packets anyway.
 		DynamicRecordSizingDisabled: true,
+		CurvePreferences:            s.opts.Groups,
 	}
 	switch s.opts.ClientAuth {
 	case ClientAuthOptional:

@@ -32,7 +32,8 @@ type config struct {
 	TLSClientCA       string        `env:"TLS_CLIENT_CA"`
 	TLSClientAuth     string        `env:"TLS_CLIENT_AUTH" envDefault:"none"`
 	TLSVerifyDepth    int           `env:"TLS_VERIFY_DEPTH"`
-	TLSCRL            string        `env:"TLS_CRL"` // revoked client certificates, reloaded with the certificates
+	TLSCRL            string        `env:"TLS_CRL"`    // revoked client certificates, reloaded with the certificates
+	TLSGroups         []string      `env:"TLS_GROUPS"` // key exchanges in order of preference; empty: Go's (X25519MLKEM768 first)
 	TLSReloadInterval time.Duration `env:"TLS_RELOAD_INTERVAL" envDefault:"2m"`
 
 	AccessRules          string `env:"ACCESS_RULES"`
@@ -185,6 +186,9 @@ func (c *config) check() error {
 	if c.TLSVerifyDepth < 0 {
 		return bad("TLS_VERIFY_DEPTH", "%d: must not be negative", c.TLSVerifyDepth)
 	}
+	if _, err := proxy.ParseGroups(c.TLSGroups); err != nil {
+		return bad("TLS_GROUPS", "%v", err)
+	}
 	if c.TLSReloadInterval < time.Second {
 		return bad("TLS_RELOAD_INTERVAL", "%v: at least 1s", c.TLSReloadInterval)
 	}
@@ -241,8 +245,9 @@ func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 
 func (c *config) tlsOptions() proxy.TLSOptions {
 	auth, _ := proxy.ParseClientAuth(c.TLSClientAuth)
+	groups, _ := proxy.ParseGroups(c.TLSGroups) // checked in validate
 	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth, CRLFile: c.TLSCRL,
-		KeyPassphrase: []byte(c.TLSKeyPassphrase)}
+		KeyPassphrase: []byte(c.TLSKeyPassphrase), Groups: groups}
 	for i := range c.TLSCert {
 		o.Pairs = append(o.Pairs, proxy.CertPair{CertFile: c.TLSCert[i], KeyFile: c.TLSKey[i]})
 	}

@@ -38,6 +38,8 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_AUTHN_RULES": `username != ""`}, "MQTTGATE_AUTHN_RULES"}, // set but not in the chain
 		{map[string]string{"MQTTGATE_AUTHN": "password"}, "MQTTGATE_PASSWORD_FILE"},
 		{map[string]string{"MQTTGATE_TLS_CRL": dir + "/ca.pem"}, "MQTTGATE_TLS_CRL"},
+		{map[string]string{"MQTTGATE_TLS_GROUPS": "X25519,X448"}, "MQTTGATE_TLS_GROUPS"},
+		{map[string]string{"MQTTGATE_TLS_GROUPS": "X25519,x25519"}, "MQTTGATE_TLS_GROUPS"},
 		{map[string]string{"MQTTGATE_ACL_MODE": "maybe"}, "MQTTGATE_ACL_MODE"},
 		{map[string]string{"MQTTGATE_ACL_NO_MATCH": "perhaps"}, "MQTTGATE_ACL_NO_MATCH"},
 		{map[string]string{"MQTTGATE_ACL_FILE": dir + "/ca.pem"}, "MQTTGATE_ACL_FILE"},
