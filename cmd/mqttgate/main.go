@@ -19,6 +19,7 @@ import (
 	_ "net/http/pprof" // served only when MQTTGATE_PPROF_ADDR is set
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -182,7 +183,55 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 	var ctx context.Context
 	ctx, g.cancel = context.WithCancel(context.Background())
 	go g.reloadLoop(ctx, c.TLSReloadInterval, c.FilePollInterval)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		releaseAfterBursts(ctx, t.C, srv.Stats.Accepted.Load, debug.FreeOSMemory)
+	}()
 	return g, nil
+}
+
+// burstSize is how many new connections make a burst worth giving memory
+// back after.
+const burstSize = 100
+
+// releaseAfterBursts calls release (debug.FreeOSMemory) once a burst of at
+// least burstSize new connections has ended, that is at the first tick
+// with no new connection since the one before. Each TLS handshake leaves
+// some 10 KiB of garbage, and Go's heap grows to twice the live data
+// before it collects, so after a reconnect storm the proxy would
+// otherwise keep about as much again as its connections need until the
+// heap doubles; an edge appliance wants it back. Nothing is released
+// while connections keep arriving every second; a slow trickle pays one
+// collection per burstSize connections.
+func releaseAfterBursts(ctx context.Context, tick <-chan time.Time, accepted func() int64, release func()) {
+	b := burstWatch{last: accepted()}
+	b.released = b.last
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			if b.ended(accepted()) {
+				release()
+			}
+		}
+	}
+}
+
+// burstWatch follows the count of accepted connections tick by tick.
+type burstWatch struct{ last, released int64 }
+
+// ended reports, given the count at this tick, whether a burst has just
+// ended.
+func (b *burstWatch) ended(n int64) bool {
+	quiet := n == b.last
+	b.last = n
+	if quiet && n-b.released >= burstSize {
+		b.released = n
+		return true
+	}
+	return false
 }
 
 // reloadLoop reloads certificates on an interval, the other files when
