@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
-REPEATS="${REPEATS:-3}"
+REPEATS="${REPEATS:-5}"
 DURATION="${DURATION:-10s}"
 IDLE_N="${IDLE_N:-8000}"   # mqttgate holds two descriptors per connection; see README for the limit
 LAT_RATE="${LAT_RATE:-5000}"
