@@ -245,7 +245,7 @@ func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 
 func (c *config) tlsOptions() proxy.TLSOptions {
 	auth, _ := proxy.ParseClientAuth(c.TLSClientAuth)
-	groups, _ := proxy.ParseGroups(c.TLSGroups) // checked in validate
+	groups, _ := proxy.ParseGroups(c.TLSGroups) // checked by check
 	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth, CRLFile: c.TLSCRL,
 		KeyPassphrase: []byte(c.TLSKeyPassphrase), Groups: groups}
 	for i := range c.TLSCert {
