@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,14 +154,12 @@ func TestSubackPerFilterFromEachSource(t *testing.T) {
 				password = rs.Token(map[string]any{"sub": "dev", "exp": time.Now().Add(time.Hour).Unix(),
 					"acl": map[string]any{"sub": []any{"a/#", "c/#"}, "pub": []any{"#"}}}, nil)
 			}
-			pool := x509.NewCertPool()
-			pool.AddCert(g.pki.Authority.Root)
 			for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
 				deny := byte(0x87)
 				if v != mqttwire.V5 {
 					deny = 0x80
 				}
-				conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+				conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -218,9 +215,7 @@ func TestACLReload(t *testing.T) {
 	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+file, "MQTTGATE_FILE_POLL_INTERVAL=100ms")
 	bhost, bport, _ := strings.Cut(backend, ":")
 	watch, _ := sub(t, "-h", bhost, "-p", bport, "-t", "#")
-	pool := x509.NewCertPool()
-	pool.AddCert(g.pki.Authority.Root)
-	conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,9 +254,7 @@ func TestACLCheckDeliveryAfterReload(t *testing.T) {
 	backend := proxytest.Mosquitto(t, "")
 	file := writeFile(t, "acl", "pattern read a/#\npattern read b/#\n")
 	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+file, "MQTTGATE_ACL_CHECK_DELIVERY=true")
-	pool := x509.NewCertPool()
-	pool.AddCert(g.pki.Authority.Root)
-	conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -192,9 +191,7 @@ func TestJWTThroughProxy(t *testing.T) {
 	}
 
 	// Expiry while connected.
-	pool := x509.NewCertPool()
-	pool.AddCert(g.pki.Authority.Root)
-	conn, err := tls.Dial("tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}

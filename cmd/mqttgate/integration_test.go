@@ -51,6 +51,13 @@ type gate struct {
 	pki  *devpki.Files
 }
 
+// clientTLS is what a client of the gate trusts: its test CA.
+func (g *gate) clientTLS() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(g.pki.Authority.Root)
+	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
+}
+
 // waitLog waits for s in the proxy's log: a line the proxy wrote before
 // what the test saw may still be on its way through the log pipe.
 func (g *gate) waitLog(t *testing.T, s string) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"os"
 	"os/exec"
@@ -20,13 +19,11 @@ import (
 // source address ("" for any).
 func dialGate(t *testing.T, g *gate, from string, v mqttwire.Version, c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet, error) {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AddCert(g.pki.Authority.Root)
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	if from != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
 	}
-	conn, err := tls.DialWithDialer(d, "tcp", g.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	conn, err := tls.DialWithDialer(d, "tcp", g.addr, g.clientTLS())
 	if err != nil {
 		return nil, mqttwire.Packet{}, err
 	}

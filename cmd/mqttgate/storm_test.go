@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,9 +56,7 @@ func TestConnectStormWithBcrypt(t *testing.T) {
 	broker := proxytest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+file, "MQTTGATE_LOG_LEVEL=info",
 		"MQTTGATE_CONNECT_TIMEOUT=30s")
-	pool := x509.NewCertPool()
-	pool.AddCert(g.pki.Authority.Root)
-	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	tlsCfg := g.clientTLS()
 
 	const keepAlive = 5 * time.Second
 	watcher, err := stormConnect(g.addr, tlsCfg, "watcher", 0, uint16(keepAlive/time.Second))
