@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // writeCounter counts the writes made to a connection.
@@ -22,28 +21,11 @@ func (w *writeCounter) Write(b []byte) (int, error) {
 
 // tlsPair completes a handshake over loopback TCP between a client with
 // clientCfg and a server with serverCfg whose raw connection is wrapped
-// by wrap; both ends close with the test.
+// by wrap.
 func tlsPair(t *testing.T, clientCfg, serverCfg *tls.Config, wrap func(net.Conn) net.Conn) (client, server *tls.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := ln.Accept()
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
+	raw, c := tcpLoopback(t)
 	client, server = tls.Client(c, clientCfg), tls.Server(wrap(raw), serverCfg)
-	t.Cleanup(func() { client.Close(); server.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	_ = client.SetDeadline(deadline)
-	_ = server.SetDeadline(deadline)
 	errc := make(chan error, 1)
 	go func() { errc <- client.Handshake() }()
 	if err := server.Handshake(); err != nil {

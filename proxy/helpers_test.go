@@ -26,6 +26,30 @@ func startMosquitto(t testing.TB) string { return proxytest.Mosquitto(t, "") }
 
 func freeAddr(t testing.TB) string { return proxytest.FreeAddr(t) }
 
+// tcpLoopback returns both ends of a loopback TCP connection, closed with
+// the test, with a 10 s deadline so that a broken read or write fails the
+// test instead of hanging it.
+func tcpLoopback(t *testing.T) (accepted, dialed net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if dialed, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if accepted, err = ln.Accept(); err != nil {
+		dialed.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { accepted.Close(); dialed.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	_ = accepted.SetDeadline(deadline)
+	_ = dialed.SetDeadline(deadline)
+	return accepted, dialed
+}
+
 type pki struct {
 	*devpki.Files
 	store *CertStore

@@ -15,28 +15,11 @@ import (
 // reading and writing with raw system calls.
 func tcpPair(t *testing.T) (raw net.Conn, peer net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, peer := tcpLoopback(t)
 	raw = direct(c)
 	if _, ok := raw.(*directConn); !ok {
 		t.Fatalf("direct(%T) = %T, want *directConn", c, raw)
 	}
-	t.Cleanup(func() { raw.Close(); peer.Close() })
-	// Bounded: a broken read or write fails the test instead of hanging it.
-	deadline := time.Now().Add(10 * time.Second)
-	_ = raw.SetDeadline(deadline)
-	_ = peer.SetDeadline(deadline)
 	return raw, peer
 }
 
