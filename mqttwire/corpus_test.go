@@ -1,12 +1,5 @@
 package mqttwire
 
-import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"testing"
-)
-
 // seeds are the golden packets of the table tests, grouped by fuzz target.
 func seeds() map[string][][]byte {
 	connect311 := pkt(0x10, cat(str("MQTT"), []byte{4, 0xee, 0, 60}, str("dev-1"), str("will/t"), str("bye"), str("alice"), str("s3cret"))...)
@@ -29,26 +22,6 @@ func seeds() map[string][][]byte {
 	}
 }
 
-// TestWriteSeedCorpus regenerates testdata/fuzz from the golden packets when
-// MQTTWIRE_WRITE_CORPUS=1, and otherwise checks that the corpus is present.
-func TestWriteSeedCorpus(t *testing.T) {
-	write := os.Getenv("MQTTWIRE_WRITE_CORPUS") == "1"
-	for target, list := range seeds() {
-		dir := filepath.Join("testdata", "fuzz", target)
-		if !write {
-			if ents, err := os.ReadDir(dir); err != nil || len(ents) < len(list) {
-				t.Errorf("%s: seed corpus missing (run with MQTTWIRE_WRITE_CORPUS=1)", dir)
-			}
-			continue
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for i, b := range list {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-}
+// Seeds is seeds, for the external test that writes them with
+// proxytest.SeedCorpus (which imports this package).
+var Seeds = seeds
