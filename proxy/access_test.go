@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mqttgate/mqttgate/proxy/devpki"
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
@@ -149,19 +151,35 @@ func TestEncryptedKey(t *testing.T) {
 }
 
 func TestVerifyDepth(t *testing.T) {
-	chain := func(n int) []*x509.Certificate { return make([]*x509.Certificate, n) }
-	check := verifyChains(1, nil)
-	if err := check(nil, [][]*x509.Certificate{chain(3)}); err != nil { // leaf, intermediate, root
+	now := time.Now()
+	chain := func(n int) []*x509.Certificate {
+		c := make([]*x509.Certificate, n)
+		for i := range c {
+			c[i] = &x509.Certificate{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+		}
+		return c
+	}
+	check := func(chains [][]*x509.Certificate) error {
+		return verifyConnection(1, nil, func() time.Time { return now })(tls.ConnectionState{VerifiedChains: chains})
+	}
+	if err := check([][]*x509.Certificate{chain(3)}); err != nil { // leaf, intermediate, root
 		t.Errorf("one intermediate refused: %v", err)
 	}
-	if err := check(nil, [][]*x509.Certificate{chain(4)}); err == nil {
+	if err := check([][]*x509.Certificate{chain(4)}); err == nil {
 		t.Error("two intermediates accepted with depth 1")
 	}
-	if err := check(nil, [][]*x509.Certificate{chain(4), chain(3)}); err != nil {
+	if err := check([][]*x509.Certificate{chain(4), chain(3)}); err != nil {
 		t.Errorf("a short enough chain among several refused: %v", err)
 	}
-	if err := check(nil, nil); err != nil {
+	if err := check(nil); err != nil {
 		t.Errorf("no certificate (optional mode) refused: %v", err)
+	}
+	// A resumed session brings the chain verified back then: it is judged
+	// again now, so an intermediate that has since expired refuses it.
+	expired := chain(3)
+	expired[1].NotAfter = now.Add(-time.Minute)
+	if err := check([][]*x509.Certificate{expired}); !errors.Is(err, errExpired) {
+		t.Errorf("expired intermediate: %v", err)
 	}
 	// In a real handshake the dev PKI's chain (one intermediate) passes depth 1.
 	p := newPKI(t, ClientAuthRequire)

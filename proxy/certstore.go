@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/youmark/pkcs8"
 )
@@ -244,8 +245,24 @@ func (s *CertStore) Reload() (changed bool, err error) {
 	case ClientAuthRequire:
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	if s.opts.VerifyDepth > 0 || crl != nil {
-		cfg.VerifyPeerCertificate = verifyChains(s.opts.VerifyDepth, crl)
+	// Every client-certificate rule is checked in VerifyConnection, which
+	// Go runs on resumed sessions too (VerifyPeerCertificate runs on full
+	// handshakes only): a ticket issued before a certificate was revoked
+	// or expired must not keep it connecting.
+	if s.opts.ClientAuth != ClientAuthNone {
+		cfg.VerifyConnection = verifyConnection(s.opts.VerifyDepth, crl, time.Now)
+	}
+	// Tickets are sealed with this state's own keys (Go rotates them as
+	// usual), so a reload that changes the client CA, the CRL or a
+	// certificate invalidates every ticket issued before it: chains
+	// verified against the old bundle are not resumed against the new.
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) { return cfg.EncryptTicket(cs, ss) }
+	cfg.UnwrapSession = func(id []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := cfg.DecryptTicket(id, cs)
+		if err != nil {
+			return nil, nil // not ours (an older state's): a full handshake
+		}
+		return ss, nil
 	}
 	// Go refuses a handshake whose ALPN offer has nothing in common with
 	// NextProtos; clients that offer other names (AWS IoT's

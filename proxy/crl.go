@@ -3,11 +3,13 @@ package proxy
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // revocations are the client certificate serial numbers that CRLs revoke.
@@ -92,28 +94,46 @@ func (r *revocations) revoked(cert, issuer *x509.Certificate) bool {
 
 var errRevoked = errors.New("client certificate revoked")
 
-// verifyChains accepts a client certificate when one verified chain is
-// within depth intermediates (0: any) and holds no revoked certificate.
-// No chains means no certificate was given (optional mode).
-func verifyChains(depth int, crl *revocations) func([][]byte, [][]*x509.Certificate) error {
-	return func(_ [][]byte, chains [][]*x509.Certificate) error {
-		if len(chains) == 0 {
+// verifyConnection accepts a client certificate when one verified chain
+// is within depth intermediates (0: any), holds no revoked certificate
+// and no certificate outside its validity period now. No chains means no
+// certificate was given (optional mode). It runs on full handshakes and
+// on resumed sessions alike, with the chains the ticket kept.
+func verifyConnection(depth int, crl *revocations, now func() time.Time) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.VerifiedChains) == 0 {
+			if len(cs.PeerCertificates) > 0 {
+				return errors.New("client certificate not verified") // never happens with Verify*ClientCert*
+			}
 			return nil
 		}
+		t := now()
 		var err error
-		for _, c := range chains {
-			if depth > 0 && len(c)-2 > depth {
+		for _, c := range cs.VerifiedChains {
+			switch {
+			case depth > 0 && len(c)-2 > depth:
 				err = fmt.Errorf("client certificate chain deeper than %d intermediates", depth)
-				continue
-			}
-			if crl != nil && chainRevoked(crl, c) {
+			case !chainValidAt(c, t):
+				err = errExpired
+			case crl != nil && chainRevoked(crl, c):
 				err = errRevoked
-				continue
+			default:
+				return nil
 			}
-			return nil
 		}
 		return err
 	}
+}
+
+var errExpired = errors.New("client certificate chain expired or not yet valid")
+
+func chainValidAt(chain []*x509.Certificate, t time.Time) bool {
+	for _, c := range chain {
+		if t.Before(c.NotBefore) || t.After(c.NotAfter) {
+			return false
+		}
+	}
+	return true
 }
 
 func chainRevoked(r *revocations, chain []*x509.Certificate) bool {

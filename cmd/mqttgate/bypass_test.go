@@ -1,0 +1,117 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/devpki"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+// These tests perform the attacks of the security review (issue 11)
+// against the built binary and show each one failing.
+
+func certFile(t *testing.T, file string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// resumingClient is a TLS client with a client certificate and a session
+// cache of its own, so its second connection offers the first's ticket.
+func resumingClient(t *testing.T, g *gate, name string, maxVersion uint16) *tls.Config {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(g.pki.Clients[name][0], g.pki.Clients[name][1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := g.clientTLS()
+	cfg.Certificates = []tls.Certificate{pair}
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	cfg.MaxVersion = maxVersion
+	return cfg
+}
+
+// connectOver dials with cfg and sends a v5 CONNECT; it returns whether
+// the proxy admitted the client (CONNACK 0) and whether TLS resumed.
+func connectOver(t *testing.T, g *gate, cfg *tls.Config, clientID string) (admitted, resumed bool) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", g.addr, cfg)
+	if err != nil {
+		return false, false
+	}
+	defer conn.Close()
+	resumed = conn.ConnectionState().DidResume
+	if _, err := conn.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, CleanStart: true, KeepAlive: 60, ClientID: []byte(clientID)})); err != nil {
+		return false, resumed
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := mqttwire.NewReader(conn, 256, 1<<16).Next()
+	return err == nil && p.Type == mqttwire.CONNACK && len(p.Body) > 1 && p.Body[1] == 0, resumed
+}
+
+// Item 2: a client holding a session ticket (TLS 1.3 PSK or a TLS 1.2
+// ticket) cannot keep connecting as its certificate identity once the
+// certificate is revoked; and a reload that changes the CRL invalidates
+// the tickets issued before it.
+func TestRevokedCertificateCannotResumeTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		max  uint16
+	}{{"TLS1.3", tls.VersionTLS13}, {"TLS1.2", tls.VersionTLS12}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			crl := filepath.Join(dir, "crl.pem")
+			backend := proxytest.Mosquitto(t, "")
+			pki, err := devpki.Init(dir, "alice", "bob")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pki.Authority.WriteCRL(crl); err != nil {
+				t.Fatal(err)
+			}
+			g := startGateWith(t, pki, backend, "MQTTGATE_TLS_CLIENT_AUTH=require", "MQTTGATE_TLS_CRL="+crl,
+				"MQTTGATE_AUTHN=cert", "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_CERT_IDENTITY=cn")
+			bob, alice := resumingClient(t, g, "bob", tc.max), resumingClient(t, g, "alice", tc.max)
+			for _, c := range []*tls.Config{bob, alice} {
+				if ok, _ := connectOver(t, g, c, ""); !ok {
+					t.Fatal("not admitted on the first, full handshake")
+				}
+				// The control: the ticket works, so the refusal below is
+				// the revocation's doing.
+				if ok, resumed := connectOver(t, g, c, ""); !ok || !resumed {
+					t.Fatalf("second connection: admitted %v, resumed %v; want both", ok, resumed)
+				}
+			}
+			if err := g.pki.Authority.WriteCRL(crl, certFile(t, g.pki.Clients["bob"][0])); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			g.waitLog(t, `"message":"certificates reloaded"`)
+			if ok, resumed := connectOver(t, g, bob, ""); ok {
+				t.Fatalf("revoked bob admitted (resumed %v)", resumed)
+			}
+			ok, resumed := connectOver(t, g, alice, "")
+			if !ok || resumed {
+				t.Fatalf("alice after the CRL reload: admitted %v, resumed %v; want a full handshake that admits her", ok, resumed)
+			}
+		})
+	}
+}
