@@ -23,12 +23,18 @@ const (
 	BanClientID = "clientid"
 	BanUsername = "username"
 	BanIP       = "ip"
+	// BanIdentity bans one client id for one authenticated identity
+	// (User): what flapping bans, so that nobody can get another user's
+	// client id banned by flapping with it.
+	BanIdentity = "identity"
 )
 
 // Ban is one entry of the bans file.
 type Ban struct {
-	Kind   string    `json:"kind"`  // clientid, username or ip
-	Value  string    `json:"value"` // an ip may be a CIDR
+	Kind  string `json:"kind"`  // clientid, username, ip or identity
+	Value string `json:"value"` // an ip may be a CIDR; the client id of an identity ban
+	// User is the identity of an identity ban (see IdentityKey).
+	User   string    `json:"user,omitempty"`
 	Until  time.Time `json:"until"` // RFC 3339
 	Reason string    `json:"reason,omitempty"`
 }
@@ -48,8 +54,15 @@ func (b Ban) check() error {
 		if _, err := parsePrefix(b.Value); err != nil {
 			return fmt.Errorf("ip ban %q: %w", b.Value, err)
 		}
+	case BanIdentity:
+		if b.Value == "" || b.User == "" {
+			return errors.New("identity ban needs a value (client id) and a user")
+		}
 	default:
-		return fmt.Errorf("kind %q: want clientid, username or ip", b.Kind)
+		return fmt.Errorf("kind %q: want clientid, username, ip or identity", b.Kind)
+	}
+	if b.User != "" && b.Kind != BanIdentity {
+		return fmt.Errorf("%s ban %q: only identity bans have a user", b.Kind, b.Value)
 	}
 	if b.Until.IsZero() {
 		return fmt.Errorf("%s ban %q without until", b.Kind, b.Value)
@@ -95,6 +108,7 @@ type banSet struct {
 	list     []Ban
 	clientID map[string]Ban
 	username map[string]Ban
+	identity map[string]Ban // user + "\x00" + client id
 	ips      []ipBan
 }
 
@@ -104,13 +118,16 @@ type ipBan struct {
 }
 
 func newBanSet(list []Ban) *banSet {
-	s := &banSet{list: list, clientID: map[string]Ban{}, username: map[string]Ban{}}
+	s := &banSet{list: list, clientID: map[string]Ban{}, username: map[string]Ban{}, identity: map[string]Ban{}}
 	for _, b := range list {
 		switch b.Kind {
 		case BanClientID:
 			s.clientID[b.Value] = later(s.clientID[b.Value], b)
 		case BanUsername:
 			s.username[b.Value] = later(s.username[b.Value], b)
+		case BanIdentity:
+			k := b.User + "\x00" + b.Value
+			s.identity[k] = later(s.identity[k], b)
 		case BanIP:
 			p, _ := parsePrefix(b.Value)
 			s.ips = append(s.ips, ipBan{p, b})
@@ -192,6 +209,18 @@ func (b *Bans) Client(clientID, username string, now time.Time) (Ban, bool) {
 	return Ban{}, false
 }
 
+// Identity returns the ban in force on a client id used by one
+// identity (IdentityKey).
+func (b *Bans) Identity(clientID, user string, now time.Time) (Ban, bool) {
+	if clientID == "" || user == "" {
+		return Ban{}, false
+	}
+	if ban, ok := b.cur.Load().identity[user+"\x00"+clientID]; ok && now.Before(ban.Until) {
+		return ban, true
+	}
+	return Ban{}, false
+}
+
 // Addr returns the ban in force on an address.
 func (b *Bans) Addr(a netip.Addr, now time.Time) (Ban, bool) {
 	a = a.Unmap()
@@ -210,17 +239,18 @@ func (b *Bans) Add(ban Ban) error {
 		return err
 	}
 	return b.edit(func(list []Ban) []Ban {
-		list = slices.DeleteFunc(list, func(x Ban) bool { return x.Kind == ban.Kind && x.Value == ban.Value })
+		list = slices.DeleteFunc(list, func(x Ban) bool { return x.Kind == ban.Kind && x.Value == ban.Value && x.User == ban.User })
 		return append(list, ban)
 	})
 }
 
-// Remove deletes the bans on kind and value; it reports whether there was one.
-func (b *Bans) Remove(kind, value string) (bool, error) {
+// Remove deletes the bans on kind and value (and user, for an identity
+// ban); it reports whether there was one.
+func (b *Bans) Remove(kind, value, user string) (bool, error) {
 	var found bool
 	err := b.edit(func(list []Ban) []Ban {
 		return slices.DeleteFunc(list, func(x Ban) bool {
-			m := x.Kind == kind && x.Value == value
+			m := x.Kind == kind && x.Value == value && x.User == user
 			found = found || m
 			return m
 		})

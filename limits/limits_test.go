@@ -57,7 +57,7 @@ func TestBansPersistAndReload(t *testing.T) {
 	if _, ok := b2.Client("evil", "", now); !ok || len(b2.List()) != 4 {
 		t.Fatalf("reopened: %+v", b2.List())
 	}
-	if found, err := b2.Remove(BanClientID, "evil"); !found || err != nil {
+	if found, err := b2.Remove(BanClientID, "evil", ""); !found || err != nil {
 		t.Fatal(found, err)
 	}
 	if n := len(b2.List()); n != 2 {
@@ -105,21 +105,56 @@ func TestFlapping(t *testing.T) {
 	f := &Flapping{Max: 3, Window: time.Minute}
 	now := time.Now()
 	for i := range 3 {
-		if f.Disconnected("c", now.Add(time.Duration(i)*time.Second)) {
+		if f.Disconnected("c", "alice", now.Add(time.Duration(i)*time.Second)) {
 			t.Fatalf("banned after %d disconnects", i+1)
 		}
 	}
-	if f.Disconnected("other", now) {
+	if f.Disconnected("other", "alice", now) {
 		t.Fatal("another client id counted")
 	}
-	if !f.Disconnected("c", now.Add(4*time.Second)) {
+	if f.Disconnected("c", "mallory", now.Add(3*time.Second)) {
+		t.Fatal("another identity's disconnects with the same client id counted")
+	}
+	if !f.Disconnected("c", "alice", now.Add(4*time.Second)) {
 		t.Fatal("not banned after the fourth disconnect within the window")
 	}
 	// Spread out beyond the window: never.
 	for i := range 10 {
-		if f.Disconnected("slow", now.Add(time.Duration(i)*time.Minute)) {
+		if f.Disconnected("slow", "alice", now.Add(time.Duration(i)*time.Minute)) {
 			t.Fatal("disconnects a minute apart banned")
 		}
+	}
+}
+
+func TestIdentityBans(t *testing.T) {
+	b, err := OpenBans("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := b.Add(Ban{Kind: BanIdentity, Value: "bob-sensor", User: "alice", Until: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, banned := b.Identity("bob-sensor", "alice", now); !banned {
+		t.Fatal("alice's use of bob-sensor not banned")
+	}
+	if _, banned := b.Identity("bob-sensor", "bob", now); banned {
+		t.Fatal("bob banned by a ban on alice's use of his client id")
+	}
+	if _, banned := b.Client("bob-sensor", "bob", now); banned {
+		t.Fatal("an identity ban works as a client id ban")
+	}
+	if err := b.Add(Ban{Kind: BanIdentity, Value: "x", Until: now.Add(time.Hour)}); err == nil {
+		t.Fatal("identity ban without a user accepted")
+	}
+	if err := b.Add(Ban{Kind: BanClientID, Value: "x", User: "u", Until: now.Add(time.Hour)}); err == nil {
+		t.Fatal("clientid ban with a user accepted")
+	}
+	if found, err := b.Remove(BanIdentity, "bob-sensor", "alice"); !found || err != nil {
+		t.Fatalf("remove: %v %v", found, err)
+	}
+	if k := IdentityKey(nil, netip.MustParseAddr("::ffff:127.0.0.2")); k != "ip:127.0.0.2" {
+		t.Errorf("anonymous key %q", k)
 	}
 }
 

@@ -167,12 +167,13 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		return closeExpired
 	}
 	sess.Identity, sess.expires = adm.Identity, adm.Expires
+	admitted := &c
 	if adm.Connect != nil {
-		forward = mqttwire.AppendConnect(nil, adm.Connect)
+		forward, admitted = mqttwire.AppendConnect(nil, adm.Connect), adm.Connect
 		sess.ClientID, sess.Username = string(adm.Connect.ClientID), string(adm.Connect.Username)
-		if reason := s.checkConnect(sess, *conn, adm.Connect); reason != "" {
-			return reason // the identity the certificate gave may be banned
-		}
+	}
+	if reason := s.checkConnect(sess, *conn, admitted); reason != "" {
+		return reason // the identity the credential gave may be banned
 	}
 	sess.keepAlive, sess.keepAliveCapped = effectiveKeepAlive(c.KeepAlive, s.cfg.MaxKeepAlive)
 	if s.cfg.Limits != nil {

@@ -52,8 +52,11 @@ type Config struct {
 	RateDisconnect bool
 	// Conns, when set, admits connections before the TLS handshake.
 	Conns ConnGate
-	// CheckConnect, when set, may refuse an authenticated CONNECT
-	// (bans, client id length) with a CONNACK code; kind names why.
+	// CheckConnect, when set, may refuse a CONNECT (bans, client id
+	// length) with a CONNACK code; kind names why. It is asked twice:
+	// before authentication (Session.Identity nil: a banned client costs
+	// no hashing) and after it, with the identity and the CONNECT as
+	// forwarded.
 	CheckConnect func(s *Session, c *mqttwire.Connect) (code mqttwire.ReasonCode, kind string)
 	// OnClose is called when an admitted session ends (flapping detection).
 	OnClose func(s *Session)

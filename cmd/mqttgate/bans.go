@@ -12,9 +12,11 @@ import (
 
 const bansUsage = `usage:
   mqttgate bans [-f FILE] list
-  mqttgate bans [-f FILE] add clientid|username|ip VALUE [-for DURATION | -until RFC3339] [-reason TEXT]
-  mqttgate bans [-f FILE] remove clientid|username|ip VALUE
-FILE defaults to MQTTGATE_BANS_FILE. An ip VALUE may be a CIDR. A running
+  mqttgate bans [-f FILE] add clientid|username|ip|identity VALUE [-user USER] [-for DURATION | -until RFC3339] [-reason TEXT]
+  mqttgate bans [-f FILE] remove clientid|username|ip|identity VALUE [USER]
+FILE defaults to MQTTGATE_BANS_FILE. An ip VALUE may be a CIDR. An identity
+ban (what flapping writes) bans the client id VALUE for the identity USER
+only: the authenticated user name, cert:SUBJECT, or ip:ADDRESS. A running
 proxy picks changes up when it next checks the file (MQTTGATE_FILE_POLL_INTERVAL) or on SIGHUP.
 `
 
@@ -34,14 +36,14 @@ func bansCmd(args []string, environ map[string]string, stdout io.Writer) error {
 	switch {
 	case args[0] == "list" && len(args) == 1:
 		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "KIND\tVALUE\tUNTIL\tREASON")
+		fmt.Fprintln(w, "KIND\tVALUE\tUSER\tUNTIL\tREASON")
 		now := time.Now()
 		for _, b := range bans.List() {
 			until := b.Until.Format(time.RFC3339)
 			if !now.Before(b.Until) {
 				until += " (expired)"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", b.Kind, b.Value, until, b.Reason)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", b.Kind, b.Value, b.User, until, b.Reason)
 		}
 		return w.Flush()
 	case args[0] == "add" && len(args) >= 3:
@@ -50,10 +52,11 @@ func bansCmd(args []string, environ map[string]string, stdout io.Writer) error {
 		forD := af.Duration("for", 0, "")
 		until := af.String("until", "", "")
 		reason := af.String("reason", "", "")
+		user := af.String("user", "", "")
 		if err := af.Parse(args[3:]); err != nil || af.NArg() != 0 || (*forD != 0) == (*until != "") {
 			return usageError{bansUsage}
 		}
-		ban := limits.Ban{Kind: args[1], Value: args[2], Reason: *reason, Until: time.Now().Add(*forD).UTC()}
+		ban := limits.Ban{Kind: args[1], Value: args[2], User: *user, Reason: *reason, Until: time.Now().Add(*forD).UTC()}
 		if *until != "" {
 			if ban.Until, err = time.Parse(time.RFC3339, *until); err != nil {
 				return fmt.Errorf("-until: %w", err)
@@ -64,8 +67,12 @@ func bansCmd(args []string, environ map[string]string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "banned %s %s until %s\n", ban.Kind, ban.Value, ban.Until.Format(time.RFC3339))
 		return nil
-	case args[0] == "remove" && len(args) == 3:
-		found, err := bans.Remove(args[1], args[2])
+	case args[0] == "remove" && (len(args) == 3 || len(args) == 4):
+		user := ""
+		if len(args) == 4 {
+			user = args[3]
+		}
+		found, err := bans.Remove(args[1], args[2], user)
 		if err != nil {
 			return err
 		}

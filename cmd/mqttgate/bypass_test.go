@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -113,5 +114,35 @@ func TestRevokedCertificateCannotResumeTLS(t *testing.T) {
 				t.Fatalf("alice after the CRL reload: admitted %v, resumed %v; want a full handshake that admits her", ok, resumed)
 			}
 		})
+	}
+}
+
+// Item 4: flapping is keyed by the client id together with who used it,
+// so alice flapping with bob's client id gets herself banned, not bob.
+func TestFlappingCannotBanSomeoneElse(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+passwordFile(t, "alice", "bob"),
+		"MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_FLAPPING_MAX_DISCONNECTS=3", "MQTTGATE_FLAPPING_WINDOW=1m", "MQTTGATE_FLAPPING_BAN=5m")
+	as := func(user string) *mqttwire.Connect {
+		return &mqttwire.Connect{ClientID: []byte("bob-sensor"), Username: []byte(user), UsernameFlag: true,
+			Password: []byte(user + "-pw"), PasswordFlag: true}
+	}
+	for i := range 4 {
+		c, ack, err := dialGate(t, g, "", mqttwire.V5, as("alice"))
+		if err != nil || ack.Body[1] != 0 {
+			t.Fatalf("alice's connect %d: %x %v", i+1, ack.Raw, err)
+		}
+		c.Send([]byte{0xe0, 0}) // DISCONNECT
+		proxytest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= i+1 })
+	}
+	g.waitLog(t, `"event":"flapping"`)
+	if _, ack, err := dialGate(t, g, "", mqttwire.V5, as("bob")); err != nil || ack.Body[1] != 0 {
+		t.Fatalf("bob with his own client id after alice flapped with it: %x %v, want CONNACK 0", ack.Raw, err)
+	}
+	if _, ack, err := dialGate(t, g, "", mqttwire.V5, as("alice")); err != nil || ack.Body[1] != 0x8a {
+		t.Fatalf("alice after flapping: %x %v, want CONNACK 0x8A", ack.Raw, err)
+	}
+	if _, ack, err := dialGate(t, g, "", mqttwire.V311, as("alice")); err != nil || ack.Body[1] != 0x05 {
+		t.Fatalf("alice (3.1.1) after flapping: %x %v, want CONNACK 0x05", ack.Raw, err)
 	}
 }

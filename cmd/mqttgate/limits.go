@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy"
@@ -60,8 +61,14 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 	pc.RateDisconnect = c.RateAction == "disconnect"
 	pc.MaxKeepAlive = c.MaxKeepAlive
 	pc.CheckConnect = func(s *proxy.Session, cn *mqttwire.Connect) (mqttwire.ReasonCode, string) {
-		if _, banned := bans.Client(string(cn.ClientID), string(cn.Username), time.Now()); banned {
+		now := time.Now()
+		if _, banned := bans.Client(string(cn.ClientID), string(cn.Username), now); banned {
 			return mqttwire.Banned, "banned" // logged by the proxy, at a bounded rate
+		}
+		if id, ok := s.Identity.(*identity.Identity); ok { // after authentication
+			if _, banned := bans.Identity(string(cn.ClientID), limits.IdentityKey(id, s.ClientAddr.Addr()), now); banned {
+				return mqttwire.Banned, "banned"
+			}
 		}
 		if v := pl.ClientID(cn.ClientID); v.Kind != "" {
 			return v.Code, v.Kind
@@ -71,14 +78,19 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 	if c.FlappingMax > 0 {
 		f := &limits.Flapping{Max: c.FlappingMax, Window: c.FlappingWindow, Ban: c.FlappingBan}
 		pc.OnClose = func(s *proxy.Session) {
-			if !f.Disconnected(s.ClientID, time.Now()) {
+			id, _ := s.Identity.(*identity.Identity)
+			who := limits.IdentityKey(id, s.ClientAddr.Addr())
+			if !f.Disconnected(s.ClientID, who, time.Now()) {
 				return
 			}
-			ban := limits.Ban{Kind: limits.BanClientID, Value: s.ClientID, Until: time.Now().Add(c.FlappingBan).UTC(),
+			ban := limits.Ban{Kind: limits.BanIdentity, Value: s.ClientID, User: who, Until: time.Now().Add(c.FlappingBan).UTC(),
 				Reason: fmt.Sprintf("flapping: more than %d disconnects within %v", c.FlappingMax, c.FlappingWindow)}
 			err := bans.Add(ban)
-			log.Warn().Str("event", "flapping").Str("client_id", s.ClientID).Time("until", ban.Until).AnErr("ban_error", err).
-				Msg("flapping client banned")
+			ev := log.Warn().Str("event", "flapping").Str("client_id", s.ClientID)
+			if !c.usernameIsSecret() {
+				ev = ev.Str("identity", who)
+			}
+			ev.Time("until", ban.Until).AnErr("ban_error", err).Msg("flapping client banned")
 		}
 	}
 	return bans, nil
