@@ -181,9 +181,17 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	}
 	if s.cfg.Topics != nil {
 		sess.topics.rights = s.cfg.Topics(sess)
-		if s.cfg.TopicCheckDelivery {
+		// A client that does not ask for a clean start may be given the
+		// session the broker kept for its client id, with subscriptions
+		// the proxy never judged for this client (another user's, made
+		// under other rules): its deliveries are judged from the CONNACK
+		// on if the broker reports Session Present. MQTT 3.1's CONNACK
+		// does not say, so such a 3.1 client is always judged.
+		sess.resumable = !admitted.CleanStart
+		if s.cfg.TopicCheckDelivery || (sess.resumable && c.Version == mqttwire.V31) {
 			sess.topics.recv = s.cfg.Topics(sess) // its own: each pump's rights are its alone
 		}
+		sess.brokerShared = sess.topics.recv != nil || sess.resumable
 		if !s.checkWill(sess, &c) {
 			s.refuse(sess, *conn, c.Version, mqttwire.NotAuthorized)
 			return closeTopicDenied
@@ -529,6 +537,10 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 		}
 		if first {
 			first = false
+			if !s.judgeResumedSession(sess, p) {
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
 			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
 				if !replacePacket(sess, client, r, p, connack) {
 					return closeClient

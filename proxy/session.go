@@ -42,8 +42,15 @@ type Session struct {
 	limiter         Limiter
 	keepAlive       time.Duration // effective keepalive; 0: none
 	keepAliveCapped bool
-	done            chan struct{} // closed with the session
-	release         func()        // from the ConnGate, when it admitted the connection
+	// resumable: the client did not ask for a clean start, so the broker
+	// may resume a session it kept (see judgeResumedSession).
+	resumable bool
+	// brokerShared: the broker pump may write to the broker too (delivery
+	// check acknowledgements), so writes there are serialised. Set before
+	// the pumps start.
+	brokerShared bool
+	done         chan struct{} // closed with the session
+	release      func()        // from the ConnGate, when it admitted the connection
 
 	bmu      sync.Mutex // serialises writes to the broker, with the delivery check on
 	wmu      sync.Mutex // serialises writes to the client
@@ -126,10 +133,10 @@ func (s *Session) setClientWriter(c net.Conn) {
 }
 
 // writeBroker writes whole packets to the broker. Only the client pump
-// writes there, unless the delivery check also acknowledges from the
-// broker pump: then writes are serialised.
+// writes there, unless the delivery check may also acknowledge from the
+// broker pump (brokerShared): then writes are serialised.
 func (s *Session) writeBroker(b []byte) error {
-	if s.topics.recv != nil {
+	if s.brokerShared {
 		s.bmu.Lock()
 		defer s.bmu.Unlock()
 	}

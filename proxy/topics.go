@@ -290,6 +290,32 @@ func (s *Server) topicDenied(sess *Session, action string, topic []byte, by stri
 	ev.Msg("denied by ACL")
 }
 
+// judgeResumedSession turns the delivery check on when the broker's
+// CONNACK reports Session Present: the proxy does not know what that
+// session subscribed to, so every PUBLISH it delivers is judged against
+// the client's own read rights, whatever Config.TopicCheckDelivery says.
+// It reports false when the broker resumed a session the client asked
+// to start clean [MQTT-3.2.2-1]: then nothing can be trusted.
+func (s *Server) judgeResumedSession(sess *Session, p mqttwire.Packet) bool {
+	if p.Type != mqttwire.CONNACK || sess.topics.rights == nil || sess.Version == mqttwire.V31 || len(p.Body) < 2 {
+		return true
+	}
+	if p.Body[0]&1 == 0 || p.Body[1] != 0 {
+		return true
+	}
+	if !sess.resumable {
+		s.cfg.Logger.Error().Str("event", "broker_protocol_error").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).
+			Msg("broker resumed a session the client asked to start clean")
+		return false
+	}
+	if sess.topics.recv == nil {
+		sess.topics.recv = s.cfg.Topics(sess)
+		s.cfg.Logger.Debug().Str("event", "session_resumed").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).
+			Msg("broker resumed a session: deliveries judged against the client's read rights")
+	}
+	return true
+}
+
 type deliveryVerdict uint8
 
 const (

@@ -146,3 +146,64 @@ func TestFlappingCannotBanSomeoneElse(t *testing.T) {
 		t.Fatalf("alice (3.1.1) after flapping: %x %v, want CONNACK 0x05", ack.Raw, err)
 	}
 }
+
+const sessionACL = `user alice
+topic readwrite alice/#
+
+user bob
+topic readwrite bob/#
+`
+
+// resumeScenario: bob leaves a persistent session (client id bob-sensor)
+// subscribed to bob/#, a message for him is queued, then alice connects
+// with his client id and clean session off, using the options in conn.
+// It returns the first message alice receives after publishing one on
+// her own topic (the positive that bounds the wait for a leak).
+func resumeScenario(t *testing.T, conn []string, v string) string {
+	t.Helper()
+	as := func(user string, args ...string) []string {
+		return append(append(append([]string{}, conn...), "-V", v, "-u", user, "-P", user+"-pw"), args...)
+	}
+	_, bob := sub(t, as("bob", "-c", "-i", "bob-sensor", "-q", "1", "-t", "bob/#", "-x", "3600")...)
+	_ = bob.Process.Kill()
+	_ = bob.Wait()
+	if err := pub(t, as("bob", "-i", "bob-pub", "-q", "1", "-t", "bob/secret", "-m", "for-bob")...); err != nil {
+		t.Fatal(err)
+	}
+	lines, _ := sub(t, as("alice", "-c", "-i", "bob-sensor", "-q", "1", "-t", "alice/#", "-x", "3600")...)
+	if err := pub(t, as("alice", "-i", "alice-pub", "-q", "1", "-t", "alice/x", "-m", "for-alice")...); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-lines:
+		return l
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice got nothing")
+	}
+	return ""
+}
+
+// Item 1: alice, who may not read bob/#, takes bob's client id with clean
+// session off; the broker resumes bob's session. Mosquitto enforcing the
+// same acl_file delivers her nothing of bob's (it checks read access at
+// delivery); through mqttgate she gets nothing either, in 3.1.1 and 5.0.
+func TestResumedSessionOfAnotherClientDeliversNothing(t *testing.T) {
+	aclFile := writeFile(t, "acl", sessionACL)
+	pw := passwordFile(t, "alice", "bob")
+	for _, v := range []string{"mqttv311", "mqttv5"} {
+		t.Run(v, func(t *testing.T) {
+			direct := proxytest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
+			host, port, _ := strings.Cut(direct, ":")
+			if got := resumeScenario(t, []string{"-h", host, "-p", port}, v); got != "alice/x for-alice" {
+				t.Fatalf("Mosquitto itself gave alice %q first; the test's expectations are wrong", got)
+			}
+			backend := proxytest.Mosquitto(t, "")
+			g := startGate(t, backend, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+pw,
+				"MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny")
+			if got := resumeScenario(t, g.tlsArgs(""), v); got != "alice/x for-alice" {
+				t.Fatalf("through mqttgate alice got %q first, want her own message and nothing of bob's", got)
+			}
+			g.waitLog(t, `"action":"deliver"`)
+		})
+	}
+}
