@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,11 +229,16 @@ func subscribe(t *testing.T, filters ...string) *mqttwire.Subscribe {
 	return &s
 }
 
+// open starts a session of l for client id "c" used by "alice".
+func open(l PacketLimits) *Session {
+	return NewSessions(l).Open(Start{ClientID: "c", Who: "alice", CleanStart: true}, time.Now())
+}
+
 func TestSessionLimits(t *testing.T) {
-	l := &PacketLimits{MaxTopicLength: 10, MaxTopicLevels: 3, MaxClientIDLength: 4, MaxSubscriptions: 3, MaxFiltersPerSubscribe: 2, MaxInflight: 2}
-	s := l.NewSession()
+	l := PacketLimits{MaxTopicLength: 10, MaxTopicLevels: 3, MaxClientIDLength: 4, MaxSubscriptions: 3, MaxFiltersPerSubscribe: 2, MaxInflight: 2}
+	s := open(l)
 	for topic, kind := range map[string]string{"a/b/c": "", "a/b/c/d": "max_topic_levels", "0123456789a": "max_topic_length"} {
-		if v := s.Publish([]byte(topic), 0); v.Kind != kind || (kind != "" && !v.End) {
+		if v := s.Publish([]byte(topic), 0, 0); v.Kind != kind || (kind != "" && !v.End) {
 			t.Errorf("publish %q: %+v, want %q", topic, v, kind)
 		}
 	}
@@ -255,69 +261,160 @@ func TestSessionLimits(t *testing.T) {
 	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "" {
 		t.Errorf("after unsubscribe: %+v", v)
 	}
-	for i := range 2 {
-		if v := s.Publish([]byte("q"), 1); v.Kind != "" {
-			t.Fatalf("in flight %d: %+v", i+1, v)
+}
+
+// In flight is counted per packet id: an acknowledgement of an id that is
+// not in flight (a PUBCOMP for a PUBREL of an id the client never used)
+// makes no room, the same id again counts once, and a PUBLISH only
+// checked (not Sent: denied by a later stage) is never counted.
+func TestInflightByPacketID(t *testing.T) {
+	s := open(PacketLimits{MaxInflight: 2})
+	for id := uint16(1); id <= 2; id++ {
+		if v := s.Publish([]byte("q"), 2, id); v.Kind != "" {
+			t.Fatalf("in flight %d: %+v", id, v)
 		}
+		s.Sent(2, id)
 	}
-	if v := s.Publish([]byte("q"), 2); v.Kind != "max_inflight" || v.Code != mqttwire.ReceiveMaximumExceeded || !v.End {
-		t.Fatalf("third in flight: %+v", v)
+	if v := s.Publish([]byte("q"), 1, 2); v.Kind != "" {
+		t.Fatalf("id 2 again (DUP): %+v", v)
 	}
-	s.Acked()
-	if v := s.Publish([]byte("q"), 1); v.Kind != "" {
-		t.Fatalf("after an ack: %+v", v)
+	for id := uint16(100); id < 110; id++ {
+		s.Acked(id)
+	}
+	if v := s.Publish([]byte("q"), 2, 3); v.Kind != "max_inflight" || v.Code != mqttwire.ReceiveMaximumExceeded || !v.End {
+		t.Fatalf("third in flight after acks for ids never used: %+v", v)
+	}
+	s.Acked(1)
+	if v := s.Publish([]byte("q"), 1, 3); v.Kind != "" {
+		t.Fatalf("after id 1 was acknowledged: %+v", v)
+	}
+	for range 5 { // checked, never sent
+		if v := s.Publish([]byte("q"), 1, 4); v.Kind != "" {
+			t.Fatalf("checked only: %+v", v)
+		}
 	}
 }
 
-// Rates: the first second's worth passes, then each message waits its turn.
-func TestDelay(t *testing.T) {
-	s := (&PacketLimits{PublishRate: 10}).NewSession()
+// A session the broker keeps carries its subscriptions across
+// connections: a reconnect without clean start finds them counted; a
+// clean start, a session that expired, or one that does not persist
+// starts from none. Two connections with the same client id (a takeover)
+// share one count.
+func TestSubscriptionsPerSession(t *testing.T) {
+	ss := NewSessions(PacketLimits{MaxSubscriptions: 3})
 	now := time.Now()
-	for i := range 10 {
-		if d := s.Delay(1, 100, now); d != 0 {
-			t.Fatalf("message %d within the burst delayed %v", i, d)
-		}
+	conn := func(clean, persists bool, expiry time.Duration) *Session {
+		return ss.Open(Start{ClientID: "dev", Who: "alice", CleanStart: clean, Persists: persists, Expiry: expiry}, now)
 	}
-	if d := s.Delay(1, 100, now); d < 90*time.Millisecond || d > 110*time.Millisecond {
-		t.Fatalf("eleventh delayed %v, want 100ms", d)
+	s := conn(true, true, time.Hour)
+	if v := s.Subscribe(subscribe(t, "a", "b")); v.Kind != "" {
+		t.Fatal(v)
 	}
-	b := (&PacketLimits{PublishBytesRate: 1 << 20}).NewSession()
-	if d := b.Delay(1, 1<<20, now); d != 0 {
-		t.Fatalf("first MiB delayed %v", d)
+	s.Close(now)
+	s = conn(false, true, time.Hour)
+	if v := s.Subscribe(subscribe(t, "c", "d")); v.Kind != "max_subscriptions" {
+		t.Fatalf("after a reconnect to the kept session: %+v, want max_subscriptions", v)
 	}
-	if d := b.Delay(1, 1<<19, now); d < 450*time.Millisecond || d > 550*time.Millisecond {
-		t.Fatalf("next half MiB delayed %v, want 500ms", d)
+	taker := conn(false, true, time.Hour) // the broker hands the session over
+	if v := taker.Subscribe(subscribe(t, "c")); v.Kind != "" {
+		t.Fatal(v)
 	}
-	if d := b.Delay(1, 4<<20, now.Add(10*time.Second)); d < 2900*time.Millisecond || d > 3100*time.Millisecond {
-		t.Fatalf("4 MiB at 1 MiB/s with a full bucket delayed %v, want 3s", d)
+	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "max_subscriptions" {
+		t.Fatalf("two connections of one session counted apart: %+v", v)
 	}
-	m := (&PacketLimits{PublishRate: 10}).NewSession()
-	if d := m.Delay(30, 30, now); d < 1900*time.Millisecond || d > 2100*time.Millisecond {
-		t.Fatalf("30 messages at once at 10/s delayed %v, want 2s", d)
+	s.Close(now)
+	taker.Close(now)
+	now = now.Add(2 * time.Hour) // the broker has forgotten it
+	s = conn(false, true, time.Hour)
+	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "" {
+		t.Fatalf("after the session expired: %+v", v)
+	}
+	s.Close(now)
+	s = conn(true, false, 0)
+	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "" {
+		t.Fatalf("after a clean start: %+v", v)
+	}
+	s.Close(now)
+	if len(ss.subs) != 0 || ss.offline != 0 {
+		t.Fatalf("a session that does not persist is remembered: %d (%d offline)", len(ss.subs), ss.offline)
+	}
+}
+
+// The memory of sessions without a connection is bounded.
+func TestOfflineSessionsBounded(t *testing.T) {
+	ss := NewSessions(PacketLimits{MaxSubscriptions: 3})
+	now := time.Now()
+	for i := range maxOfflineSessions + 100 {
+		s := ss.Open(Start{ClientID: strconv.Itoa(i), CleanStart: true, Persists: true}, now)
+		s.Subscribe(subscribe(t, "a"))
+		s.Close(now)
+	}
+	if ss.offline > maxOfflineSessions || len(ss.subs) > maxOfflineSessions {
+		t.Fatalf("%d sessions remembered (%d offline), bound %d", len(ss.subs), ss.offline, maxOfflineSessions)
+	}
+}
+
+// Rates: tokens are spent per PUBLISH before it is forwarded, the burst
+// is a tenth of a second's worth, and a reconnect of the same identity
+// finds its bucket as it left it.
+func TestTake(t *testing.T) {
+	ss := NewSessions(PacketLimits{PublishRate: 10})
+	now := time.Now()
+	s := ss.Open(Start{Who: "alice"}, now)
+	if d := s.Take(100, now); d != 0 {
+		t.Fatalf("first message delayed %v", d)
+	}
+	if d := s.Take(100, now); d < 90*time.Millisecond || d > 110*time.Millisecond {
+		t.Fatalf("second at once delayed %v, want 100ms (burst of one at 10/s)", d)
+	}
+	if d := s.Take(100, now.Add(100*time.Millisecond)); d != 0 {
+		t.Fatalf("after its turn delayed %v", d)
+	}
+	s.Close(now.Add(100 * time.Millisecond))
+	again := ss.Open(Start{Who: "alice"}, now.Add(100*time.Millisecond))
+	if d := again.Take(100, now.Add(100*time.Millisecond)); d == 0 {
+		t.Fatal("a reconnect refilled the bucket")
+	}
+	other := ss.Open(Start{Who: "bob"}, now.Add(100*time.Millisecond))
+	if d := other.Take(100, now.Add(100*time.Millisecond)); d != 0 {
+		t.Fatalf("another identity's first message delayed %v", d)
+	}
+	b := NewSessions(PacketLimits{PublishBytesRate: 1 << 20}).Open(Start{}, now)
+	if d := b.Take(1<<20, now); d != 0 {
+		t.Fatalf("a packet above the burst with a full bucket delayed %v", d)
+	}
+	if d := b.Take(1, now); d < 890*time.Millisecond || d > 910*time.Millisecond {
+		t.Fatalf("after a MiB at 1 MiB/s the next byte waits %v, want the debt less the burst: 900ms", d)
 	}
 }
 
 // Within its rate a PUBLISH costs the limits nothing allocated.
 func TestPublishLimitsAllocateNothing(t *testing.T) {
-	s := (&PacketLimits{MaxTopicLength: 100, MaxTopicLevels: 8, MaxInflight: 10, PublishRate: 1e9, PublishBytesRate: 1e12}).NewSession()
+	s := open(PacketLimits{MaxTopicLength: 100, MaxTopicLevels: 8, MaxInflight: 10, PublishRate: 1e9, PublishBytesRate: 1e12})
 	topic := []byte("factory/line-3/press-12/temperature")
+	now := time.Now()
+	s.Sent(1, 1)
+	s.Acked(1)
 	if n := testing.AllocsPerRun(1000, func() {
-		s.Publish(topic, 1)
-		s.Delay(1, 100, time.Now())
-		s.Acked()
+		s.Publish(topic, 1, 7)
+		s.Sent(1, 7)
+		s.Take(100, now)
+		s.Acked(7)
 	}); n != 0 {
 		t.Fatalf("%v allocations per PUBLISH", n)
 	}
 }
 
 func BenchmarkPublishLimits(b *testing.B) {
-	s := (&PacketLimits{MaxTopicLength: 100, MaxTopicLevels: 8, MaxInflight: 10, PublishRate: 1e9, PublishBytesRate: 1e12}).NewSession()
+	s := open(PacketLimits{MaxTopicLength: 100, MaxTopicLevels: 8, MaxInflight: 10, PublishRate: 1e9, PublishBytesRate: 1e12})
 	topic := []byte("factory/line-3/press-12/temperature")
+	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		s.Publish(topic, 1)
-		s.Delay(1, 100, time.Now())
-		s.Acked()
+		s.Publish(topic, 1, 7)
+		s.Sent(1, 7)
+		s.Take(100, now)
+		s.Acked(7)
 	}
 }
 

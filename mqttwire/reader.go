@@ -32,10 +32,14 @@ type Reader struct {
 	// busy: the last wake-up's first read filled the space it had, and
 	// brought more than one packet: data is coming faster than it is
 	// written on, so the next read goes straight into a buffer.
-	busy    bool
-	filled  bool // the first read since everything was written filled its space
-	packets int  // packets framed since everything was written
-	tiny    [tinyRead]byte
+	// largep is a buffer grown for large packets, from the size-classed
+	// pools (pooled Readers only).
+	largep     *[]byte
+	lastFilled bool // the last read filled the space it had
+	busy       bool
+	filled     bool // the first read since everything was written filled its space
+	packets    int  // packets framed since everything was written
+	tiny       [tinyRead]byte
 }
 
 // shrinkAfter is how many small packets in a row give back a grown buffer.
@@ -65,6 +69,30 @@ func (bp *BufferPool) get() *[]byte {
 	b := make([]byte, bp.size)
 	return &b
 }
+
+// largePools hold grown read buffers by size class (powers of two from
+// 8 KiB to 2^29, above the largest packet), shared by every pooled
+// Reader: a large packet borrows one while its bytes are in hand.
+var largePools [30]sync.Pool
+
+func largeClass(size int) int {
+	c := 13
+	for 1<<c < size {
+		c++
+	}
+	return c
+}
+
+func getLarge(size int) *[]byte {
+	c := largeClass(size)
+	if b, ok := largePools[c].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 1<<c)
+	return &b
+}
+
+func putLarge(b *[]byte) { largePools[largeClass(len(*b))].Put(b) }
 
 // NewReader returns a Reader with an initial buffer of size bytes that
 // rejects packets whose remaining length exceeds max.
@@ -135,6 +163,20 @@ func (r *Reader) fill(need int) error {
 	if r.mark == r.end {
 		r.mark, r.start, r.end = 0, 0, 0
 		r.busy, r.packets = r.filled && r.packets > 1, 0
+		if r.largep != nil {
+			// A buffer grown for large packets goes back as soon as they
+			// are written on, so that one large message sent to many idle
+			// clients does not pin its size in each of them; while they
+			// keep coming (the last read filled its space) the next read
+			// goes straight into one of the same size.
+			size := len(*r.largep)
+			putLarge(r.largep)
+			r.largep, r.buf = nil, nil
+			if r.lastFilled {
+				r.largep = getLarge(size)
+				r.buf = *r.largep
+			}
+		}
 		switch {
 		case r.bufp != nil && !r.busy: // pooled and quiet: wait without it
 			r.pool.p.Put(r.bufp)
@@ -162,8 +204,19 @@ func (r *Reader) fill(need int) error {
 			if need > 0 {
 				size = min(size, held+need)
 			}
-			nb := make([]byte, size)
-			copy(nb, r.buf[:r.end])
+			var nb []byte
+			if r.pool != nil {
+				lp := getLarge(size)
+				nb = *lp
+				copy(nb, r.buf[:r.end])
+				if r.largep != nil {
+					putLarge(r.largep)
+				}
+				r.largep = lp
+			} else {
+				nb = make([]byte, size)
+				copy(nb, r.buf[:r.end])
+			}
 			if r.bufp != nil {
 				r.pool.p.Put(r.bufp)
 				r.bufp = nil
@@ -176,6 +229,7 @@ func (r *Reader) fill(need int) error {
 	if r.end == 0 {
 		r.filled = n == len(space)
 	}
+	r.lastFilled = n == len(space)
 	r.end += n
 	if n > 0 {
 		return nil
@@ -242,3 +296,7 @@ func (r *Reader) HeldBefore(p Packet) []byte { return r.buf[r.mark : r.start-len
 
 // Written marks every held byte as dealt with.
 func (r *Reader) Written() { r.mark = r.start }
+
+// WrittenBefore marks the held bytes that precede p, the packet Next just
+// returned, as dealt with; p stays held.
+func (r *Reader) WrittenBefore(p Packet) { r.mark = r.start - len(p.Raw) }

@@ -75,8 +75,8 @@ func forward(tb testing.TB, n int) *sinkConn {
 	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311}
 	sess.reader = mqttwire.NewReader(client, initialReadBuffer, mqttwire.DefaultMaxPacketSize)
 	sess.topics.rights = denyMarked{} // the ACL seam is on the path too
-	sess.limiter = benchLimits{(&limits.PacketLimits{MaxTopicLength: 1024, MaxTopicLevels: 16, MaxInflight: 1 << 30,
-		PublishRate: 1e12, PublishBytesRate: 1e15}).NewSession()} // and the limits, with rates that never hold it back
+	sess.limiter = benchLimits{limits.NewSessions(limits.PacketLimits{MaxTopicLength: 1024, MaxTopicLevels: 16, MaxInflight: 65535,
+		PublishRate: 1e12, PublishBytesRate: 1e15}).Open(limits.Start{Who: "bench"}, time.Now())} // and the limits, with rates that never hold it back
 	if reason := srv.clientToBroker(sess, client); reason != closeClient {
 		tb.Fatalf("pump ended with %q", reason)
 	}
@@ -87,13 +87,15 @@ func forward(tb testing.TB, n int) *sinkConn {
 type benchLimits struct{ s *limits.Session }
 
 func (b benchLimits) Check(in *Inspected) Decision {
-	if v := b.s.Publish(in.Publish.Topic, in.Publish.QoS); v.Kind != "" {
+	if v := b.s.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID); v.Kind != "" {
 		return Decision{Verdict: Disconnect, Reason: v.Code, Kind: v.Kind}
 	}
 	return Decision{}
 }
-func (b benchLimits) Delay(msgs, n int, now time.Time) time.Duration { return b.s.Delay(msgs, n, now) }
-func (b benchLimits) Acked()                                         { b.s.Acked() }
+func (b benchLimits) Sent(in *Inspected)                      { b.s.Sent(in.Publish.QoS, in.Publish.PacketID) }
+func (b benchLimits) Take(n int, now time.Time) time.Duration { return b.s.Take(n, now) }
+func (b benchLimits) Acked(id uint16)                         { b.s.Acked(id) }
+func (b benchLimits) Close(now time.Time)                     { b.s.Close(now) }
 
 // The PUBLISH path (framing, validation, topic rights, limits, inspection, forwarding) allocates
 // per connection, never per packet.

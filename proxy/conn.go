@@ -51,6 +51,9 @@ func (s *Server) finish(sess *Session, reason string, admitted bool) {
 	if sess.release != nil {
 		sess.release()
 	}
+	if sess.limiter != nil {
+		sess.limiter.Close(time.Now())
+	}
 	s.Stats.Closed.Add(1)
 	s.logClose(sess)
 	if admitted && s.cfg.OnClose != nil {
@@ -177,7 +180,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	}
 	sess.keepAlive, sess.keepAliveCapped = effectiveKeepAlive(c.KeepAlive, s.cfg.MaxKeepAlive)
 	if s.cfg.Limits != nil {
-		sess.limiter = s.cfg.Limits(sess)
+		sess.limiter = s.cfg.Limits(sess, admitted)
 	}
 	if s.cfg.Topics != nil {
 		sess.topics.rights = s.cfg.Topics(sess)
@@ -323,21 +326,13 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 	}
 	in := new(Inspected)
 	lim := sess.limiter
-	var batchMsgs, batchBytes int // PUBLISHes forwarded since the last read
+	var now time.Time // of the last read from the client, once a PUBLISH needed it
 	for {
 		if !r.Buffered() {
 			if !flush(r.Held()) {
 				return closeBroker
 			}
-			if batchMsgs > 0 {
-				d := lim.Delay(batchMsgs, batchBytes, time.Now())
-				batchMsgs, batchBytes = 0, 0
-				if d > 0 {
-					if reason := s.throttle(sess, client, d); reason != "" {
-						return reason
-					}
-				}
-			}
+			now = time.Time{}
 			if sess.keepAlive > 0 { // a silent client is gone after 1.5 keepalives
 				_ = client.SetReadDeadline(time.Now().Add(sess.keepAlive * 3 / 2))
 			}
@@ -368,9 +363,11 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		if p.Type == mqttwire.DISCONNECT {
 			sess.disconnected.Store(true)
 		}
-		// Limits see SUBSCRIBE before the ACL rewrites it, and PUBLISH
-		// after the ACL, so a denied PUBLISH is never counted in flight.
-		if lim != nil && p.Type != mqttwire.PUBLISH {
+		// Limits see every packet before the ACL: topic sizes are
+		// checked before an alias is stored, and SUBSCRIBE before the
+		// ACL rewrites it; a PUBLISH is counted in flight only once
+		// every stage forwards it.
+		if lim != nil {
 			if verdict, reason := s.decided(sess, client, r, in, lim.Check(in), flush, true); verdict != topicForward {
 				if verdict == topicEnd {
 					return reason
@@ -386,14 +383,6 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 				return reason
 			}
 		}
-		if lim != nil && p.Type == mqttwire.PUBLISH {
-			if verdict, reason := s.decided(sess, client, r, in, lim.Check(in), flush, true); verdict != topicForward {
-				if verdict == topicEnd {
-					return reason
-				}
-				continue
-			}
-		}
 		if s.cfg.Inspector != nil {
 			if verdict, reason := s.decided(sess, client, r, in, s.cfg.Inspector.Inspect(sess, in), flush, false); verdict != topicForward {
 				if verdict == topicEnd {
@@ -403,9 +392,41 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			}
 		}
 		if lim != nil && p.Type == mqttwire.PUBLISH {
-			batchMsgs++
-			batchBytes += len(p.Raw)
+			lim.Sent(in)
+			if reason := s.pace(sess, client, r, p, &now, flush); reason != "" {
+				return reason
+			}
 		}
+	}
+}
+
+// pace spends a forwarded PUBLISH's rate tokens before it is written on.
+// When the client is over its rate, what was read before the packet goes
+// on now and the pump holds the packet (and stops reading: TCP
+// backpressure, as mature brokers apply) until the tokens are there; or
+// ends the session when the rate is configured to disconnect.
+func (s *Server) pace(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, now *time.Time, flush func([]byte) bool) string {
+	lim := sess.limiter
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	for {
+		d := lim.Take(len(p.Raw), *now)
+		if t := time.Now(); d > 0 && t.After(*now) { // the read's time may be stale
+			*now = t
+			d = lim.Take(len(p.Raw), t)
+		}
+		if d == 0 {
+			return ""
+		}
+		if !flush(r.HeldBefore(p)) {
+			return closeBroker
+		}
+		r.WrittenBefore(p) // flush marked p too: it is still to be written
+		if reason := s.throttle(sess, client, d); reason != "" {
+			return reason
+		}
+		*now = time.Now()
 	}
 }
 
@@ -549,7 +570,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 		}
 		if sess.limiter != nil && finalAck(p, sess.Version) {
-			sess.limiter.Acked()
+			sess.limiter.Acked(uint16(p.Body[0])<<8 | uint16(p.Body[1]))
 		}
 		if merged := sess.mergeSuback(p); merged != nil {
 			if !replacePacket(sess, client, r, p, merged) {

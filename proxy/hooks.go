@@ -74,19 +74,27 @@ type Decision struct {
 	Kind string
 }
 
-// Limiter is one session's limits (the limits package provides it).
+// Limiter is one session's limits (the limits package provides it). Its
+// methods are called from the client pump, except Acked.
 type Limiter interface {
-	// Check decides a client packet: SUBSCRIBE and UNSUBSCRIBE before
-	// the topic ACL, PUBLISH after it (so a denied PUBLISH is never
-	// counted in flight). Called from the client pump.
+	// Check decides a client packet before the topic ACL. SUBSCRIBE and
+	// UNSUBSCRIBE are recorded as they pass; a PUBLISH is only checked
+	// (topic sizes before any alias is stored, room in flight) and
+	// recorded by Sent once every stage forwards it, so a denied PUBLISH
+	// is never counted in flight.
 	Check(p *Inspected) Decision
-	// Delay is how long to stop reading from the client after msgs
-	// PUBLISHes of n bytes in all were forwarded (rates as backpressure);
-	// 0 for none. It is asked once per read from the client, not per packet.
-	Delay(msgs, n int, now time.Time) time.Duration
+	// Sent records a PUBLISH that is forwarded.
+	Sent(p *Inspected)
+	// Take spends the rate tokens of one forwarded PUBLISH of n bytes
+	// before it is written on, or returns how long to wait for them
+	// (nothing taken). now may be the time of the read; the proxy asks
+	// again with the current time before it waits.
+	Take(n int, now time.Time) time.Duration
 	// Acked is called, from the broker pump, for each broker
-	// acknowledgement that ends a client PUBLISH's flow.
-	Acked()
+	// acknowledgement that ends a client PUBLISH's flow, with its id.
+	Acked(id uint16)
+	// Close is called once when the session ends.
+	Close(now time.Time)
 }
 
 // ConnGate admits connections before any TLS work (caps, rates, IP bans).

@@ -106,6 +106,9 @@ func (s *Server) rewriteConnack(sess *Session, p mqttwire.Packet, keepAliveCappe
 // finalAck reports whether a broker packet ends a client PUBLISH's flow:
 // PUBACK, PUBCOMP, or a PUBREC with a failure code.
 func finalAck(p mqttwire.Packet, v mqttwire.Version) bool {
+	if len(p.Body) < 2 {
+		return false // no packet id: the client judges the broker's packets
+	}
 	switch p.Type {
 	case mqttwire.PUBACK, mqttwire.PUBCOMP:
 		return true

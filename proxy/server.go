@@ -46,7 +46,7 @@ type Config struct {
 	// TopicDryRun decides, logs and counts denials but forwards anyway.
 	TopicDryRun bool
 	// Limits, when set, gives each admitted session its packet limits.
-	Limits func(*Session) Limiter
+	Limits func(*Session, *mqttwire.Connect) Limiter
 	// RateDisconnect ends a session over its rate (v5 DISCONNECT 0x96)
 	// instead of holding it back.
 	RateDisconnect bool

@@ -57,7 +57,10 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 		MaxInflight: c.MaxInflight, PublishRate: c.PublishRate, PublishBytesRate: c.PublishBytesRate}
 	pc.Conns = limits.NewConns(limits.ConnLimits{MaxTotal: c.MaxConnections, MaxPerIP: c.MaxConnectionsPerIP,
 		Rate: c.ConnectRate, RatePerIP: c.ConnectRatePerIP}, bans)
-	pc.Limits = func(*proxy.Session) proxy.Limiter { return sessionLimits{pl.NewSession()} }
+	sessions := limits.NewSessions(*pl)
+	pc.Limits = func(s *proxy.Session, cn *mqttwire.Connect) proxy.Limiter {
+		return sessionLimits{sessions.Open(sessionStart(s, cn), time.Now())}
+	}
 	pc.RateDisconnect = c.RateAction == "disconnect"
 	pc.MaxKeepAlive = c.MaxKeepAlive
 	pc.CheckConnect = func(s *proxy.Session, cn *mqttwire.Connect) (mqttwire.ReasonCode, string) {
@@ -103,7 +106,7 @@ func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
 	var v limits.Violation
 	switch in.Packet.Type {
 	case mqttwire.PUBLISH:
-		v = x.s.Publish(in.Publish.Topic, in.Publish.QoS)
+		v = x.s.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID)
 	case mqttwire.SUBSCRIBE:
 		v = x.s.Subscribe(&in.Subscribe)
 	case mqttwire.UNSUBSCRIBE:
@@ -118,8 +121,27 @@ func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
 	return proxy.Decision{Verdict: proxy.Refuse, Reason: v.Code, Kind: v.Kind}
 }
 
-func (x sessionLimits) Delay(msgs, n int, now time.Time) time.Duration {
-	return x.s.Delay(msgs, n, now)
-}
+func (x sessionLimits) Sent(in *proxy.Inspected) { x.s.Sent(in.Publish.QoS, in.Publish.PacketID) }
 
-func (x sessionLimits) Acked() { x.s.Acked() }
+func (x sessionLimits) Take(n int, now time.Time) time.Duration { return x.s.Take(n, now) }
+
+func (x sessionLimits) Acked(id uint16) { x.s.Acked(id) }
+
+func (x sessionLimits) Close(now time.Time) { x.s.Close(now) }
+
+// sessionStart is what the limits need of an admitted CONNECT.
+func sessionStart(s *proxy.Session, c *mqttwire.Connect) limits.Start {
+	id, _ := s.Identity.(*identity.Identity)
+	st := limits.Start{ClientID: string(c.ClientID), Who: limits.IdentityKey(id, s.ClientAddr.Addr()), CleanStart: c.CleanStart}
+	if c.Version != mqttwire.V5 {
+		st.Persists = !c.CleanStart // until a clean start
+		return st
+	}
+	if n, _, ok := c.Properties.Lookup(mqttwire.PropSessionExpiry); ok && n > 0 {
+		st.Persists = true
+		if n != 0xFFFFFFFF { // never expires
+			st.Expiry = time.Duration(n) * time.Second
+		}
+	}
+	return st
+}
