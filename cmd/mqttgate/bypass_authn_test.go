@@ -53,6 +53,29 @@ func publishCode(c *proxytest.RawClient, topic string, id uint16) byte {
 	return 0
 }
 
+// eachVersion connects once per protocol version and checks the CONNACK:
+// v5's reason code and v3.1.1's return code for the same answer.
+func eachVersion(t *testing.T, what string, v5, v3 byte, dial func(mqttwire.Version) mqttwire.Packet) {
+	t.Helper()
+	for v, want := range map[mqttwire.Version]byte{mqttwire.V5: v5, mqttwire.V311: v3} {
+		if got := connackCode(t, dial(v)); got != want {
+			t.Errorf("v%d %s: CONNACK %#x, want %#x", v, what, got, want)
+		}
+	}
+}
+
+// plain dials the gate without a client certificate and returns the CONNACK.
+func plain(t *testing.T, g *gate, c *mqttwire.Connect) func(mqttwire.Version) mqttwire.Packet {
+	return func(v mqttwire.Version) mqttwire.Packet {
+		t.Helper()
+		_, ack, err := dialGate(t, g, "", v, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+}
+
 func credentials(user, password string) *mqttwire.Connect {
 	c := &mqttwire.Connect{}
 	if user != "" {
@@ -79,15 +102,7 @@ func TestBypassJWTForAliceCannotConnectAsAdmin(t *testing.T) {
 	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
 		"MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+writeFile(t, "acl", bypassACL))
 	alice := rs.Token(map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}, nil)
-	for v, want := range map[mqttwire.Version]byte{mqttwire.V5: 0x86, mqttwire.V311: 0x04} {
-		_, ack, err := dialGate(t, g, "", v, withClientID(credentials("admin", alice), "a1"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := connackCode(t, ack); got != want {
-			t.Errorf("v%d token for alice as admin: CONNACK %#x, want %#x", v, got, want)
-		}
-	}
+	eachVersion(t, "token for alice as admin", 0x86, 0x04, plain(t, g, withClientID(credentials("admin", alice), "a1")))
 	g.waitLog(t, `"cause":"username_not_subject"`)
 
 	for _, user := range []string{"", "alice"} {
@@ -139,15 +154,7 @@ func TestBypassJWTRulePlaceholdersAreTheTokens(t *testing.T) {
 	if code := publishCode(c, "c/alice-1/x", 1); code >= 0x80 {
 		t.Errorf("bound client id: c/alice-1/x %#x, want allowed", code)
 	}
-	for v, want := range map[mqttwire.Version]byte{mqttwire.V5: 0x85, mqttwire.V311: 0x02} {
-		_, ack, err := dialGate(t, g, "", v, withClientID(credentials("alice", bound), "bob"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := connackCode(t, ack); got != want {
-			t.Errorf("v%d token for client alice-1 used as bob: %#x, want %#x", v, got, want)
-		}
-	}
+	eachVersion(t, "token for client alice-1 used as bob", 0x85, 0x02, plain(t, g, withClientID(credentials("alice", bound), "bob")))
 }
 
 // With cert,password a device certificate does not vouch for the user
@@ -157,12 +164,10 @@ func TestBypassCertDoesNotVouchForAnotherUsername(t *testing.T) {
 	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_TLS_CLIENT_AUTH=require",
 		"MQTTGATE_AUTHN=cert,password", "MQTTGATE_PASSWORD_FILE="+passwordFile(t, "admin"),
 		"MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+writeFile(t, "acl", bypassACL))
-	for v, want := range map[mqttwire.Version]byte{mqttwire.V5: 0x86, mqttwire.V311: 0x04} {
+	eachVersion(t, "alice's certificate as admin without password", 0x86, 0x04, func(v mqttwire.Version) mqttwire.Packet {
 		_, ack := dialGateCert(t, g, "alice", v, withClientID(credentials("admin", ""), "d1"))
-		if got := connackCode(t, ack); got != want {
-			t.Errorf("v%d alice's certificate as admin without password: %#x, want %#x", v, got, want)
-		}
-	}
+		return ack
+	})
 	c, ack := dialGateCert(t, g, "alice", mqttwire.V5, withClientID(credentials("alice", ""), "d2"))
 	if connackCode(t, ack) != 0 {
 		t.Fatalf("alice's certificate as alice: %x", ack.Raw)
@@ -198,19 +203,11 @@ func TestBypassClientIDBoundToUsername(t *testing.T) {
 		{"alice", "alice-1", true},
 		{"a*", "a*-1", true},
 	} {
-		for v, refused := range map[mqttwire.Version]byte{mqttwire.V5: 0x85, mqttwire.V311: 0x02} {
-			_, ack, err := dialGate(t, g, "", v, withClientID(credentials(c.user, c.user+"-pw"), c.id))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := refused
-			if c.ok {
-				want = 0
-			}
-			if got := connackCode(t, ack); got != want {
-				t.Errorf("v%d %s with client id %q: CONNACK %#x, want %#x", v, c.user, c.id, got, want)
-			}
+		v5, v3 := byte(0x85), byte(0x02)
+		if c.ok {
+			v5, v3 = 0, 0
 		}
+		eachVersion(t, c.user+" with client id "+c.id, v5, v3, plain(t, g, withClientID(credentials(c.user, c.user+"-pw"), c.id)))
 	}
 	g.waitLog(t, `"cause":"clientid_pattern"`)
 }
@@ -235,11 +232,7 @@ func TestBypassWebhookBinaryPasswordsNotConfused(t *testing.T) {
 		password string
 		want     byte
 	}{{"\xff\x01", 0}, {"\xfe\x01", 0x87}} {
-		_, ack, err := dialGate(t, g, "", mqttwire.V5, withClientID(credentials("dev", c.password), "dev-1"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := connackCode(t, ack); got != c.want {
+		if got := connackCode(t, plain(t, g, withClientID(credentials("dev", c.password), "dev-1"))(mqttwire.V5)); got != c.want {
 			t.Errorf("password %x: CONNACK %#x, want %#x", c.password, got, c.want)
 		}
 	}
