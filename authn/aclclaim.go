@@ -162,3 +162,29 @@ func qosList(v any) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// withoutClientID drops the topics that name the client id (${clientid}
+// or %c) from rules whose source did not bind it, and a rule left without
+// topics: such a topic matches nothing, as the acl package treats a
+// placeholder it cannot fill. A rule that had no topics (every topic)
+// stays as it is.
+func withoutClientID(rules []identity.Rule) []identity.Rule {
+	out := rules[:0:0]
+	for _, r := range rules {
+		if len(r.Topics) == 0 {
+			out = append(out, r)
+			continue
+		}
+		var kept []string
+		for _, t := range r.Topics {
+			if !strings.Contains(t, "${clientid}") && !strings.Contains(t, "%c") {
+				kept = append(kept, t)
+			}
+		}
+		if len(kept) > 0 {
+			r.Topics = kept
+			out = append(out, r)
+		}
+	}
+	return out
+}

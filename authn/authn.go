@@ -108,6 +108,10 @@ type Config struct {
 	// to the user name and client id the broker sees (CertNone: keep the
 	// client's). The CONNECT is rewritten, so the client cannot choose.
 	UsernameFrom, ClientIDFrom CertField
+	// ClientIDPattern, when set, must match the client id of every client
+	// the chain admits, filled with the admitted identity; a client id
+	// that does not is refused with "client identifier not valid".
+	ClientIDPattern *ClientIDPattern
 	// UsernameIsSecret keeps user names out of the logs (a JWT in the
 	// user name field).
 	UsernameIsSecret bool
@@ -181,9 +185,7 @@ func (ch *Chain) Authenticate(ctx context.Context, c *mqttwire.Connect, p Peer) 
 	}
 	if req.anonymous() {
 		if ch.cfg.AllowAnonymous {
-			res := allow("anonymous")
-			out = ch.admit(&req, "anonymous", res, out)
-			return out
+			return ch.admit(c, &req, "anonymous", allow("anonymous"), out)
 		}
 		return ch.finish(&req, "chain", deny(mqttwire.NotAuthorized, "anonymous"))
 	}
@@ -191,7 +193,7 @@ func (ch *Chain) Authenticate(ctx context.Context, c *mqttwire.Connect, p Peer) 
 		res := a.Authenticate(ctx, &req)
 		switch res.Verdict {
 		case Allow:
-			return ch.admit(&req, a.Name(), res, out)
+			return ch.admit(c, &req, a.Name(), res, out)
 		case Deny:
 			if !res.Reason.IsError() {
 				res.Reason = mqttwire.NotAuthorized
@@ -232,8 +234,11 @@ func (ch *Chain) mapIdentity(c *mqttwire.Connect, req *Request) (*mqttwire.Conne
 	return &rc, Result{}, true
 }
 
-func (ch *Chain) admit(req *Request, by string, res Result, out Outcome) Outcome {
-	ch.count(by, res)
+// admit builds the identity from what the authenticator verified: its
+// Username when it names one (a token's subject), else the CONNECT's,
+// which the authenticator checked. The client id must then fit the
+// configured pattern.
+func (ch *Chain) admit(c *mqttwire.Connect, req *Request, by string, res Result, out Outcome) Outcome {
 	user := req.Username
 	if res.Username != "" {
 		user = res.Username
@@ -245,8 +250,24 @@ func (ch *Chain) admit(req *Request, by string, res Result, out Outcome) Outcome
 	if req.Cert != nil {
 		id.CertCN, id.CertDN = req.Cert.Subject.CommonName, req.Cert.Subject.String()
 	}
+	ch.count(by, res)
+	if p := ch.cfg.ClientIDPattern; p != nil && !p.Match(id) {
+		refusal := deny(mqttwire.ClientIdentifierNotValid, "clientid_pattern")
+		refusal.Detail = "client id does not match " + p.String()
+		return ch.finish(req, "chain", refusal)
+	}
+	if req.Username == "" && user != "" {
+		// The broker sees the identity, too: a token's subject fills an
+		// empty user name.
+		rc := *c
+		if out.Connect != nil {
+			rc = *out.Connect
+		}
+		rc.Username, rc.UsernameFlag = []byte(user), true
+		out.Connect = &rc
+	}
 	if ch.cfg.Logger.GetLevel() <= zerolog.DebugLevel {
-		ch.event(ch.cfg.Logger.Debug(), req, by, res).Bool("superuser", res.Superuser).Msg("client authenticated")
+		ch.event(ch.cfg.Logger.Debug(), req, by, res).Str("identity", user).Bool("superuser", res.Superuser).Msg("client authenticated")
 	}
 	out.Admit, out.Identity = true, id
 	return out

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -64,6 +65,10 @@ func TestChainVerdicts(t *testing.T) {
 		{"all ignore refuses", Config{Authenticators: []Authenticator{pass, pass}}, connect(5, "c", "u", "p"), nil, false, mqttwire.BadUserNameOrPassword},
 		{"cert allows verified certificate", Config{Authenticators: []Authenticator{Cert{}}}, connect(5, "c", "", ""), clientCert("dev1"), true, 0},
 		{"cert passes without certificate", Config{Authenticators: []Authenticator{Cert{}}}, connect(5, "c", "u", "p"), nil, false, mqttwire.BadUserNameOrPassword},
+		{"cert admits its common name as user name", Config{Authenticators: []Authenticator{Cert{}}}, connect(5, "c", "dev1", ""), clientCert("dev1"), true, 0},
+		{"cert does not vouch for another user name", Config{Authenticators: []Authenticator{Cert{}}}, connect(5, "c", "admin", ""), clientCert("dev1"), false, mqttwire.BadUserNameOrPassword},
+		{"cert passes another user name to the next", Config{Authenticators: []Authenticator{Cert{}, denyAll}}, connect(5, "c", "admin", ""), clientCert("dev1"), false, mqttwire.BadUserNameOrPassword},
+		{"cert with a mapped field compares that field", Config{Authenticators: []Authenticator{Cert{Field: CertSANDNS}}, UsernameFrom: CertSANDNS}, connect(5, "c", "admin", ""), clientCert("dev1"), true, 0},
 		{"rules run before an allowing authenticator", Config{Authenticators: []Authenticator{allowAll}, Rules: mustRules(t, `username != ""`)}, connect(5, "c", "", "p"), nil, false, mqttwire.NotAuthorized},
 		{"unsupported auth method", Config{Authenticators: []Authenticator{allowAll}}, withAuthMethod(connect(5, "c", "u", "p"), "SCRAM-SHA-1"), nil, false, mqttwire.BadAuthenticationMethod},
 	}
@@ -223,5 +228,96 @@ func TestRefusalLogIsRateLimited(t *testing.T) {
 	}
 	if got := ch.Counts(); len(got) != 1 || got[0].N != 500 {
 		t.Fatalf("counts %+v", got)
+	}
+}
+
+// A certificate admits only its own name; another user name must be
+// verified by the next authenticator, whose identity it then is.
+func TestCertIdentityIsTheCertificates(t *testing.T) {
+	pw := fixed{"password", allow("password")}
+	ch := NewChain(Config{Authenticators: []Authenticator{Cert{}, pw}})
+	out := ch.Authenticate(context.Background(), connect(4, "c", "dev1", ""), Peer{Cert: clientCert("dev1")})
+	if !out.Admit || out.Identity.Source != "cert" || out.Identity.Username != "dev1" {
+		t.Fatalf("user name = CN: %+v", out.Identity)
+	}
+	out = ch.Authenticate(context.Background(), connect(4, "c", "admin", "pw"), Peer{Cert: clientCert("dev1")})
+	if !out.Admit || out.Identity.Source != "password" || out.Identity.Username != "admin" || out.Identity.CertCN != "dev1" {
+		t.Fatalf("user name admin: %+v, want admitted by password", out.Identity)
+	}
+}
+
+// A token's subject fills an empty user name in the identity and in the
+// CONNECT the broker sees.
+func TestSubjectFillsEmptyUsername(t *testing.T) {
+	ch := NewChain(Config{Authenticators: []Authenticator{fixed{"jwt", Result{Verdict: Allow, Username: "alice"}}}})
+	out := ch.Authenticate(context.Background(), connect(5, "c", "", "tok"), Peer{})
+	if !out.Admit || out.Identity.Username != "alice" || out.Connect == nil || string(out.Connect.Username) != "alice" || !out.Connect.UsernameFlag {
+		t.Fatalf("%+v %+v", out.Identity, out.Connect)
+	}
+	if string(out.Connect.Password) != "tok" || string(out.Connect.ClientID) != "c" {
+		t.Fatal("the rest of the CONNECT changed")
+	}
+	if out := ch.Authenticate(context.Background(), connect(5, "c", "alice", "tok"), Peer{}); out.Connect != nil {
+		t.Fatal("CONNECT rewritten though the user name was already the identity's")
+	}
+}
+
+func TestClientIDPattern(t *testing.T) {
+	cases := []struct {
+		pattern, user, cn, id string
+		ok                    bool
+	}{
+		{"${username}-*", "alice", "", "alice-1", true},
+		{"${username}-*", "alice", "", "alice-", true},
+		{"${username}-*", "alice", "", "bob-sensor", false},
+		{"${username}-*", "alice", "", "alice", false},
+		{"${username}-*", "alice", "", "", false}, // server-assigned: cannot be checked
+		{"${username}-*", "", "", "-1", false},    // no user name: matches nothing
+		{"${username}-*", "a*", "", "a-anything", false},
+		{"${username}-*", "a*", "", "a*-1", true},
+		{"${username}", "a*", "", "abc", false},
+		{"${cert_cn}", "", "dev1", "dev1", true},
+		{"${cert_cn}", "", "dev1", "dev1x", false},
+		{"${cert_cn}", "dev1", "", "dev1", false},
+		{"site/*/${username}", "bob", "", "site/x/y/bob", true},
+		{"site/*/${username}", "bob", "", "site/bob", false},
+		{"*-${username}-*", "ab", "", "x-ab-y", true},
+		{"*-${username}-*", "ab", "", "-ab", false},
+		{"${username}.${cert_cn}", "u", "c", "u.c", true},
+		{"a**b", "", "", "ab", true},
+		{"$x${username}", "u", "", "$xu", true},
+	}
+	for _, c := range cases {
+		p, err := ParseClientIDPattern(c.pattern)
+		if err != nil {
+			t.Fatalf("%q: %v", c.pattern, err)
+		}
+		if got := p.Match(&identity.Identity{Username: c.user, CertCN: c.cn, ClientID: c.id}); got != c.ok {
+			t.Errorf("%q user %q cn %q id %q: %v, want %v", c.pattern, c.user, c.cn, c.id, got, c.ok)
+		}
+	}
+	for _, bad := range []string{"${user}", "${username", "*", "**", "${clientid}-x"} {
+		if _, err := ParseClientIDPattern(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if p, err := ParseClientIDPattern(""); p != nil || err != nil {
+		t.Errorf("empty pattern: %v %v", p, err)
+	}
+}
+
+// The chain applies the pattern to the admitted identity, after the
+// authenticator, and refuses with "client identifier not valid".
+func TestChainClientIDPattern(t *testing.T) {
+	p, _ := ParseClientIDPattern("${username}-*")
+	jwtLike := fixed{"jwt", Result{Verdict: Allow, Username: "alice"}}
+	ch := NewChain(Config{Authenticators: []Authenticator{jwtLike}, ClientIDPattern: p, AllowAnonymous: true})
+	if out := ch.Authenticate(context.Background(), connect(5, "alice-1", "", "tok"), Peer{}); !out.Admit {
+		t.Fatal("alice-1 refused")
+	}
+	for _, c := range []*mqttwire.Connect{connect(5, "bob-1", "", "tok"), connect(4, "", "", "tok"), connect(5, "x", "", "")} {
+		if out := ch.Authenticate(context.Background(), c, Peer{}); out.Admit || out.Reason != mqttwire.ClientIdentifierNotValid {
+			t.Errorf("client id %q user %q: admit %v %#x, want 0x85", c.ClientID, c.Username, out.Admit, out.Reason)
+		}
 	}
 }

@@ -59,8 +59,21 @@ func (f CertField) Value(c *x509.Certificate) string {
 
 // Cert admits a client whose certificate the TLS handshake verified
 // against the client CA bundle: with mTLS the certificate is the
-// credential. Without a verified certificate it passes.
-type Cert struct{}
+// credential, and the identity is the certificate's. Without a verified
+// certificate it passes.
+//
+// The certificate proves one name: Field's value (the common name when
+// Field is CertNone). A CONNECT without a user name, or with exactly that
+// name, is admitted; a CONNECT that claims another user name is not the
+// certificate's to vouch for, so Cert passes it to the next authenticator,
+// which must verify that name itself (and the chain refuses when none
+// does). A certificate never lends its trust to a user name it does not
+// carry.
+type Cert struct {
+	// Field is the certificate field the user name must equal: the
+	// chain's UsernameFrom when the CONNECT is rewritten with it.
+	Field CertField
+}
 
 var _ Authenticator = Cert{}
 
@@ -68,9 +81,16 @@ var _ Authenticator = Cert{}
 func (Cert) Name() string { return "cert" }
 
 // Authenticate implements Authenticator.
-func (Cert) Authenticate(_ context.Context, r *Request) Result {
+func (c Cert) Authenticate(_ context.Context, r *Request) Result {
 	if r.Cert == nil {
 		return ignore("no_certificate")
+	}
+	f := c.Field
+	if f == CertNone {
+		f = CertCN
+	}
+	if r.Username != "" && r.Username != f.Value(r.Cert) {
+		return ignore("username_not_certificate")
 	}
 	return allow("certificate")
 }

@@ -2,9 +2,12 @@ package authn
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
@@ -30,6 +33,19 @@ func seeds() map[string][][]byte {
 			[]byte(`{"sub":"dev1","clientid":"c1","exp":1999999999,"acl":{"pub":["t/#"]},"is_superuser":true}`),
 			[]byte(`{"sub":"dev1","clientid":"c2"}`),
 			[]byte(`{"sub":["dev1"],"clientid":"c1","acl":[{"permission":"deny","topic":"#"}]}`),
+		},
+		"FuzzClientIDPattern": {
+			[]byte("${username}-*\nalice\n\nalice-1"),
+			[]byte("${username}-*\na*\n\na-anything"),
+			[]byte("*-${cert_cn}-*\n\ndev1\nx-dev1-y"),
+			[]byte("a**b$c\nu\nc\nab$c"),
+			[]byte("${username\nu\nc\nu"),
+		},
+		"FuzzJWTIdentity": {
+			[]byte(`{"sub":"alice","clientid":"c1","acl":{"pub":["t/${clientid}/#","u/${username}"]}}`),
+			[]byte(`{"sub":"admin","acl":{"all":["t/%c"]}}`),
+			[]byte(`{"sub":"alice","clientid":"c2","acl":[{"permission":"allow","topics":["a/${clientid}","b"]}]}`),
+			[]byte(`{"clientid":7}`),
 		},
 		"FuzzWebhookAnswer": {
 			[]byte(`{"result":"allow","is_superuser":false,"acl":[{"permission":"allow","action":"publish","topic":"t/1"}],"expire_at":1999999999}`),
@@ -131,6 +147,77 @@ func FuzzWebhookAnswer(f *testing.F) {
 		}
 		if res.Verdict == Deny && !res.Reason.IsError() {
 			t.Fatalf("deny with reason %#x", res.Reason)
+		}
+	})
+}
+
+// A client id pattern matches exactly what the same pattern means as a
+// regular expression with every placeholder's value quoted: a value can
+// never act as a star.
+func FuzzClientIDPattern(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fields := strings.SplitN(string(b), "\n", 4)
+		if len(fields) != 4 || !utf8.Valid(b) { // MQTT strings are UTF-8
+			return
+		}
+		p, err := ParseClientIDPattern(fields[0])
+		if err != nil || p == nil {
+			return
+		}
+		id := &identity.Identity{Username: fields[1], CertCN: fields[2], ClientID: fields[3]}
+		re, empty := "", false
+		for _, part := range p.parts {
+			switch {
+			case part.star:
+				re += "(?s:.*)"
+			case part.field == "username":
+				re += regexp.QuoteMeta(id.Username)
+				empty = empty || id.Username == ""
+			case part.field == "cert_cn":
+				re += regexp.QuoteMeta(id.CertCN)
+				empty = empty || id.CertCN == ""
+			default:
+				re += regexp.QuoteMeta(part.lit)
+			}
+		}
+		want := !empty && regexp.MustCompile("^(?:"+re+")$").MatchString(id.ClientID)
+		if got := p.Match(id); got != want {
+			t.Fatalf("pattern %q on %+v: %v, regexp %q says %v", fields[0], id, got, re, want)
+		}
+	})
+}
+
+// Whatever a verified token holds, the identity is its sub, a CONNECT
+// naming another user is refused, and rules naming the client id survive
+// only when the token's clientid claim is the CONNECT's.
+func FuzzJWTIdentity(f *testing.F) {
+	j := &JWT{}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var claims map[string]any
+		if json.Unmarshal(b, &claims) != nil {
+			return
+		}
+		for _, user := range []string{"", "alice"} {
+			r := &Request{ClientID: "c1", Username: user, UsernameSet: user != ""}
+			res := j.checkClaims(claims, r)
+			if res.Verdict != Allow {
+				continue
+			}
+			res = j.bindIdentity(claims, r, res)
+			if res.Verdict != Allow {
+				continue
+			}
+			sub, _ := claims["sub"].(string)
+			if res.Username != sub || (user != "" && sub != user) {
+				t.Fatalf("user %q, sub %v: identity %q", user, claims["sub"], res.Username)
+			}
+			for _, rule := range res.Rules {
+				for _, tp := range rule.Topics {
+					if (strings.Contains(tp, "${clientid}") || strings.Contains(tp, "%c")) && claims["clientid"] != "c1" {
+						t.Fatalf("rule %q kept with clientid claim %v", tp, claims["clientid"])
+					}
+				}
+			}
 		}
 	})
 }

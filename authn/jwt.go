@@ -54,6 +54,11 @@ type JWTOptions struct {
 	Leeway time.Duration
 	// Claims must match the connection: claim name to a template such as
 	// ${username}, ${clientid} or ${cert_cn} (see Rules for placeholders).
+	// A template that uses ${username} ties the CONNECT's user name to the
+	// token, and it becomes the identity's; otherwise the identity's user
+	// name is the token's sub, and a CONNECT naming another is refused. A
+	// template that uses ${clientid}, or a clientid claim in the token,
+	// ties the client id (see bindIdentity).
 	Claims map[string]string
 	// SuperuserClaim, when set, names a boolean claim that makes the
 	// client a superuser.
@@ -187,18 +192,64 @@ func (j *JWT) Authenticate(_ context.Context, r *Request) Result {
 		return res
 	}
 	res := j.checkClaims(claims, r)
-	if res.Verdict == Allow && j.o.FromUsername {
-		// The user name field was the token: the identity is its subject.
-		if res.Username, _ = claims["sub"].(string); res.Username == "" {
-			return deny(mqttwire.NotAuthorized, "no_subject")
-		}
+	if res.Verdict != Allow {
+		return res
 	}
-	if res.Verdict == Allow {
-		if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-			res.Expires = exp.Time.Add(j.o.Leeway)
-		}
+	if res = j.bindIdentity(claims, r, res); res.Verdict != Allow {
+		return res
+	}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		res.Expires = exp.Time.Add(j.o.Leeway)
 	}
 	return res
+}
+
+// ClientIDClaim names the claim that binds a token to one client id.
+const ClientIDClaim = "clientid"
+
+// bindIdentity makes the identity the token's, not the CONNECT's. The user
+// name is the token's sub: a CONNECT without a user name takes it, one
+// with another name is refused, unless a claim template (JWTOptions.Claims)
+// already tied the CONNECT's user name to the token. The client id is only
+// the token's when a template uses ${clientid} or the token has a clientid
+// claim, which must then equal the CONNECT's; otherwise the token's own
+// rules that name ${clientid} are dropped, so they match nothing.
+func (j *JWT) bindIdentity(claims jwt.MapClaims, r *Request, res Result) Result {
+	sub, _ := claims["sub"].(string)
+	switch {
+	case j.o.FromUsername:
+		// The user name field was the token: the identity is its subject.
+		if sub == "" {
+			return deny(mqttwire.NotAuthorized, "no_subject")
+		}
+		res.Username = sub
+	case j.templated("${username}"):
+	case r.Username != "" && r.Username != sub:
+		return deny(mqttwire.BadUserNameOrPassword, "username_not_subject")
+	default:
+		res.Username = sub
+	}
+	bound := j.templated("${clientid}")
+	if v, ok := claims[ClientIDClaim]; ok {
+		if id, _ := v.(string); id == "" || id != r.ClientID {
+			return deny(mqttwire.ClientIdentifierNotValid, "clientid_not_token")
+		}
+		bound = true
+	}
+	if !bound {
+		res.Rules = withoutClientID(res.Rules)
+	}
+	return res
+}
+
+// templated reports whether a claim template uses the placeholder.
+func (j *JWT) templated(placeholder string) bool {
+	for _, t := range j.o.Claims {
+		if strings.Contains(t, placeholder) {
+			return true
+		}
+	}
+	return false
 }
 
 // looksLikeJWT: three base64url parts; anything else is somebody else's

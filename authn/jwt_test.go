@@ -149,7 +149,7 @@ func TestJWTACLClaimAndSuperuser(t *testing.T) {
 	rs := proxytest.NewJWTSigner(t, "RS256")
 	j := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}, SuperuserClaim: "is_superuser"})
 	res := j.Authenticate(t.Context(), tokenReq(rs.Token(claimsValid(map[string]any{
-		"acl": map[string]any{"pub": []any{"t/${clientid}/#"}, "sub": []any{"cmd/${clientid}"}}, "is_superuser": true}), nil)))
+		"acl": map[string]any{"pub": []any{"t/${clientid}/#"}, "sub": []any{"cmd/${clientid}"}}, "is_superuser": true, "clientid": "dev1"}), nil)))
 	if res.Verdict != Allow || !res.Superuser || len(res.Rules) != 2 {
 		t.Fatalf("%v %s superuser %v rules %+v", res.Verdict, res.Detail, res.Superuser, res.Rules)
 	}
@@ -250,5 +250,60 @@ func TestJWTFromUsername(t *testing.T) {
 	}
 	if res := j.Authenticate(t.Context(), &Request{Username: rs.Token(claimsValid(map[string]any{"sub": nil}), nil), UsernameSet: true}); res.Verdict != Deny {
 		t.Fatalf("token without sub: %v", res.Verdict)
+	}
+}
+
+// The identity is the token's: its sub is the user name, a CONNECT that
+// names another user is refused, and the token's ${clientid} rules hold
+// only when the token names the client id.
+func TestJWTIdentityIsTheTokens(t *testing.T) {
+	rs := proxytest.NewJWTSigner(t, "RS256")
+	j := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}})
+	rules := map[string]any{"pub": []any{"t/${clientid}/#", "u/${username}/#"}, "sub": []any{"c/%c"}}
+	tok := func(extra map[string]any) string { return rs.Token(claimsValid(extra), nil) }
+	as := func(user, clientID, token string) *Request {
+		r := tokenReq(token)
+		r.Username, r.UsernameSet, r.ClientID = user, user != "", clientID
+		return r
+	}
+
+	res := j.Authenticate(t.Context(), as("admin", "dev1", tok(nil)))
+	if res.Verdict != Deny || res.Reason != mqttwire.BadUserNameOrPassword || res.Cause != "username_not_subject" {
+		t.Fatalf("token for dev1 with user name admin: %v %#x %s, want deny 0x86", res.Verdict, res.Reason, res.Cause)
+	}
+	for _, user := range []string{"", "dev1"} {
+		if res := j.Authenticate(t.Context(), as(user, "x", tok(nil))); res.Verdict != Allow || res.Username != "dev1" {
+			t.Fatalf("user name %q: %v %s, identity %q; want allow as dev1", user, res.Verdict, res.Cause, res.Username)
+		}
+	}
+	if res := j.Authenticate(t.Context(), as("", "x", tok(map[string]any{"sub": nil}))); res.Verdict != Allow || res.Username != "" {
+		t.Fatalf("no sub, no user name: %v %s %q", res.Verdict, res.Cause, res.Username)
+	}
+	if res := j.Authenticate(t.Context(), as("dev1", "x", tok(map[string]any{"sub": nil}))); res.Verdict != Deny {
+		t.Fatalf("no sub, user name dev1: %v", res.Verdict)
+	}
+
+	// Unbound client id: the rules naming it are gone, the others stay.
+	res = j.Authenticate(t.Context(), as("dev1", "victim", tok(map[string]any{"acl": rules})))
+	if res.Verdict != Allow || len(res.Rules) != 1 || strings.Join(res.Rules[0].Topics, ",") != "u/${username}/#" {
+		t.Fatalf("unbound client id: %v %+v, want only the u/${username}/# rule", res.Verdict, res.Rules)
+	}
+	// Bound by a clientid claim: it must equal the CONNECT's.
+	res = j.Authenticate(t.Context(), as("dev1", "dev1-a", tok(map[string]any{"acl": rules, "clientid": "dev1-a"})))
+	if res.Verdict != Allow || len(res.Rules) != 2 {
+		t.Fatalf("clientid claim: %v %+v, want both rules", res.Verdict, res.Rules)
+	}
+	for _, id := range []string{"victim", ""} {
+		res = j.Authenticate(t.Context(), as("dev1", id, tok(map[string]any{"clientid": "dev1-a"})))
+		if res.Verdict != Deny || res.Reason != mqttwire.ClientIdentifierNotValid {
+			t.Fatalf("client id %q under a clientid claim: %v %#x, want deny 0x85", id, res.Verdict, res.Reason)
+		}
+	}
+	// Bound by a template: ${clientid} and ${username} are the CONNECT's,
+	// checked against the token.
+	jt := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}, Claims: map[string]string{"sub": "${username}", "cid": "${clientid}"}})
+	res = jt.Authenticate(t.Context(), as("dev1", "c9", tok(map[string]any{"acl": rules, "cid": "c9"})))
+	if res.Verdict != Allow || len(res.Rules) != 2 {
+		t.Fatalf("template-bound: %v %s %+v", res.Verdict, res.Cause, res.Rules)
 	}
 }

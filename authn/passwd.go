@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"strings"
@@ -125,6 +126,8 @@ type PasswordFile struct {
 	flight singleflight.Group
 	key    [32]byte // keys the cache, so its keys are worthless outside the process
 	cache  ttlCache[struct{}]
+	// onVerify, when set (by tests), is told of every hash computed.
+	onVerify func(passwordHash)
 }
 
 var _ Authenticator = (*PasswordFile)(nil)
@@ -155,12 +158,27 @@ func (p *PasswordFile) Reload(force bool) (bool, error) { return p.file.reload(f
 func (p *PasswordFile) Users() int { return (*p.file.load()).Len() }
 
 // Authenticate implements Authenticator.
+//
+// An unknown user costs what a known user with a wrong password costs:
+// the password is verified against the hash of a user of the file (the
+// same for every attempt on that name), under the same bound and sharing,
+// and the answer is thrown away. So the time to answer does not tell an
+// unknown user name from a known one.
 func (p *PasswordFile) Authenticate(ctx context.Context, r *Request) Result {
 	if !r.UsernameSet {
 		return ignore("no_username")
 	}
-	h, ok := (*p.file.load()).users[r.Username]
+	pw := *p.file.load()
+	h, ok := pw.users[r.Username]
 	if !ok {
+		if !r.PasswordSet {
+			return ignore("unknown_user") // as fast as a known user's no_password
+		}
+		if d, ok := p.decoy(pw, r.Username); ok {
+			if _, err := p.verify(ctx, r.Username, r.Password, d); err != nil {
+				return deny(mqttwire.ServerBusy, "verification_queue_timeout") // as for a known user
+			}
+		}
 		return ignore("unknown_user")
 	}
 	if !r.PasswordSet {
@@ -170,6 +188,21 @@ func (p *PasswordFile) Authenticate(ctx context.Context, r *Request) Result {
 	if p.cached(k) {
 		return allow("password_cached")
 	}
+	good, err := p.verify(ctx, r.Username, r.Password, h)
+	switch {
+	case err != nil:
+		return deny(mqttwire.ServerBusy, "verification_queue_timeout")
+	case !good:
+		return deny(mqttwire.BadUserNameOrPassword, "bad_password")
+	}
+	p.remember(k)
+	return allow("password")
+}
+
+// verify checks password against h within the bound on verifications in
+// flight; identical attempts at once share one.
+func (p *PasswordFile) verify(ctx context.Context, user string, password []byte, h passwordHash) (bool, error) {
+	k := p.cacheKey(user, password, h)
 	v, err, _ := p.flight.Do(string(k[:]), func() (any, error) {
 		select {
 		case p.sem <- struct{}{}:
@@ -177,16 +210,29 @@ func (p *PasswordFile) Authenticate(ctx context.Context, r *Request) Result {
 			return false, ctx.Err()
 		}
 		defer func() { <-p.sem }()
-		return h.verify(r.Password), nil
+		if p.onVerify != nil {
+			p.onVerify(h)
+		}
+		return h.verify(password), nil
 	})
-	switch {
-	case err != nil:
-		return deny(mqttwire.ServerBusy, "verification_queue_timeout")
-	case !v.(bool):
-		return deny(mqttwire.BadUserNameOrPassword, "bad_password")
+	if err != nil {
+		return false, err
 	}
-	p.remember(k)
-	return allow("password")
+	return v.(bool), nil
+}
+
+// decoy is the hash an unknown user's password is verified against: a
+// user of the file chosen by a keyed hash of the name, so that the
+// algorithms and costs of unknown names are spread as the file's are, and
+// one name always costs the same. False for a file without users.
+func (p *PasswordFile) decoy(pw *Passwords, user string) (passwordHash, bool) {
+	if len(pw.order) == 0 {
+		return passwordHash{}, false // nothing to tell apart
+	}
+	m := hmac.New(sha256.New, p.key[:])
+	m.Write([]byte(user))
+	n := binary.BigEndian.Uint64(m.Sum(nil))
+	return pw.users[pw.order[n%uint64(len(pw.order))]], true
 }
 
 func (p *PasswordFile) cacheKey(user string, password []byte, h passwordHash) [32]byte {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,5 +233,118 @@ func TestVerificationsAreBoundedAndShared(t *testing.T) {
 	wg.Wait()
 	if allowed.Load() != 50 {
 		t.Fatalf("%d of 50 allowed", allowed.Load())
+	}
+}
+
+// hashCounter records the hashes a PasswordFile computes.
+type hashCounter struct {
+	mu   sync.Mutex
+	seen []passwordHash
+}
+
+func (c *hashCounter) record(h passwordHash) { c.mu.Lock(); c.seen = append(c.seen, h); c.mu.Unlock() }
+
+func (c *hashCounter) take() []passwordHash {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.seen
+	c.seen = nil
+	return s
+}
+
+// An unknown user costs one hash of an algorithm and cost the file uses,
+// as a known user with a wrong password does, and still passes to the next
+// authenticator: its time does not reveal that the user is unknown.
+func TestUnknownUserCostsAKnownUsersHash(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	writePasswords(t, file, map[string]string{"alice": "a"}, HashBcrypt)
+	pw, _ := os.ReadFile(file)
+	pb, _ := HashPassword(HashPBKDF2, []byte("b"), 1234)
+	if err := os.WriteFile(file, append(pw, "bob:"+pb+"\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPasswordFile(PasswordOptions{Path: file, CacheTTL: time.Minute, MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes hashCounter
+	p.onVerify = hashes.record
+	ctx := context.Background()
+	fileHashes := map[string]bool{}
+	for _, h := range (*p.file.load()).users {
+		fileHashes[h.String()] = true
+	}
+
+	if res := p.Authenticate(ctx, req("alice", "wrong")); res.Cause != "bad_password" {
+		t.Fatalf("known user, wrong password: %s", res.Cause)
+	}
+	if n := len(hashes.take()); n != 1 {
+		t.Fatalf("known user, wrong password: %d hashes", n)
+	}
+	used := map[string]bool{}
+	for i := range 40 {
+		user := "mallory" + strconv.Itoa(i)
+		for range 2 { // never cached: every attempt pays
+			if res := p.Authenticate(ctx, req(user, "x")); res.Verdict != Ignore || res.Cause != "unknown_user" {
+				t.Fatalf("unknown user: %v %s, want ignore (the next authenticator decides)", res.Verdict, res.Cause)
+			}
+		}
+		got := hashes.take()
+		if len(got) != 2 || got[0].String() != got[1].String() {
+			t.Fatalf("unknown user %s: %d hashes, want 2 of the same", user, len(got))
+		}
+		if !fileHashes[got[0].String()] { // the same algorithm, cost and salt length as a user's
+			t.Fatalf("unknown user verified against %s, which no user of the file has", got[0])
+		}
+		used[got[0].String()] = true
+	}
+	if len(used) != len(fileHashes) {
+		t.Errorf("40 unknown users used %d of the file's %d hashes", len(used), len(fileHashes))
+	}
+	// Without a password neither costs a hash.
+	p.Authenticate(ctx, &Request{Username: "alice", UsernameSet: true})
+	p.Authenticate(ctx, &Request{Username: "mallory", UsernameSet: true})
+	if n := len(hashes.take()); n != 0 {
+		t.Fatalf("no password: %d hashes", n)
+	}
+	// The decoy waits for the verification slot like a real one.
+	p.sem <- struct{}{}
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	res := p.Authenticate(tctx, req("mallory", "x"))
+	cancel()
+	<-p.sem
+	if res.Verdict != Deny || res.Reason != mqttwire.ServerBusy {
+		t.Fatalf("unknown user past the queue deadline: %v %#x, want 0x89 as a known user gets", res.Verdict, res.Reason)
+	}
+}
+
+// BenchmarkPasswordUnknownUser compares, per hash kind at its default
+// cost, a known user with a wrong password against an unknown user:
+//
+//	go test -run '^$' -bench PasswordUnknownUser ./authn/
+//
+// The two lines of a kind should show the same ns/op.
+func BenchmarkPasswordUnknownUser(b *testing.B) {
+	for _, kind := range []string{HashPBKDF2, HashBcrypt, HashSHA512} {
+		h, err := HashPassword(kind, []byte("right"), 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		file := filepath.Join(b.TempDir(), "passwd")
+		if err := os.WriteFile(file, []byte("alice:"+h+"\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		p, err := NewPasswordFile(PasswordOptions{Path: file, CacheTTL: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []struct{ name, user string }{{"known_user_wrong_password", "alice"}, {"unknown_user", "mallory"}} {
+			b.Run(kind+"/"+c.name, func(b *testing.B) {
+				r := req(c.user, "wrong")
+				for b.Loop() {
+					p.Authenticate(context.Background(), r)
+				}
+			})
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
@@ -39,10 +41,17 @@ type WebhookOptions struct {
 }
 
 // WebhookRequest is the JSON body POSTed for each CONNECT.
+//
+// An MQTT password is binary data. PasswordBase64 carries its exact bytes
+// (standard base64, padded); Password carries the same text when the bytes
+// are valid UTF-8, and is empty when they are not, because JSON cannot
+// hold them: a service that accepts binary passwords, or empty ones, must
+// read password_base64.
 type WebhookRequest struct {
 	ClientID        string `json:"clientid"`
 	Username        string `json:"username"`
 	Password        string `json:"password"`
+	PasswordBase64  string `json:"password_base64"`
 	PeerHost        string `json:"peerhost"`
 	PeerPort        uint16 `json:"peerport"`
 	ProtoVer        byte   `json:"proto_ver"` // 3, 4 or 5
@@ -110,8 +119,11 @@ func (w *Webhook) Close() { w.client.CloseIdleConnections() }
 
 // Authenticate implements Authenticator.
 func (w *Webhook) Authenticate(ctx context.Context, r *Request) Result {
-	body := WebhookRequest{ClientID: r.ClientID, Username: r.Username, Password: string(r.Password),
+	body := WebhookRequest{ClientID: r.ClientID, Username: r.Username, PasswordBase64: base64.StdEncoding.EncodeToString(r.Password),
 		PeerHost: r.Peer.Addr().String(), ProtoVer: byte(r.Version), Listener: r.Listener}
+	if utf8.Valid(r.Password) {
+		body.Password = string(r.Password)
+	}
 	if r.Cert != nil {
 		sum := sha256.Sum256(r.Cert.Raw)
 		body.CertCommonName, body.CertFingerprint = r.Cert.Subject.CommonName, hex.EncodeToString(sum[:])
@@ -226,6 +238,10 @@ func parseWebhookAnswer(raw []byte) (Result, error) {
 	return res, nil
 }
 
+// cacheKey is a keyed hash of the request body, which holds the
+// password's exact bytes in password_base64: two passwords that JSON would
+// both turn into U+FFFD never share an answer. (User names and client ids
+// are valid UTF-8: the CONNECT parser refuses others.)
 func (w *Webhook) cacheKey(body *WebhookRequest) [32]byte {
 	b, _ := json.Marshal(body)
 	m := hmac.New(sha256.New, w.key[:])

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -146,7 +147,7 @@ func TestWebhookRequestBody(t *testing.T) {
 	r.Cert.Raw = []byte("der bytes")
 	w.Authenticate(context.Background(), r)
 	sum := sha256.Sum256([]byte("der bytes"))
-	want := map[string]any{"clientid": "c-deny", "username": "deny", "password": "pw", "peerhost": "127.0.0.7", "peerport": 40001.0,
+	want := map[string]any{"clientid": "c-deny", "username": "deny", "password": "pw", "password_base64": "cHc=", "peerhost": "127.0.0.7", "peerport": 40001.0,
 		"proto_ver": 5.0, "listener": "tls", "cert_common_name": "dev1", "cert_fingerprint": hex.EncodeToString(sum[:])}
 	if svc.count() != 1 || !reflect.DeepEqual(svc.bodies[0], want) {
 		t.Fatalf("bodies %v\nwant %v", svc.bodies, want)
@@ -210,4 +211,49 @@ func TestWebhookTLSWithCA(t *testing.T) {
 		t.Fatal("untrusted service certificate accepted")
 	}
 	srv.Client().CloseIdleConnections()
+}
+
+// Binary passwords reach the service exactly, and two that JSON would
+// both render as U+FFFD do not share a cached answer: the first is
+// admitted and cached, the second is asked about and refused.
+func TestWebhookBinaryPasswordsAreExactAndNotConfused(t *testing.T) {
+	var mu sync.Mutex
+	var seen []WebhookRequest
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body WebhookRequest
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		seen = append(seen, body)
+		mu.Unlock()
+		if body.PasswordBase64 == base64.StdEncoding.EncodeToString([]byte{0xff, 0x01}) {
+			io.WriteString(w, `{"result":"allow"}`)
+			return
+		}
+		io.WriteString(w, `{"result":"deny"}`)
+	}))
+	defer srv.Close()
+	w, _ := NewWebhook(WebhookOptions{URL: srv.URL, CacheTTL: time.Minute})
+	defer w.Close()
+	as := func(pw []byte) Result {
+		r := hookReq("binary")
+		r.Password = pw
+		return w.Authenticate(context.Background(), r)
+	}
+	if res := as([]byte{0xff, 0x01}); res.Verdict != Allow {
+		t.Fatalf("right binary password: %v", res.Verdict)
+	}
+	if res := as([]byte{0xfe, 0x01}); res.Verdict != Deny {
+		t.Fatalf("wrong binary password: %v, want deny (not the cached allow)", res.Verdict)
+	}
+	if res := as([]byte{0xff, 0x01}); res.Verdict != Allow {
+		t.Fatalf("right binary password again: %v", res.Verdict)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("service asked %d times, want 2 (the third answer cached)", len(seen))
+	}
+	if seen[0].Password != "" || seen[1].PasswordBase64 != "/gE=" {
+		t.Fatalf("bodies %+v: want no password text for invalid UTF-8 and the exact bytes in base64", seen)
+	}
 }

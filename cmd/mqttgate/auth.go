@@ -45,6 +45,9 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 			return bad(v, "identity mapping needs MQTTGATE_TLS_CLIENT_AUTH=require with MQTTGATE_TLS_CLIENT_CA, and no plaintext listener")
 		}
 	}
+	if _, err := authn.ParseClientIDPattern(c.ClientIDPattern); err != nil {
+		return bad("CLIENTID_PATTERN", "%v", err)
+	}
 	if _, err := authn.ParseRules(c.AuthnRules); err != nil {
 		return bad("AUTHN_RULES", "%v", err)
 	}
@@ -89,10 +92,14 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, err
 	cfg.UsernameFrom, _ = authn.ParseCertField(c.CertIdentity)
 	cfg.ClientIDFrom, _ = authn.ParseCertField(c.CertIdentityClientID)
 	cfg.Rules, _ = authn.ParseRules(c.AuthnRules)
+	cfg.ClientIDPattern, _ = authn.ParseClientIDPattern(c.ClientIDPattern)
 	for _, name := range c.Authn {
 		switch name {
 		case "cert":
-			cfg.Authenticators = append(cfg.Authenticators, authn.Cert{})
+			if c.CertIdentity == "" {
+				log.Warn().Msg("MQTTGATE_AUTHN lists cert without MQTTGATE_CERT_IDENTITY: a certificate admits a client only without a user name or with its common name as the user name; any other user name goes to the next authenticator, and the broker sees the CONNECT as the client sent it")
+			}
+			cfg.Authenticators = append(cfg.Authenticators, authn.Cert{Field: cfg.UsernameFrom})
 		case "password":
 			p, err := authn.NewPasswordFile(authn.PasswordOptions{Path: c.PasswordFile, CacheTTL: c.PasswordCacheTTL, MaxConcurrent: c.PasswordMaxConcurrent})
 			if err != nil {

@@ -45,6 +45,7 @@ type config struct {
 	CertIdentity         string   `env:"CERT_IDENTITY"`          // certificate field that becomes the user name
 	CertIdentityClientID string   `env:"CERT_IDENTITY_CLIENTID"` // certificate field that becomes the client id
 	AuthnRules           string   `env:"AUTHN_RULES"`
+	ClientIDPattern      string   `env:"CLIENTID_PATTERN"` // the client id an admitted identity may use, e.g. ${username}-*
 
 	PasswordFile          string        `env:"PASSWORD_FILE"`
 	PasswordCacheTTL      time.Duration `env:"PASSWORD_CACHE_TTL" envDefault:"30s"`

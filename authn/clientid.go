@@ -1,0 +1,133 @@
+package authn
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mqttgate/mqttgate/authn/identity"
+)
+
+// ClientIDPattern binds client ids to the admitted identity: a client id
+// picks the broker's session, so without it one user may resume another's.
+// A pattern is literal text in which a star ("*") stands for any run of
+// characters, none included, and two placeholders stand for the admitted
+// identity: ${username} its user name, ${cert_cn} its verified client
+// certificate's common name.
+//
+// A placeholder's value is matched literally: a user name "a*" matches
+// only the text "a*". A placeholder whose value is empty matches nothing,
+// so the client is refused. Nothing else is special, and there is no
+// escape: a pattern cannot ask for a literal star. The whole client id
+// must match, as the client sent it (or as MQTTGATE_CERT_IDENTITY_CLIENTID
+// rewrote it). An empty client id, which leaves the broker to assign one,
+// never matches: it cannot be checked, so it is refused. Examples:
+//
+//	${username}-*   alice may use alice-1 or alice-sensor, not bob-1
+//	${cert_cn}      exactly the certificate's common name
+type ClientIDPattern struct {
+	text  string
+	parts []idPart
+}
+
+type idPart struct {
+	lit   string // literal text, when neither star nor field
+	star  bool
+	field string // "username" or "cert_cn"
+}
+
+var idFields = map[string]bool{"username": true, "cert_cn": true}
+
+// ParseClientIDPattern reads a pattern; "" is no pattern (nil).
+func ParseClientIDPattern(s string) (*ClientIDPattern, error) {
+	if s == "" {
+		return nil, nil
+	}
+	p := &ClientIDPattern{text: s}
+	for t := s; t != ""; {
+		i := strings.IndexAny(t, "*$")
+		if i < 0 {
+			p.parts = append(p.parts, idPart{lit: t})
+			break
+		}
+		if i > 0 {
+			p.parts = append(p.parts, idPart{lit: t[:i]})
+			t = t[i:]
+		}
+		switch {
+		case t[0] == '*':
+			if n := len(p.parts); n == 0 || !p.parts[n-1].star { // ** is *
+				p.parts = append(p.parts, idPart{star: true})
+			}
+			t = t[1:]
+		case strings.HasPrefix(t, "${"):
+			j := strings.IndexByte(t, '}')
+			if j < 0 {
+				return nil, fmt.Errorf("unclosed placeholder in %q", s)
+			}
+			if name := t[2:j]; !idFields[name] {
+				return nil, fmt.Errorf("unknown placeholder ${%s}: want ${username} or ${cert_cn}", name)
+			}
+			p.parts = append(p.parts, idPart{field: t[2:j]})
+			t = t[j+1:]
+		default: // a $ that starts no placeholder is text
+			p.parts = append(p.parts, idPart{lit: "$"})
+			t = t[1:]
+		}
+	}
+	if len(p.parts) == 1 && p.parts[0].star {
+		return nil, errors.New(`"*" alone binds nothing: leave the pattern unset instead`)
+	}
+	return p, nil
+}
+
+// String is the pattern as written.
+func (p *ClientIDPattern) String() string { return p.text }
+
+// Match reports whether id's client id fits the pattern filled with id's
+// user name and certificate common name.
+func (p *ClientIDPattern) Match(id *identity.Identity) bool {
+	// Fill the placeholders into literal pieces between the stars.
+	pieces := make([]string, 1, 4)
+	for _, part := range p.parts {
+		switch {
+		case part.star:
+			pieces = append(pieces, "")
+		case part.field != "":
+			v := id.Username
+			if part.field == "cert_cn" {
+				v = id.CertCN
+			}
+			if v == "" {
+				return false
+			}
+			pieces[len(pieces)-1] += v
+		default:
+			pieces[len(pieces)-1] += part.lit
+		}
+	}
+	return globMatch(pieces, id.ClientID)
+}
+
+// globMatch matches s against pieces joined by stars: the first piece is
+// a prefix, the last a suffix, the ones between occur in order. Taking
+// the leftmost occurrence of each middle piece is enough when the only
+// wildcard is "any run of characters".
+func globMatch(pieces []string, s string) bool {
+	if len(pieces) == 1 {
+		return s == pieces[0]
+	}
+	first, last := pieces[0], pieces[len(pieces)-1]
+	if len(s) < len(first)+len(last) || !strings.HasPrefix(s, first) || !strings.HasSuffix(s, last) {
+		return false
+	}
+	s = s[len(first) : len(s)-len(last)]
+	for _, m := range pieces[1 : len(pieces)-1] {
+		i := strings.Index(s, m)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(m):]
+	}
+	return true
+}
