@@ -344,12 +344,24 @@ func file100kDenies() string {
 	return sb.String()
 }
 
+// file10kPatterns holds 10,000 rules about everyone with a ${username}
+// placeholder: each connection's view holds them all, in order.
+func file10kPatterns() string {
+	var sb strings.Builder
+	for i := range 5_000 {
+		fmt.Fprintf(&sb, "{deny, all, subscribe, [\"p/%d/${username}/secret\"]}.\n", i)
+		fmt.Fprintf(&sb, "{allow, all, all, [\"p/%d/${username}/#\"]}.\n", i)
+	}
+	sb.WriteString("{deny, all}.\n")
+	return sb.String()
+}
+
 // The filters an attacker would pick, each decided against 100,000 rules
 // with an empty cache: the cost of one SUBSCRIBE filter decision.
 func BenchmarkSubscribeWorstFilters(b *testing.B) {
 	long := strings.TrimSuffix(strings.Repeat("+/", 64), "/")
 	filters := []string{"#", "+/#", "+/+/+/#", "site/+/#", "site/+/+/secret", "+/+/+/telemetry", "+/+/nomatch", "home/+/#", long}
-	for _, file := range []struct{ name, content string }{{"100k", file100k()}, {"100k-denies", file100kDenies()}} {
+	for _, file := range []struct{ name, content string }{{"100k", file100k()}, {"100k-denies", file100kDenies()}, {"10k-patterns", file10kPatterns()}} {
 		e := engineFor(b, "acl.conf", file.content)
 		v := e.View(Client{ClientID: "c", Username: "user123"})
 		for _, f := range filters {
