@@ -251,13 +251,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 // Many rules: the check walks an index, not the list; a cached decision
 // allocates nothing.
 func BenchmarkCheck100kRules(b *testing.B) {
-	var sb strings.Builder
-	for i := range 50_000 {
-		fmt.Fprintf(&sb, "{allow, all, publish, [\"site/%d/+/telemetry\"]}.\n", i)
-		fmt.Fprintf(&sb, "{allow, {username, \"user%d\"}, all, [\"home/%d/#\"]}.\n", i, i)
-	}
-	sb.WriteString("{deny, all}.\n")
-	e := engineFor(b, "acl.conf", sb.String())
+	e := engineFor(b, "acl.conf", file100k())
 	v := e.View(Client{ClientID: "c", Username: "user123"})
 	topics := make([][]byte, 1024)
 	for i := range topics {
@@ -318,42 +312,37 @@ func BenchmarkView(b *testing.B) {
 	}
 }
 
+// ruleFile writes each line n times, %[1]d standing for the count, then
+// the tail.
+func ruleFile(n int, tail string, lines ...string) string {
+	var sb strings.Builder
+	for i := range n {
+		for _, l := range lines {
+			fmt.Fprintf(&sb, l+"\n", i)
+		}
+	}
+	return sb.String() + tail
+}
+
 // file100k is BenchmarkCheck100kRules's file: 50,000 publish rules about
 // everyone in the shared index, 50,000 one-user rules, a final deny.
 func file100k() string {
-	var sb strings.Builder
-	for i := range 50_000 {
-		fmt.Fprintf(&sb, "{allow, all, publish, [\"site/%d/+/telemetry\"]}.\n", i)
-		fmt.Fprintf(&sb, "{allow, {username, \"user%d\"}, all, [\"home/%d/#\"]}.\n", i, i)
-	}
-	sb.WriteString("{deny, all}.\n")
-	return sb.String()
+	return ruleFile(50_000, "{deny, all}.\n",
+		`{allow, all, publish, ["site/%[1]d/+/telemetry"]}.`, `{allow, {username, "user%[1]d"}, all, ["home/%[1]d/#"]}.`)
 }
 
 // file100kDenies holds 50,000 subscribe denials about everyone (the index
 // a wildcard filter's deny walk enters), then 50,000 grants.
 func file100kDenies() string {
-	var sb strings.Builder
-	for i := range 50_000 {
-		fmt.Fprintf(&sb, "{deny, all, subscribe, [\"site/%d/+/secret\"]}.\n", i)
-	}
-	for i := range 50_000 {
-		fmt.Fprintf(&sb, "{allow, all, all, [\"site/%d/#\"]}.\n", i)
-	}
-	sb.WriteString("{allow, {username, \"user123\"}, subscribe, [\"#\"]}.\n{deny, all}.\n")
-	return sb.String()
+	return ruleFile(50_000, "", `{deny, all, subscribe, ["site/%[1]d/+/secret"]}.`) +
+		ruleFile(50_000, `{allow, {username, "user123"}, subscribe, ["#"]}.`+"\n{deny, all}.\n", `{allow, all, all, ["site/%[1]d/#"]}.`)
 }
 
 // file10kPatterns holds 10,000 rules about everyone with a ${username}
 // placeholder: each connection's view holds them all, in order.
 func file10kPatterns() string {
-	var sb strings.Builder
-	for i := range 5_000 {
-		fmt.Fprintf(&sb, "{deny, all, subscribe, [\"p/%d/${username}/secret\"]}.\n", i)
-		fmt.Fprintf(&sb, "{allow, all, all, [\"p/%d/${username}/#\"]}.\n", i)
-	}
-	sb.WriteString("{deny, all}.\n")
-	return sb.String()
+	return ruleFile(5_000, "{deny, all}.\n",
+		`{deny, all, subscribe, ["p/%[1]d/${username}/secret"]}.`, `{allow, all, all, ["p/%[1]d/${username}/#"]}.`)
 }
 
 // The filters an attacker would pick, each decided against 100,000 rules

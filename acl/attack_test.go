@@ -105,12 +105,7 @@ func TestQueueAndExclusivePrefixesJudgedAsTheRealFilter(t *testing.T) {
 // judge is refused, by the source "cost", and costs no more than that;
 // the same rules still grant the filters they can judge.
 func TestWalkBudgetFailsClosed(t *testing.T) {
-	var sb strings.Builder
-	for i := range 4 * walkBudget {
-		fmt.Fprintf(&sb, "{deny, all, subscribe, [\"s/%d/x\"]}.\n", i)
-	}
-	sb.WriteString(`{allow, all, subscribe, ["s/#"]}.` + "\n")
-	e := engineFor(t, "acl.conf", sb.String())
+	e := engineFor(t, "acl.conf", ruleFile(4*walkBudget, `{allow, all, subscribe, ["s/#"]}.`+"\n", `{deny, all, subscribe, ["s/%[1]d/x"]}.`))
 	v := e.View(Client{ClientID: "c"})
 	if d := v.Subscribe([]byte("s/+/y"), 0); d.Allow || d.Source != "cost" {
 		t.Errorf("s/+/y: %+v, want refused for its cost", d)

@@ -286,15 +286,24 @@ func (w *walker) cover(t *trie, sub string) {
 	w.walkCover(&t.root, sub, false, true)
 }
 
-func (w *walker) walkCover(n *tnode, rest string, done, first bool) {
+// visit enters n, offers the rules of a # below it and, when the filter
+// ends at n, n's own; it reports whether the walk goes on below n.
+func (w *walker) visit(n *tnode, done, first bool) bool {
 	if !w.enter(n) {
-		return
+		return false
 	}
 	if n.hash != nil && !(first && w.dollar) {
 		w.offer(n.hash.rules)
 	}
 	if done {
 		w.offer(n.rules)
+		return false
+	}
+	return true
+}
+
+func (w *walker) walkCover(n *tnode, rest string, done, first bool) {
+	if !w.visit(n, done, first) {
 		return
 	}
 	lvl, r, more := nextLevel(rest)
@@ -324,14 +333,7 @@ func (w *walker) intersect(t *trie, sub string) {
 }
 
 func (w *walker) walkIntersect(n *tnode, rest string, done, first bool) {
-	if !w.enter(n) {
-		return
-	}
-	if n.hash != nil && !(first && w.dollar) {
-		w.offer(n.hash.rules)
-	}
-	if done {
-		w.offer(n.rules)
+	if !w.visit(n, done, first) {
 		return
 	}
 	lvl, r, more := nextLevel(rest)

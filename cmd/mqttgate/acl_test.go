@@ -155,10 +155,7 @@ func TestSubackPerFilterFromEachSource(t *testing.T) {
 					"acl": map[string]any{"sub": []any{"a/#", "c/#"}, "pub": []any{"#"}}}, nil)
 			}
 			for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
-				deny := byte(0x87)
-				if v != mqttwire.V5 {
-					deny = 0x80
-				}
+				deny := notAuthorized(v)
 				conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 				if err != nil {
 					t.Fatal(err)
@@ -281,6 +278,15 @@ func TestACLCheckDeliveryAfterReload(t *testing.T) {
 	g.waitLog(t, `"action":"deliver"`) // the dropped delivery
 }
 
+// notAuthorized is the SUBACK code of a refused filter: v5 0x87 Not
+// authorized, v3.1.1 0x80 Failure.
+func notAuthorized(v mqttwire.Version) byte {
+	if v == mqttwire.V5 {
+		return 0x87
+	}
+	return 0x80
+}
+
 // subscribeAt encodes a SUBSCRIBE asking the given QoS for each filter.
 func subscribeAt(v mqttwire.Version, id uint16, qos byte, filters ...string) []byte {
 	fs := make([]mqttwire.Filter, len(filters))
@@ -319,10 +325,7 @@ func TestWildcardOnlyFiltersRefusedThroughGate(t *testing.T) {
 {allow, all}.
 `), "MQTTGATE_ACL_NO_MATCH=deny")
 	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
-		deny := byte(0x87)
-		if v != mqttwire.V5 {
-			deny = 0x80
-		}
+		deny := notAuthorized(v)
 		c, _, err := dialGate(t, g, "", v, &mqttwire.Connect{ClientID: []byte("eve")})
 		if err != nil {
 			t.Fatal(err)
@@ -397,10 +400,7 @@ func TestSubscribeQoSConditionThroughGate(t *testing.T) {
 	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+writeFile(t, "acl.conf",
 		`{allow, all, {subscribe, [{qos, [0, 1]}]}, ["t/#"]}.`+"\n"))
 	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
-		deny := byte(0x87)
-		if v != mqttwire.V5 {
-			deny = 0x80
-		}
+		deny := notAuthorized(v)
 		c, _, err := dialGate(t, g, "", v, &mqttwire.Connect{ClientID: []byte("q")})
 		if err != nil {
 			t.Fatal(err)
