@@ -40,7 +40,7 @@ func run(t *testing.T, v *View, who string, checks []check) {
 		case "pub":
 			d = v.Publish([]byte(c.topic), c.qos, c.retain)
 		case "sub":
-			d = v.Subscribe([]byte(c.topic))
+			d = v.Subscribe([]byte(c.topic), c.qos)
 		case "recv":
 			d = v.Receive([]byte(c.topic))
 		}
@@ -160,13 +160,13 @@ func TestPlaceholdersCannotWiden(t *testing.T) {
 				if d := v.Publish([]byte(topic), 0, false); d.Allow {
 					t.Errorf("%s: client id %q may publish to %q (%s)", name, id, topic, d.Source)
 				}
-				if d := v.Subscribe([]byte(topic)); d.Allow {
+				if d := v.Subscribe([]byte(topic), 0); d.Allow {
 					t.Errorf("%s: client id %q may subscribe to %q (%s)", name, id, topic, d.Source)
 				}
 			}
 		}
 		v := e.View(Client{ClientID: "ok", Username: "ok"})
-		if !v.Publish([]byte("t/ok/x"), 0, false).Allow || !v.Subscribe([]byte("u/ok")).Allow {
+		if !v.Publish([]byte("t/ok/x"), 0, false).Allow || !v.Subscribe([]byte("u/ok"), 0).Allow {
 			t.Errorf("%s: a plain client id lost its rights", name)
 		}
 	}
@@ -251,13 +251,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 // Many rules: the check walks an index, not the list; a cached decision
 // allocates nothing.
 func BenchmarkCheck100kRules(b *testing.B) {
-	var sb strings.Builder
-	for i := range 50_000 {
-		fmt.Fprintf(&sb, "{allow, all, publish, [\"site/%d/+/telemetry\"]}.\n", i)
-		fmt.Fprintf(&sb, "{allow, {username, \"user%d\"}, all, [\"home/%d/#\"]}.\n", i, i)
-	}
-	sb.WriteString("{deny, all}.\n")
-	e := engineFor(b, "acl.conf", sb.String())
+	e := engineFor(b, "acl.conf", file100k())
 	v := e.View(Client{ClientID: "c", Username: "user123"})
 	topics := make([][]byte, 1024)
 	for i := range topics {
@@ -314,6 +308,65 @@ func BenchmarkView(b *testing.B) {
 	for b.Loop() {
 		if v := e.View(c); len(v.own) != 10 {
 			b.Fatalf("%d rules in the view, want 10", len(v.own))
+		}
+	}
+}
+
+// ruleFile writes each line n times, %[1]d standing for the count, then
+// the tail.
+func ruleFile(n int, tail string, lines ...string) string {
+	var sb strings.Builder
+	for i := range n {
+		for _, l := range lines {
+			fmt.Fprintf(&sb, l+"\n", i)
+		}
+	}
+	return sb.String() + tail
+}
+
+// file100k is BenchmarkCheck100kRules's file: 50,000 publish rules about
+// everyone in the shared index, 50,000 one-user rules, a final deny.
+func file100k() string {
+	return ruleFile(50_000, "{deny, all}.\n",
+		`{allow, all, publish, ["site/%[1]d/+/telemetry"]}.`, `{allow, {username, "user%[1]d"}, all, ["home/%[1]d/#"]}.`)
+}
+
+// file100kDenies holds 50,000 subscribe denials about everyone (the index
+// a wildcard filter's deny walk enters), then 50,000 grants.
+func file100kDenies() string {
+	return ruleFile(50_000, "", `{deny, all, subscribe, ["site/%[1]d/+/secret"]}.`) +
+		ruleFile(50_000, `{allow, {username, "user123"}, subscribe, ["#"]}.`+"\n{deny, all}.\n", `{allow, all, all, ["site/%[1]d/#"]}.`)
+}
+
+// file10kPatterns holds 10,000 rules about everyone with a ${username}
+// placeholder: each connection's view holds them all, in order.
+func file10kPatterns() string {
+	return ruleFile(5_000, "{deny, all}.\n",
+		`{deny, all, subscribe, ["p/%[1]d/${username}/secret"]}.`, `{allow, all, all, ["p/%[1]d/${username}/#"]}.`)
+}
+
+// The filters an attacker would pick, each decided against 100,000 rules
+// with an empty cache: the cost of one SUBSCRIBE filter decision.
+func BenchmarkSubscribeWorstFilters(b *testing.B) {
+	long := strings.TrimSuffix(strings.Repeat("+/", 64), "/")
+	filters := []string{"#", "+/#", "+/+/+/#", "site/+/#", "site/+/+/secret", "+/+/+/telemetry", "+/+/nomatch", "home/+/#", long}
+	for _, file := range []struct{ name, content string }{{"100k", file100k()}, {"100k-denies", file100kDenies()}, {"10k-patterns", file10kPatterns()}} {
+		e := engineFor(b, "acl.conf", file.content)
+		v := e.View(Client{ClientID: "c", Username: "user123"})
+		for _, f := range filters {
+			name := strings.ReplaceAll(f, "/", "_")
+			if f == long {
+				name = "64x+"
+			}
+			b.Run(file.name+"/"+name, func(b *testing.B) {
+				fb := []byte(f)
+				for b.Loop() {
+					if v.cache != nil {
+						clear(v.cache[:])
+					}
+					v.Subscribe(fb, 1)
+				}
+			})
 		}
 	}
 }

@@ -148,13 +148,17 @@ type Rule struct {
 	who    who
 	Action identity.Action
 	topics []pattern // empty: every topic
-	// qos is a bit mask of QoS levels a publish rule is limited to (0: any).
+	// qos is a bit mask of the QoS levels the rule is about (0: any): the
+	// QoS of a PUBLISH, or the QoS a SUBSCRIBE requests for a filter.
 	qos uint8
 	// retain: -1 any, 0 only non-retained, 1 only retained.
 	retain int8
 	// Source names where the rule came from, for logs: "acl.conf:12".
 	Source string
 }
+
+// appliesAtQoS reports whether the rule's QoS condition, if any, admits q.
+func (r *Rule) appliesAtQoS(q byte) bool { return r.qos == 0 || r.qos&(1<<q) != 0 }
 
 func qosMask(levels []byte) uint8 {
 	var m uint8

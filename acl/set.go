@@ -1,7 +1,12 @@
 package acl
 
 import (
+	"math"
+	"slices"
 	"sort"
+	"strings"
+
+	"github.com/mqttgate/mqttgate/authn/identity"
 )
 
 // RuleSet is a parsed ACL file, indexed. Rules are kept in evaluation
@@ -15,9 +20,13 @@ type RuleSet struct {
 	// regular expressions, addresses, rules about every topic).
 	byUser, byClient map[string][]int32
 	general          []int32
-	// shared indexes rules about everyone with fixed topics: they are
-	// matched without any per-connection work.
-	shared trie
+	// The rules about everyone with fixed topics are matched without any
+	// per-connection work, in three indexes: pub holds those that concern
+	// PUBLISH, sub the subscribe grants and deny the subscribe denials.
+	// A wildcard filter's walk for denials (the one that may have to look
+	// at many branches) thus never enters the grants, which are walked
+	// only along the branches that cover the filter.
+	pub, sub, deny trie
 }
 
 // Len is the number of rules.
@@ -35,11 +44,21 @@ func newRuleSet(format string, rules []Rule) *RuleSet {
 			s.byClient[r.who.s] = append(s.byClient[r.who.s], id)
 		case r.who.kind == whoAll && len(r.topics) > 0 && allFixed(r.topics):
 			for _, p := range r.topics {
-				s.shared.insert(p, id)
+				if r.Action&identity.Publish != 0 {
+					s.pub.insert(p, id)
+				}
+				if r.Action&identity.Subscribe != 0 && r.Allow {
+					s.sub.insert(p, id)
+				} else if r.Action&identity.Subscribe != 0 {
+					s.deny.insert(p, id)
+				}
 			}
 		default:
 			s.general = append(s.general, id)
 		}
+	}
+	for _, t := range []*trie{&s.pub, &s.sub, &s.deny} {
+		t.finish(rules)
 	}
 	return s
 }
@@ -75,17 +94,48 @@ func (s *RuleSet) candidates(c *Client) []int32 {
 type trie struct {
 	root tnode
 	eq   map[string][]int32 // {eq, F}: the filter itself, literally
-	size int
+	// wild is root.low without the subtrees of levels starting with $:
+	// what # meets [MQTT-4.7.2-1].
+	wild [4]int32
+}
+
+type kid struct {
+	level string
+	n     *tnode
+}
+
+// mapKids is the number of children from which a node indexes them in
+// a map; below it a scan of the sorted slice is as fast.
+const mapKids = 8
+
+// child returns n's child for the literal level lvl.
+func (n *tnode) child(lvl string) *tnode {
+	if n.byLevel != nil {
+		return n.byLevel[lvl]
+	}
+	for i := range n.kids {
+		if n.kids[i].level == lvl {
+			return n.kids[i].n
+		}
+	}
+	return nil
 }
 
 type tnode struct {
-	children   map[string]*tnode
+	// kids are the children by literal level, sorted by level once the
+	// trie is built; byLevel indexes them too when there are many.
+	kids       []kid
+	byLevel    map[string]*tnode
 	plus, hash *tnode
 	rules      []int32 // rules whose filter ends here, ascending
+	// low is the lowest id of the rules in this subtree (this node's
+	// included) that apply at QoS 0, 1 and 2, and (3) at any QoS: a walk
+	// that already holds a lower rule skips the subtree, and a filter
+	// that meets all of it (a #) takes low without looking further.
+	low [4]int32
 }
 
 func (t *trie) insert(p pattern, id int32) {
-	t.size++
 	if p.eq {
 		if t.eq == nil {
 			t.eq = map[string][]int32{}
@@ -104,13 +154,18 @@ func (t *trie) insert(p pattern, id int32) {
 		case "#":
 			next = &n.hash
 		default:
-			if n.children == nil {
-				n.children = map[string]*tnode{}
-			}
-			c := n.children[lvl]
+			c := n.child(lvl)
 			if c == nil {
 				c = &tnode{}
-				n.children[lvl] = c
+				n.kids = append(n.kids, kid{lvl, c})
+				if len(n.kids) == mapKids {
+					n.byLevel = make(map[string]*tnode, 2*mapKids)
+					for _, k := range n.kids {
+						n.byLevel[k.level] = k.n
+					}
+				} else if n.byLevel != nil {
+					n.byLevel[lvl] = c
+				}
 			}
 			n = c
 			continue
@@ -125,41 +180,130 @@ func (t *trie) insert(p pattern, id int32) {
 	}
 }
 
-// best keeps the first (lowest) rule id that a check accepts.
-type best struct {
-	id   int32
-	ok   func(id int32) bool // nil: every candidate counts
-	seen bool
+// finish computes low for n and its subtree.
+func (n *tnode) finish(rules []Rule) {
+	n.low = [4]int32{math.MaxInt32, math.MaxInt32, math.MaxInt32, math.MaxInt32}
+	lower := func(l [4]int32) {
+		for q := range l {
+			n.low[q] = min(n.low[q], l[q])
+		}
+	}
+	for _, id := range n.rules {
+		for q := range 3 {
+			if rules[id].appliesAtQoS(byte(q)) {
+				n.low[q] = min(n.low[q], id)
+			}
+		}
+		n.low[3] = min(n.low[3], id)
+	}
+	for _, c := range []*tnode{n.plus, n.hash} {
+		if c != nil {
+			c.finish(rules)
+			lower(c.low)
+		}
+	}
+	slices.SortFunc(n.kids, func(a, b kid) int { return strings.Compare(a.level, b.level) })
+	for _, k := range n.kids {
+		k.n.finish(rules)
+		lower(k.n.low)
+	}
 }
 
-func (b *best) offer(ids []int32) {
+// finish computes the lows of the trie.
+func (t *trie) finish(rules []Rule) {
+	t.root.finish(rules)
+	t.wild = [4]int32{math.MaxInt32, math.MaxInt32, math.MaxInt32, math.MaxInt32}
+	for q := range t.wild {
+		for _, c := range []*tnode{t.root.plus, t.root.hash} {
+			if c != nil {
+				t.wild[q] = min(t.wild[q], c.low[q])
+			}
+		}
+		for _, k := range t.root.kids {
+			if k.level == "" || k.level[0] != '$' {
+				t.wild[q] = min(t.wild[q], k.n.low[q])
+			}
+		}
+	}
+}
+
+// anyQoS indexes tnode.low for a check that names no QoS.
+const anyQoS = 3
+
+// walkBudget is how many index nodes one decision may visit. A walk
+// visits each node at most once, so a check costs at most this many
+// steps whatever the filter; a wildcard filter that would need more
+// against a large set of denials is refused (see View.Subscribe).
+const walkBudget = 1024
+
+// walker finds the first (lowest) rule id that a check accepts, in one
+// or more tries, visiting at most walkBudget nodes in all.
+type walker struct {
+	rules  []Rule
+	q      int  // index into tnode.low: the QoS, or anyQoS
+	retain int8 // a PUBLISH's retain flag (0, 1), or -1: not a PUBLISH
+	dollar bool // the filter or topic starts with $
+	id     int32
+	wild   *[4]int32 // the trie's wild, for an intersect walk
+	left   int
+	spent  bool // the budget ran out before the answer was known
+}
+
+// newWalker starts a walk for rules below id below (math.MaxInt32: any).
+func newWalker(rules []Rule, below int32, q int, retain int8, subject string) walker {
+	return walker{rules: rules, q: q, retain: retain, dollar: len(subject) > 0 && subject[0] == '$', id: below, left: walkBudget}
+}
+
+// enter reports whether n may hold a better rule, and counts the visit.
+func (w *walker) enter(n *tnode) bool {
+	if w.left--; w.left < 0 {
+		w.spent = true
+		return false
+	}
+	return n.low[w.q] < w.id
+}
+
+func (w *walker) offer(ids []int32) {
 	for _, id := range ids {
-		if b.seen && id >= b.id {
+		if id >= w.id {
 			return // ascending: nothing better follows
 		}
-		if b.ok == nil || b.ok(id) {
-			b.id, b.seen = id, true
+		if r := &w.rules[id]; (w.q == anyQoS || r.appliesAtQoS(byte(w.q))) && (w.retain < 0 || r.retain < 0 || r.retain == w.retain) {
+			w.id = id
 			return
 		}
 	}
 }
 
-// matchCover offers the rules whose filter covers the filter sub. A topic
+// cover offers the rules of t whose filter covers the filter sub. A topic
 // name is a filter without wildcards, and the filters that cover it are
-// the ones that match it: the same walk serves PUBLISH and delivery checks.
-func (t *trie) matchCover(sub string, b *best) {
+// the ones that match it: the same walk serves PUBLISH and delivery
+// checks. It follows only branches that cover what it has read of sub.
+func (w *walker) cover(t *trie, sub string) {
 	if t.eq != nil {
-		b.offer(t.eq[sub])
+		w.offer(t.eq[sub])
 	}
-	walkCover(&t.root, sub, false, true, len(sub) > 0 && sub[0] == '$', b)
+	w.walkCover(&t.root, sub, false, true)
 }
 
-func walkCover(n *tnode, rest string, done, first, dollar bool, b *best) {
-	if n.hash != nil && !(first && dollar) {
-		b.offer(n.hash.rules)
+// visit enters n, offers the rules of a # below it and, when the filter
+// ends at n, n's own; it reports whether the walk goes on below n.
+func (w *walker) visit(n *tnode, done, first bool) bool {
+	if !w.enter(n) {
+		return false
+	}
+	if n.hash != nil && !(first && w.dollar) {
+		w.offer(n.hash.rules)
 	}
 	if done {
-		b.offer(n.rules)
+		w.offer(n.rules)
+		return false
+	}
+	return true
+}
+
+func (w *walker) walkCover(n *tnode, rest string, done, first bool) {
+	if !w.visit(n, done, first) {
 		return
 	}
 	lvl, r, more := nextLevel(rest)
@@ -168,69 +312,56 @@ func walkCover(n *tnode, rest string, done, first, dollar bool, b *best) {
 		return // only # covers #
 	case "+":
 	default:
-		if c := n.children[lvl]; c != nil {
-			walkCover(c, r, !more, false, dollar, b)
+		if c := n.child(lvl); c != nil {
+			w.walkCover(c, r, !more, false)
 		}
 	}
-	if n.plus != nil && !(first && dollar) {
-		walkCover(n.plus, r, !more, false, dollar, b)
+	if n.plus != nil && !(first && w.dollar) {
+		w.walkCover(n.plus, r, !more, false)
 	}
 }
 
-// matchIntersect offers the rules whose filter shares a topic with sub.
-func (t *trie) matchIntersect(sub string, b *best) {
+// intersect offers the rules of t whose filter shares a topic with sub.
+// Only the QoS may condition them: a subtree that sub meets whole is
+// taken by its low.
+func (w *walker) intersect(t *trie, sub string) {
 	if t.eq != nil {
-		b.offer(t.eq[sub])
+		w.offer(t.eq[sub])
 	}
-	walkIntersect(&t.root, sub, false, true, len(sub) > 0 && sub[0] == '$', b)
+	w.wild = &t.wild
+	w.walkIntersect(&t.root, sub, false, true)
 }
 
-func walkIntersect(n *tnode, rest string, done, first, dollar bool, b *best) {
-	if n.hash != nil && !(first && dollar) {
-		b.offer(n.hash.rules)
-	}
-	if done {
-		b.offer(n.rules)
+func (w *walker) walkIntersect(n *tnode, rest string, done, first bool) {
+	if !w.visit(n, done, first) {
 		return
 	}
 	lvl, r, more := nextLevel(rest)
 	switch lvl {
 	case "#":
-		b.offer(n.rules) // "a/#" also means "a"
-		for k, c := range n.children {
-			if !(first && len(k) > 0 && k[0] == '$') {
-				offerAll(c, b)
-			}
-		}
-		if n.plus != nil {
-			offerAll(n.plus, b)
+		// Every rule below meets it, and "a/#" also means "a": the
+		// whole subtree, without the $ levels at the root.
+		if first {
+			w.id = min(w.id, w.wild[w.q])
+		} else {
+			w.id = min(w.id, n.low[w.q])
 		}
 		return
 	case "+":
-		for k, c := range n.children {
-			if !(first && len(k) > 0 && k[0] == '$') {
-				walkIntersect(c, r, !more, false, dollar, b)
+		for _, k := range n.kids {
+			if !(first && len(k.level) > 0 && k.level[0] == '$') {
+				w.walkIntersect(k.n, r, !more, false)
+			}
+			if w.spent || w.id <= n.low[w.q] {
+				return // out of budget, or nothing lower below n
 			}
 		}
 	default:
-		if c := n.children[lvl]; c != nil {
-			walkIntersect(c, r, !more, false, dollar, b)
+		if c := n.child(lvl); c != nil {
+			w.walkIntersect(c, r, !more, false)
 		}
 	}
-	if n.plus != nil && !(first && dollar) {
-		walkIntersect(n.plus, r, !more, false, dollar, b)
-	}
-}
-
-func offerAll(n *tnode, b *best) {
-	b.offer(n.rules)
-	if n.hash != nil {
-		b.offer(n.hash.rules)
-	}
-	if n.plus != nil {
-		offerAll(n.plus, b)
-	}
-	for _, c := range n.children {
-		offerAll(c, b)
+	if n.plus != nil && !(first && w.dollar) {
+		w.walkIntersect(n.plus, r, !more, false)
 	}
 }

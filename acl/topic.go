@@ -80,3 +80,20 @@ func intersects(a, b string) bool {
 func dollarMismatch(wild, other string) bool {
 	return len(wild) > 0 && (wild[0] == '+' || wild[0] == '#') && len(other) > 0 && other[0] == '$'
 }
+
+// allWild reports whether every level of the filter is a wildcard: it
+// matches every topic of one or more depths (+/+ every topic of two
+// levels, +/+/# every topic of two or more), and a few such filters
+// together match every topic.
+func allWild(f string) bool {
+	for {
+		l, rest, more := nextLevel(f)
+		if l != "+" && l != "#" {
+			return false
+		}
+		if !more {
+			return true
+		}
+		f = rest
+	}
+}

@@ -135,28 +135,39 @@ func (v *View) Publish(topic []byte, qos byte, retain bool) Decision {
 	if isSys(topic) {
 		return Decision{false, "$SYS"}
 	}
-	var flags byte
-	if retain {
-		flags = 4
+	if qos > 2 {
+		return Decision{false, "qos"}
 	}
-	return v.cached(kindPublish, qos|flags, topic, func(t string) Decision { return v.decidePublish(t, qos, retain) })
+	var r int8
+	if retain {
+		r = 1
+	}
+	return v.cached(kindPublish, topic, int(qos), r)
 }
 
-// Subscribe decides whether the client may subscribe to the filter. A
-// shared subscription ($share/group/F) is judged by F.
-func (v *View) Subscribe(filter []byte) Decision {
+// Subscribe decides whether the client may subscribe to the filter at
+// the QoS it requests for it. A rule with a QoS condition that does not
+// admit qos does not match, as in EMQX, which refuses such a filter
+// rather than granting it at a lower QoS. A shared subscription
+// ($share/group/F) and EMQX's $queue/F and $exclusive/F are judged by F,
+// the filter whose messages the broker delivers.
+func (v *View) Subscribe(filter []byte, qos byte) Decision {
 	if v.c.Superuser {
 		return Decision{true, "superuser"}
 	}
-	f := stripShare(filter)
+	f := stripPrefixes(filter)
 	if isSys(f) {
 		return Decision{false, "$SYS"}
 	}
-	return v.cached(kindSubscribe, 0, f, v.decideSubscribe)
+	if qos > 2 {
+		return Decision{false, "qos"}
+	}
+	return v.cached(kindSubscribe, f, int(qos), -1)
 }
 
 // Receive decides whether a message on topic may be delivered to the
-// client: its subscribe rights, for the topic name.
+// client: its subscribe rights, for the topic name. A rule's QoS
+// condition does not enter: it was applied when the client subscribed.
 func (v *View) Receive(topic []byte) Decision {
 	if v.c.Superuser {
 		return Decision{true, "superuser"}
@@ -164,37 +175,54 @@ func (v *View) Receive(topic []byte) Decision {
 	if isSys(topic) {
 		return Decision{false, "$SYS"}
 	}
-	return v.cached(kindReceive, 0, topic, v.decideReceive)
+	return v.cached(kindReceive, topic, anyQoS, -1)
 }
 
 func isSys(t []byte) bool {
 	return len(t) >= 4 && string(t[:4]) == "$SYS" && (len(t) == 4 || t[4] == '/')
 }
 
-func stripShare(f []byte) []byte {
-	const p = "$share/"
-	if len(f) > len(p) && string(f[:len(p)]) == p {
-		if i := strings.IndexByte(string(f[len(p):]), '/'); i >= 0 {
-			return f[len(p)+i+1:]
+// stripPrefixes removes the subscription prefixes that name how a broker
+// shares a filter, not which topics it matches: $share/group/ (MQTT 5),
+// and EMQX's $queue/ (a share without a group) and $exclusive/ (one
+// subscriber at a time). A prefix followed by nothing is left alone: it
+// is judged as the literal $ filter it is.
+func stripPrefixes(f []byte) []byte {
+	for {
+		switch {
+		case hasPrefix(f, "$share/"):
+			i := strings.IndexByte(string(f[len("$share/"):]), '/')
+			if i < 0 || len(f) == len("$share/")+i+1 {
+				return f
+			}
+			f = f[len("$share/")+i+1:]
+		case hasPrefix(f, "$queue/"):
+			f = f[len("$queue/"):]
+		case hasPrefix(f, "$exclusive/"):
+			f = f[len("$exclusive/"):]
+		default:
+			return f
 		}
 	}
-	return f
 }
 
-// cached looks the decision up by kind, flags and topic; a miss decides
-// and remembers it. Only a miss allocates (the topic is copied).
-func (v *View) cached(kind, flags byte, topic []byte, decide func(string) Decision) Decision {
+// hasPrefix: f starts with p and holds more after it.
+func hasPrefix(f []byte, p string) bool { return len(f) > len(p) && string(f[:len(p)]) == p }
+
+// cached looks the decision up by kind, QoS, retain and topic; a miss
+// decides and remembers it. Only a miss allocates (the topic is copied).
+func (v *View) cached(kind byte, topic []byte, qos int, retain int8) Decision {
 	set := v.current()
 	if v.cache == nil {
 		v.cache = new([cacheSize]centry)
 	}
-	h := maphash.Bytes(v.seed, topic) ^ uint64(kind)<<56 ^ uint64(flags)<<48
+	h := maphash.Bytes(v.seed, topic) ^ uint64(kind)<<56 ^ uint64(qos)<<48 ^ uint64(retain+1)<<40
 	e := &v.cache[h%cacheSize]
 	if e.gen == set && e.key == h && e.kind == kind && e.topic == string(topic) {
 		return e.d
 	}
 	t := string(topic)
-	d := decide(t)
+	d := v.decide(kind, t, qos, retain)
 	*e = centry{key: h, kind: kind, topic: t, d: d, gen: set}
 	return d
 }
@@ -206,91 +234,87 @@ func (v *View) noMatch() Decision {
 	return Decision{false, "no match"}
 }
 
-// decide returns the first rule, in order, that own or the shared index
-// offer, or the default.
-func (v *View) decide(ownMatch func(*crule) bool, shared func(*best)) Decision {
+// decide returns the first rule, in order, that the view's own rules or
+// the shared indexes offer, or the default. The indexes are walked only
+// for rules before the first own match, within walkBudget nodes; if the
+// budget runs out before the answer is known the check is denied, with
+// the source "cost": no filter costs more than that to judge.
+//
+// A subscription needs an allow rule that covers the whole filter, and is
+// denied by a deny rule that shares any topic with it. A filter of
+// wildcards only (#, +, +/#, +/+/#, ...) matches every topic of some
+// depths, and a few of them together every topic: it is granted only by
+// a rule whose filter covers it, never by a rule about every topic nor by
+// an allowing default.
+func (v *View) decide(kind byte, t string, qos int, retain int8) Decision {
+	wide := kind == kindSubscribe && allWild(t)
 	first := int32(math.MaxInt32)
 	var src *Rule
 	for i := range v.own {
-		if cr := &v.own[i]; ownMatch(cr) {
+		if cr := &v.own[i]; v.ownMatch(cr, kind, t, qos, retain, wide) {
 			first, src = cr.order, cr.rule
 			break
 		}
 	}
-	if v.set != nil && v.set.shared.size > 0 {
-		b := best{id: first, seen: true}
-		if shared(&b); b.id < first {
-			src = &v.set.rules[b.id]
+	if v.set != nil {
+		w := newWalker(v.set.rules, first, qos, retain, t)
+		switch kind {
+		case kindPublish:
+			w.cover(&v.set.pub, t)
+		case kindReceive:
+			w.cover(&v.set.sub, t)
+			w.cover(&v.set.deny, t)
+		case kindSubscribe:
+			w.cover(&v.set.sub, t)
+			w.intersect(&v.set.deny, t)
+		}
+		if w.id < first {
+			src = &v.set.rules[w.id]
+		}
+		if w.spent && (src == nil || src.Allow) {
+			return Decision{false, "cost"}
 		}
 	}
-	if src == nil {
-		return v.noMatch()
+	switch {
+	case src != nil:
+		return Decision{src.Allow, src.Source}
+	case wide:
+		return Decision{false, "wildcard"}
 	}
-	return Decision{src.Allow, src.Source}
+	return v.noMatch()
 }
 
-func (v *View) decidePublish(topic string, qos byte, retain bool) Decision {
-	cond := func(r *Rule) bool {
-		return r.Action&identity.Publish != 0 && (r.qos == 0 || r.qos&(1<<qos) != 0) &&
-			(r.retain < 0 || (r.retain == 1) == retain)
+// ownMatch reports whether one of the view's own rules decides the check.
+func (v *View) ownMatch(cr *crule, kind byte, t string, qos int, retain int8, wide bool) bool {
+	r := cr.rule
+	switch kind {
+	case kindPublish:
+		return r.Action&identity.Publish != 0 && r.appliesAtQoS(byte(qos)) &&
+			(r.retain < 0 || r.retain == retain) && cr.matchesName(t)
+	case kindReceive:
+		return r.Action&identity.Subscribe != 0 && cr.matchesName(t)
 	}
-	return v.decide(func(cr *crule) bool {
-		return cond(cr.rule) && cr.matchesName(topic)
-	}, func(b *best) {
-		b.ok = func(id int32) bool { return cond(&v.set.rules[id]) }
-		v.set.shared.matchCover(topic, b)
-	})
-}
-
-// decideSubscribe: an allow rule must cover the whole filter; a deny rule
-// that shares any topic with it denies. Subscriptions to # and +/# are
-// allowed only by a rule that names such a filter, never by a rule about
-// every topic.
-func (v *View) decideSubscribe(filter string) Decision {
-	wide := filter == "#" || filter == "+/#"
-	d := v.decide(func(cr *crule) bool {
-		r := cr.rule
-		if r.Action&identity.Subscribe == 0 {
-			return false
-		}
-		if cr.any {
-			return !r.Allow || !wide
-		}
-		for i, f := range cr.topics {
-			switch {
-			case cr.eq[i]:
-				if f == filter {
-					return true
-				}
-			case r.Allow:
-				if covers(f, filter) {
-					return true
-				}
-			default:
-				if intersects(f, filter) {
-					return true
-				}
+	if r.Action&identity.Subscribe == 0 || !r.appliesAtQoS(byte(qos)) {
+		return false
+	}
+	if cr.any {
+		return !r.Allow || !wide
+	}
+	for i, f := range cr.topics {
+		switch {
+		case cr.eq[i]:
+			if f == t {
+				return true
+			}
+		case r.Allow:
+			if covers(f, t) {
+				return true
+			}
+		default:
+			if intersects(f, t) {
+				return true
 			}
 		}
-		return false
-	}, func(b *best) {
-		rules := v.set.rules
-		b.ok = func(id int32) bool { r := &rules[id]; return r.Allow && r.Action&identity.Subscribe != 0 }
-		v.set.shared.matchCover(filter, b)
-		b.ok = func(id int32) bool { r := &rules[id]; return !r.Allow && r.Action&identity.Subscribe != 0 }
-		v.set.shared.matchIntersect(filter, b)
-	})
-	if wide && d.Source == "no match" {
-		d = Decision{false, "wildcard"}
 	}
-	return d
-}
-
-func (v *View) decideReceive(topic string) Decision {
-	return v.decide(func(cr *crule) bool {
-		return cr.rule.Action&identity.Subscribe != 0 && cr.matchesName(topic)
-	}, func(b *best) {
-		b.ok = func(id int32) bool { return v.set.rules[id].Action&identity.Subscribe != 0 }
-		v.set.shared.matchCover(topic, b)
-	})
+	return false
 }

@@ -18,8 +18,9 @@ type TopicRights interface {
 	// Publish decides a PUBLISH or a will message; by names the rule
 	// that decided, for the log.
 	Publish(topic []byte, qos byte, retain bool) (allowed bool, by string)
-	// Subscribe decides one topic filter of a SUBSCRIBE.
-	Subscribe(filter []byte) (allowed bool, by string)
+	// Subscribe decides one topic filter of a SUBSCRIBE at the maximum
+	// QoS its subscription options request.
+	Subscribe(filter []byte, qos byte) (allowed bool, by string)
 	// Receive decides whether a message the broker sends on topic may be
 	// delivered (Config.TopicCheckDelivery).
 	Receive(topic []byte) (allowed bool, by string)
@@ -182,7 +183,7 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 		if !ok {
 			break
 		}
-		if allowed, by := ts.rights.Subscribe(f.Topic); !allowed {
+		if allowed, by := ts.rights.Subscribe(f.Topic, f.QoS()); !allowed {
 			s.topicDenied(sess, "subscribe", f.Topic, by)
 			if codes == nil {
 				codes = make([]byte, sub.Count)

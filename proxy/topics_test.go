@@ -20,7 +20,7 @@ func (denyMarked) Publish(topic []byte, _ byte, _ bool) (bool, string) {
 	return !bytes.Contains(topic, []byte("denied")), "test rule"
 }
 
-func (denyMarked) Subscribe(filter []byte) (bool, string) {
+func (denyMarked) Subscribe(filter []byte, _ byte) (bool, string) {
 	return !bytes.Contains(filter, []byte("denied")), "test rule"
 }
 

@@ -54,8 +54,8 @@ func (r aclRights) Publish(topic []byte, qos byte, retain bool) (bool, string) {
 	return d.Allow, d.Source
 }
 
-func (r aclRights) Subscribe(filter []byte) (bool, string) {
-	d := r.v.Subscribe(filter)
+func (r aclRights) Subscribe(filter []byte, qos byte) (bool, string) {
+	d := r.v.Subscribe(filter, qos)
 	return d.Allow, d.Source
 }
 

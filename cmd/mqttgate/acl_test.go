@@ -155,10 +155,7 @@ func TestSubackPerFilterFromEachSource(t *testing.T) {
 					"acl": map[string]any{"sub": []any{"a/#", "c/#"}, "pub": []any{"#"}}}, nil)
 			}
 			for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
-				deny := byte(0x87)
-				if v != mqttwire.V5 {
-					deny = 0x80
-				}
+				deny := notAuthorized(v)
 				conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 				if err != nil {
 					t.Fatal(err)
@@ -279,4 +276,145 @@ func TestACLCheckDeliveryAfterReload(t *testing.T) {
 		t.Fatalf("got %q (%v), want b/x only", m.Topic, err)
 	}
 	g.waitLog(t, `"action":"deliver"`) // the dropped delivery
+}
+
+// notAuthorized is the SUBACK code of a refused filter: v5 0x87 Not
+// authorized, v3.1.1 0x80 Failure.
+func notAuthorized(v mqttwire.Version) byte {
+	if v == mqttwire.V5 {
+		return 0x87
+	}
+	return 0x80
+}
+
+// subscribeAt encodes a SUBSCRIBE asking the given QoS for each filter.
+func subscribeAt(v mqttwire.Version, id uint16, qos byte, filters ...string) []byte {
+	fs := make([]mqttwire.Filter, len(filters))
+	for i, f := range filters {
+		fs[i] = mqttwire.Filter{Topic: []byte(f), Options: qos}
+	}
+	return mqttwire.AppendSubscribe(nil, v, id, nil, fs)
+}
+
+// firstDelivery publishes each topic on the broker itself (QoS 1: routed
+// before the next is sent), then the sentinel, and returns the topic of
+// the first message the client gets: the sentinel unless something
+// published before it got through.
+func firstDelivery(t *testing.T, c *proxytest.RawClient, v mqttwire.Version, backend, sentinel string, topics ...string) string {
+	t.Helper()
+	host, port, _ := strings.Cut(backend, ":")
+	for _, topic := range append(topics, sentinel) {
+		if err := pub(t, "-h", host, "-p", port, "-q", "1", "-t", topic, "-m", "m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := mqttwire.ParsePublish(c.Next(), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(m.Topic)
+}
+
+// The attack of issue 11 item 10, against EMQX's stock acl.conf (# denied
+// by spelling, then {allow, all}): + and +/+/# in one SUBSCRIBE would
+// receive every topic. Both are refused; the literal filter is granted.
+func TestWildcardOnlyFiltersRefusedThroughGate(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_ACL_FILE="+writeFile(t, "acl.conf", `{allow, {username, "dashboard"}, subscribe, ["$SYS/#"]}.
+{deny, all, subscribe, ["$SYS/#", {eq, "#"}]}.
+{allow, all}.
+`), "MQTTGATE_ACL_NO_MATCH=deny")
+	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+		deny := notAuthorized(v)
+		c, _, err := dialGate(t, g, "", v, &mqttwire.Connect{ClientID: []byte("eve")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Send(proxytest.SubscribePacket(v, 1, "+", "+/+/#", "+/+", "done"))
+		if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{deny, deny, deny, 1}) {
+			t.Fatalf("v%d: SUBACK %x, want [%02x %02x %02x 01]", v, got, deny, deny, deny)
+		}
+		if got := firstDelivery(t, c, v, backend, "done", "x", "a/b", "a/b/c"); got != "done" {
+			t.Fatalf("v%d: received %q: a wildcard-only filter reached the broker", v, got)
+		}
+		g.waitLog(t, `"topic":"+/+/#","rule":"wildcard"`)
+	}
+}
+
+// The same mosquitto_sub -t + -t +/+/# (and its own eve/#) against a
+// Mosquitto enforcing the acl_file itself and through mqttgate enforcing
+// it in front of a Mosquitto without ACLs: neither delivers a topic the
+// file does not let eve read.
+func TestWildcardOnlyFiltersAsInMosquitto(t *testing.T) {
+	aclFile := writeFile(t, "acl", "user eve\ntopic read eve/#\ntopic deny secret/#\n\nuser root\ntopic readwrite #\n")
+	pw := passwordFile(t, "eve", "root")
+	denied := []string{"x", "a/b", "secret/c/d", "other/eve/x"}
+	// lines waits for the sentinel and returns what came before it.
+	before := func(lines <-chan string) []string {
+		var got []string
+		for {
+			select {
+			case l := <-lines:
+				if l == "eve/done m" {
+					return got
+				}
+				got = append(got, l)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no sentinel; got %q", got)
+			}
+		}
+	}
+	publishAll := func(conn []string) {
+		for _, topic := range append(denied, "eve/done") {
+			if err := pub(t, append(append([]string{}, conn...), "-q", "1", "-t", topic, "-m", "m")...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	filters := []string{"-t", "+", "-t", "+/+/#", "-t", "eve/#", "-q", "1"}
+
+	direct := proxytest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
+	host, port, _ := strings.Cut(direct, ":")
+	lines, _ := sub(t, append([]string{"-h", host, "-p", port, "-u", "eve", "-P", "eve-pw", "-i", "eve-d"}, filters...)...)
+	publishAll([]string{"-h", host, "-p", port, "-u", "root", "-P", "root-pw"})
+	if got := before(lines); len(got) != 0 {
+		t.Fatalf("Mosquitto itself delivered %q; the test's expectations are wrong", got)
+	}
+
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+pw,
+		"MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny")
+	lines, _ = sub(t, append(append(g.tlsArgs(""), "-u", "eve", "-P", "eve-pw", "-i", "eve-g"), filters...)...)
+	bhost, bport, _ := strings.Cut(backend, ":")
+	publishAll([]string{"-h", bhost, "-p", bport})
+	if got := before(lines); len(got) != 0 {
+		t.Fatalf("through mqttgate eve got %q before the sentinel", got)
+	}
+}
+
+// Issue 11 item 11 through the binary: an EMQX rule that allows a filter
+// at QoS 0 and 1 only refuses it at QoS 2, as EMQX does (SUBACK 0x80 /
+// 0x87), and grants it at QoS 1; the refused filter gets no message.
+func TestSubscribeQoSConditionThroughGate(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+writeFile(t, "acl.conf",
+		`{allow, all, {subscribe, [{qos, [0, 1]}]}, ["t/#"]}.`+"\n"))
+	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+		deny := notAuthorized(v)
+		c, _, err := dialGate(t, g, "", v, &mqttwire.Connect{ClientID: []byte("q")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Send(subscribeAt(v, 1, 2, "t/two"))
+		if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{deny}) {
+			t.Fatalf("v%d: QoS 2 SUBACK %x, want %02x", v, got, deny)
+		}
+		c.Send(subscribeAt(v, 2, 1, "t/one"))
+		if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{1}) {
+			t.Fatalf("v%d: QoS 1 SUBACK %x, want 01", v, got)
+		}
+		if got := firstDelivery(t, c, v, backend, "t/one", "t/two"); got != "t/one" {
+			t.Fatalf("v%d: received %q on the filter refused at QoS 2", v, got)
+		}
+	}
 }
