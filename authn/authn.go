@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
+	"github.com/mqttgate/mqttgate/limits/logbudget"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -116,15 +116,18 @@ type Config struct {
 	// user name field).
 	UsernameIsSecret bool
 	Logger           zerolog.Logger
+	// LogBudget bounds the refusals logged; share it with the proxy's
+	// security events. Default: logbudget.New().
+	LogBudget *logbudget.Budget
 }
 
 // Chain is the configured authentication chain. It is safe for concurrent use.
 type Chain struct {
 	cfg Config
 	// logs bounds refusal events, so a flood of bad logins cannot flood
-	// the log; what it holds back is counted in the next event.
-	logs       *rate.Limiter
-	suppressed atomic.Int64
+	// the log, with a share per client address; what it holds back is
+	// counted in the next event.
+	logs *logbudget.Budget
 
 	mu     sync.Mutex
 	counts map[countKey]*atomic.Int64
@@ -135,7 +138,11 @@ type countKey struct{ authenticator, verdict, cause string }
 // NewChain returns a chain. With no authenticators and anonymous access
 // off it refuses everyone.
 func NewChain(cfg Config) *Chain {
-	return &Chain{cfg: cfg, counts: map[countKey]*atomic.Int64{}, logs: rate.NewLimiter(10, 50)}
+	logs := cfg.LogBudget
+	if logs == nil {
+		logs = logbudget.New()
+	}
+	return &Chain{cfg: cfg, counts: map[countKey]*atomic.Int64{}, logs: logs}
 }
 
 // Peer is what the proxy knows of a connection besides its CONNECT.
@@ -276,13 +283,13 @@ func (ch *Chain) admit(c *mqttwire.Connect, req *Request, by string, res Result,
 // finish refuses: the event is logged (never with the password) and counted.
 func (ch *Chain) finish(req *Request, by string, res Result) Outcome {
 	ch.count(by, res)
-	if !ch.logs.Allow() {
-		ch.suppressed.Add(1)
+	ok, suppressed := ch.logs.Allow(req.Peer.Addr())
+	if !ok {
 		return Outcome{Reason: res.Reason}
 	}
 	ev := ch.event(ch.cfg.Logger.Warn(), req, by, res).Stringer("reason_code", reasonHex(res.Reason))
-	if n := ch.suppressed.Swap(0); n > 0 {
-		ev = ev.Int64("suppressed", n)
+	if suppressed > 0 {
+		ev = ev.Int64("suppressed", suppressed)
 	}
 	ev.Msg("authentication refused")
 	return Outcome{Reason: res.Reason}

@@ -200,7 +200,9 @@ func TestRefusalLoggedWithoutSecretAndCounted(t *testing.T) {
 	}
 }
 
-// authn decides one question: it never imports the proxy or the ACLs.
+// authn decides one question: it never imports the proxy, the ACLs or
+// the limits; only the wire format and the shared leaves (the identity,
+// the security-log budget).
 func TestImports(t *testing.T) {
 	for _, dir := range []string{".", "identity"} {
 		pkg, err := build.ImportDir(dir, 0)
@@ -209,7 +211,8 @@ func TestImports(t *testing.T) {
 		}
 		for _, imp := range pkg.Imports {
 			if strings.HasPrefix(imp, "github.com/mqttgate/mqttgate/") &&
-				imp != "github.com/mqttgate/mqttgate/mqttwire" && imp != "github.com/mqttgate/mqttgate/authn/identity" {
+				imp != "github.com/mqttgate/mqttgate/mqttwire" && imp != "github.com/mqttgate/mqttgate/authn/identity" &&
+				imp != "github.com/mqttgate/mqttgate/limits/logbudget" {
 				t.Errorf("%s imports %s", dir, imp)
 			}
 		}

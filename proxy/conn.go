@@ -68,31 +68,28 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	log := &s.cfg.Logger
 	peer := sess.ClientAddr
 	// Only a trusted balancer's header can change the client address, so
-	// anybody else is judged by the access rules before a byte is read.
+	// anybody else is judged on its own address by every admission
+	// control (access rules, caps, rates, IP bans) at accept, before a
+	// byte is read; a balancer's connections by the header's address.
 	trusted := containsAddr(s.cfg.ProxyProtocolTrusted, peer.Addr())
-	if !trusted && !s.allowed(sess) {
-		return closeAccess
+	if !trusted {
+		if reason := s.gate(sess); reason != "" {
+			return reason
+		}
 	}
 	if len(s.cfg.ProxyProtocolTrusted) > 0 {
 		pc, client, err := inboundHeader(*conn, peer, trusted, s.cfg.HandshakeTimeout)
 		if err != nil {
 			s.Stats.ProxyHeaderRefused.Add(1)
-			s.securityEvent(zerolog.WarnLevel).Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
+			s.securityEvent(zerolog.WarnLevel, sess).Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
 			return closeProxyHdr
 		}
 		*conn, sess.ClientAddr = pc, client
-		if trusted && !s.allowed(sess) {
-			return closeAccess
-		}
 	}
-	if s.cfg.Conns != nil { // caps, rates and IP bans, before any TLS work
-		release, refused := s.cfg.Conns.Open(sess.ClientAddr.Addr(), sess.Listener)
-		if refused != "" {
-			s.Stats.ConnRefused.Add(1)
-			s.limitHit(sess, refused)
-			return closeConnLimit
+	if trusted {
+		if reason := s.gate(sess); reason != "" {
+			return reason
 		}
-		sess.release = release
 	}
 	sess.localAddr = (*conn).LocalAddr() // the address the client connected to (from the header behind a balancer)
 	if tlsConfig != nil {
@@ -106,7 +103,7 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 		cancel()
 		if err != nil {
 			s.Stats.HandshakeFailed.Add(1)
-			s.securityEvent(zerolog.InfoLevel).Str("event", "tls_handshake_failed").Stringer("client", sess.ClientAddr).Err(err).Msg("TLS handshake failed")
+			s.securityEvent(zerolog.InfoLevel, sess).Str("event", "tls_handshake_failed").Stringer("client", sess.ClientAddr).Err(err).Msg("TLS handshake failed")
 			return closeHandshake
 		}
 		st := tc.ConnectionState()
@@ -122,19 +119,19 @@ func (s *Server) admit(sess *Session, conn *net.Conn, tlsConfig *tls.Config) str
 	p, err := r.Next()
 	if err != nil {
 		s.Stats.NoConnect.Add(1)
-		s.securityEvent(zerolog.InfoLevel).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("no CONNECT")
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("no CONNECT")
 		return closeNoConnect
 	}
 	if p.Type != mqttwire.CONNECT {
 		s.Stats.NoConnect.Add(1)
-		s.securityEvent(zerolog.InfoLevel).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Stringer("packet", p.Type).Msg("first packet is not CONNECT")
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Stringer("packet", p.Type).Msg("first packet is not CONNECT")
 		return closeNoConnect // [MQTT-3.1.0-1]
 	}
 	c, err := mqttwire.ParseConnect(p)
 	sess.Version = c.Version
 	if err != nil {
 		s.Stats.BadPacket.Add(1)
-		s.securityEvent(zerolog.InfoLevel).Str("event", "bad_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("malformed CONNECT")
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "bad_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("malformed CONNECT")
 		switch code := mqttwire.ReasonOf(err); {
 		case code == mqttwire.UnsupportedProtocolVersion && c.Version != mqttwire.V5:
 			s.refuse(sess, *conn, mqttwire.V311, code) // [MQTT-3.1.2-2]
@@ -273,6 +270,25 @@ func inboundHeader(c net.Conn, peer netip.AddrPort, trusted bool, timeout time.D
 	return pc, peer, nil // LOCAL (health checks) or UNSPEC: the balancer itself
 }
 
+// gate applies the access rules, then the caps, rates and IP bans, to
+// the client's address, before any TLS work.
+func (s *Server) gate(sess *Session) string {
+	if !s.allowed(sess) {
+		return closeAccess
+	}
+	if s.cfg.Conns == nil {
+		return ""
+	}
+	release, refused := s.cfg.Conns.Open(sess.ClientAddr.Addr(), sess.Listener)
+	if refused != "" {
+		s.Stats.ConnRefused.Add(1)
+		s.limitHit(sess, refused)
+		return closeConnLimit
+	}
+	sess.release = release
+	return ""
+}
+
 // allowed applies the access rules to the client's address, counting and
 // logging a denial.
 func (s *Server) allowed(sess *Session) bool {
@@ -280,7 +296,7 @@ func (s *Server) allowed(sess *Session) bool {
 		return true
 	}
 	s.Stats.AccessDenied.Add(1)
-	s.securityEvent(zerolog.InfoLevel).Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
+	s.securityEvent(zerolog.InfoLevel, sess).Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
 	return false
 }
 
@@ -514,7 +530,7 @@ func (s *Server) readFailed(sess *Session, client net.Conn, err error) string {
 	var perr *mqttwire.Error
 	if errors.As(err, &perr) {
 		s.Stats.BadPacket.Add(1)
-		s.securityEvent(zerolog.InfoLevel).Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 			Str("client_id", sess.ClientID).Err(err).Msg("client protocol error")
 		s.disconnect(sess, client, perr.Code)
 		return closeProtocol
@@ -558,6 +574,13 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 		}
 		if first {
 			first = false
+			if p.Type == mqttwire.CONNACK && sess.Version == mqttwire.V5 {
+				if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
+					if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
+						sess.topicAliasMax.Store(n)
+					}
+				}
+			}
 			if !s.judgeResumedSession(sess, p) {
 				sess.closeAll(closeBroker)
 				return closeBroker
@@ -619,7 +642,7 @@ func (s *Server) logClose(sess *Session) {
 	var ev *zerolog.Event
 	if admitted {
 		ev = s.cfg.Logger.Info()
-	} else if ev = s.securityEvent(zerolog.InfoLevel); ev == nil {
+	} else if ev = s.securityEvent(zerolog.InfoLevel, sess); ev == nil {
 		return
 	}
 	ev = ev.Str("event", "close")

@@ -42,16 +42,17 @@ func (s *Server) LimitCounts() []LimitCount {
 
 // securityEvent starts a log event for something a client did wrong, or
 // returns nil (on which zerolog does nothing) when such events come faster
-// than the log should take them: 10 a second, bursts of 50. What is held
-// back is counted in the next event's "suppressed".
-func (s *Server) securityEvent(level zerolog.Level) *zerolog.Event {
-	if !s.denyLog.lim.Allow() {
-		s.denyLog.suppressed.Add(1)
+// than the log should take them: Config.SecurityLog's budget, with a
+// small share per client address so that one client cannot use it all.
+// What is held back is counted in the next event's "suppressed".
+func (s *Server) securityEvent(level zerolog.Level, sess *Session) *zerolog.Event {
+	ok, suppressed := s.secLog.Allow(sess.ClientAddr.Addr())
+	if !ok {
 		return nil
 	}
 	ev := s.cfg.Logger.WithLevel(level)
-	if n := s.denyLog.suppressed.Swap(0); n > 0 {
-		ev = ev.Int64("suppressed", n)
+	if suppressed > 0 {
+		ev = ev.Int64("suppressed", suppressed)
 	}
 	return ev
 }
@@ -60,7 +61,7 @@ func (s *Server) securityEvent(level zerolog.Level) *zerolog.Event {
 func (s *Server) limitHit(sess *Session, kind string) {
 	s.Stats.LimitHit.Add(1)
 	s.limits.add(kind)
-	ev := s.securityEvent(zerolog.WarnLevel).Str("event", "limit").Str("limit", kind).
+	ev := s.securityEvent(zerolog.WarnLevel, sess).Str("event", "limit").Str("limit", kind).
 		Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
 	if sess.ClientID != "" {
 		ev = ev.Str("client_id", sess.ClientID)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/limits/logbudget"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 	CheckConnect func(s *Session, c *mqttwire.Connect) (code mqttwire.ReasonCode, kind string)
 	// OnClose is called when an admitted session ends (flapping detection).
 	OnClose func(s *Session)
+	// SecurityLog bounds the security events logged (bad packets, limit
+	// hits, ACL denials, refused connections); share it with the
+	// authentication chain's. Default: logbudget.New().
+	SecurityLog *logbudget.Budget
 	// MaxKeepAlive caps the client's keepalive (0: no cap). The proxy
 	// closes a client silent for 1.5 times its keepalive either way, and
 	// tells a v5 client the cap in CONNACK (Server Keep Alive).
@@ -90,11 +95,11 @@ type Stats struct {
 
 // Server runs listeners and connections.
 type Server struct {
-	cfg     Config
-	Stats   Stats
-	denyLog *denyLog
-	limits  limitCounts
-	bufs    *mqttwire.BufferPool // read buffers, held only while bytes are in hand
+	cfg    Config
+	Stats  Stats
+	secLog *logbudget.Budget
+	limits limitCounts
+	bufs   *mqttwire.BufferPool // read buffers, held only while bytes are in hand
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -129,9 +134,12 @@ func New(cfg Config) (*Server, error) {
 		d := &net.Dialer{}
 		cfg.Dial = d.DialContext
 	}
+	if cfg.SecurityLog == nil {
+		cfg.SecurityLog = logbudget.New()
+	}
 	return &Server{
 		cfg:       cfg,
-		denyLog:   newDenyLog(),
+		secLog:    cfg.SecurityLog,
 		bufs:      mqttwire.NewBufferPool(initialReadBuffer),
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*Session]struct{}{},

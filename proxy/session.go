@@ -52,6 +52,10 @@ type Session struct {
 	done         chan struct{} // closed with the session
 	release      func()        // from the ConnGate, when it admitted the connection
 
+	// topicAliasMax is the Topic Alias Maximum of the broker's v5
+	// CONNACK: the aliases the client may set.
+	topicAliasMax atomic.Uint32
+
 	bmu      sync.Mutex // serialises writes to the broker, with the delivery check on
 	wmu      sync.Mutex // serialises writes to the client
 	bytesIn  atomic.Int64

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/time/rate"
-
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/rs/zerolog"
 )
@@ -67,15 +65,6 @@ const (
 	topicEnd                         // end the session
 )
 
-// denyLog limits security events to a steady rate; what it holds back is
-// counted and reported with the next event.
-type denyLog struct {
-	lim        *rate.Limiter
-	suppressed atomic.Int64
-}
-
-func newDenyLog() *denyLog { return &denyLog{lim: rate.NewLimiter(10, 50)} }
-
 // checkTopics enforces the session's topic rights on one client packet.
 // flush writes the given bytes to the broker and marks every packet read
 // so far, this one included, as dealt with.
@@ -115,6 +104,12 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 	var by string
 	tainted := false
 	if pub.TopicAlias != 0 {
+		// An alias above the Topic Alias Maximum the broker gave the
+		// client (none before its CONNACK) is a protocol error
+		// [MQTT-3.3.2-9]: the table never holds more than it allows.
+		if uint32(pub.TopicAlias) > sess.topicAliasMax.Load() {
+			return s.badAlias(sess, client, r, in, flush)
+		}
 		if ts.aliases == nil {
 			ts.aliases = map[uint16]*alias{}
 		}
@@ -128,9 +123,7 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 			a.topic = append(a.topic[:0], topic...)
 			a.tainted = false
 		case a == nil:
-			s.Stats.BadPacket.Add(1)
-			s.disconnect(sess, client, mqttwire.TopicAliasInvalid) // [MQTT-3.3.4-7]
-			return topicEnd, closeProtocol
+			return s.badAlias(sess, client, r, in, flush) // [MQTT-3.3.4-7]
 		default:
 			topic, tainted = a.topic, a.tainted
 		}
@@ -167,6 +160,17 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 		return topicEnd, closeWriteError
 	}
 	return topicHandled, ""
+}
+
+// badAlias ends the session over an invalid Topic Alias (v5 DISCONNECT
+// 0x94), once the packets read before it have gone on.
+func (s *Server) badAlias(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, flush func([]byte) bool) (topicVerdict, string) {
+	s.Stats.BadPacket.Add(1)
+	if !flush(r.HeldBefore(in.Packet)) {
+		return topicEnd, closeBroker
+	}
+	s.disconnect(sess, client, mqttwire.TopicAliasInvalid)
+	return topicEnd, closeProtocol
 }
 
 // checkSubscribe judges each filter. Denied filters are taken out of the
@@ -280,7 +284,7 @@ func (s *Server) checkWill(sess *Session, c *mqttwire.Connect) bool {
 // topicDenied counts and logs (at a bounded rate) one denial.
 func (s *Server) topicDenied(sess *Session, action string, topic []byte, by string) {
 	s.Stats.TopicDenied.Add(1)
-	ev := s.securityEvent(zerolog.WarnLevel).Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+	ev := s.securityEvent(zerolog.WarnLevel, sess).Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 		Str("client_id", sess.ClientID).Str("action", action).Bytes("topic", topic).Str("rule", by)
 	if sess.Username != "" && !s.cfg.UsernameIsSecret {
 		ev = ev.Str("username", sess.Username)

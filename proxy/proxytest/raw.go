@@ -20,9 +20,17 @@ type RawClient struct {
 // broker's first answer.
 func NewRawClient(t *testing.T, conn net.Conn, v mqttwire.Version, c *mqttwire.Connect) (*RawClient, mqttwire.Packet) {
 	t.Helper()
+	c.CleanStart = true
+	return NewRawSession(t, conn, v, c)
+}
+
+// NewRawSession is NewRawClient with the CONNECT's clean start (clean
+// session) flag as c has it.
+func NewRawSession(t *testing.T, conn net.Conn, v mqttwire.Version, c *mqttwire.Connect) (*RawClient, mqttwire.Packet) {
+	t.Helper()
 	t.Cleanup(func() { conn.Close() })
 	rc := &RawClient{t: t, conn: conn, r: mqttwire.NewReader(conn, 256, 1<<20), v: v}
-	c.Version, c.CleanStart = v, true
+	c.Version = v
 	if c.KeepAlive == 0 {
 		c.KeepAlive = 60
 	}
@@ -47,6 +55,13 @@ func (c *RawClient) Next() mqttwire.Packet {
 		c.t.Fatalf("reading: %v", err)
 	}
 	return p
+}
+
+// Within reports whether a packet arrives within d (and reads it).
+func (c *RawClient) Within(d time.Duration) bool {
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	_, err := c.r.Next()
+	return err == nil
 }
 
 // Quiet asserts that nothing arrives for a moment: used only after a

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+// The limit bypasses of the security review (issue 11, items 5-8, 12,
+// 16), each performed against the built binary.
+
+// watchBroker subscribes a raw client on the broker itself to filter.
+func watchBroker(t *testing.T, backend, filter string) *proxytest.RawClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := proxytest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("watch-" + filter)})
+	w.Send(proxytest.SubscribePacket(mqttwire.V311, 1, filter))
+	w.Next()
+	return w
+}
+
+// Item 5: at 5 messages/s, one write of 40 PUBLISHes after a 60 KiB one
+// (which grew the read buffer) no longer all go on at once: the broker
+// sees one, then one each fifth of a second.
+func TestPublishRateCannotBeBurst(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_PUBLISH_RATE=5")
+	watch := watchBroker(t, backend, "burst/#")
+	c, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("burster")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := proxytest.PublishPacket(mqttwire.V311, "burst/big", 0, 0, nil, strings.Repeat("x", 60<<10))
+	for range 40 {
+		batch = append(batch, proxytest.PublishPacket(mqttwire.V311, "burst/x", 0, 0, nil, "m")...)
+	}
+	c.Send(batch)
+	watch.Next() // the first goes at once
+	start := time.Now()
+	n := 0
+	for time.Since(start) < 600*time.Millisecond {
+		if !watch.Within(600*time.Millisecond - time.Since(start)) {
+			break
+		}
+		n++
+	}
+	t.Logf("%d messages within 600 ms after the first", n)
+	// At 5/s with a burst of one, 3 more arrive in 600 ms; all 40 did.
+	if n > 5 {
+		t.Fatalf("%d messages reached the broker within 600 ms of the first at 5 messages/s", n)
+	}
+	// Nor does reconnecting refill the bucket: ten connections one after
+	// the other, each sending one message and waiting until the broker
+	// has it, take their turns at 5/s.
+	c.Send([]byte{0xe0, 0})
+	start = time.Now()
+	for i := range 10 {
+		r, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("burster")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Send(proxytest.PublishPacket(mqttwire.V311, "burst/again", 0, 0, nil, strconv.Itoa(i)))
+		for {
+			m := watch.Next()
+			if pub, _ := mqttwire.ParsePublish(m, mqttwire.V311); string(pub.Topic) == "burst/again" {
+				break
+			}
+		}
+		r.Send([]byte{0xe0, 0})
+	}
+	if d := time.Since(start); d < 1200*time.Millisecond {
+		t.Fatalf("ten reconnects each sent a message at once: %v for ten at 5 messages/s", d)
+	}
+}
+
+// Item 6: with MAX_INFLIGHT=3, three unreleased QoS 2 messages and
+// PUBRELs for ids never used (the broker answers each with PUBCOMP) make
+// no room: the fourth QoS 2 PUBLISH ends the session (v5 0x93).
+func TestInflightCannotBeReleasedWithUnknownIDs(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_MAX_INFLIGHT=3")
+	c, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("qos2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := uint16(1); id <= 3; id++ {
+		c.Send(proxytest.PublishPacket(mqttwire.V5, "q2/x", 2, id, nil, "m"))
+		if p := c.Next(); p.Type != mqttwire.PUBREC {
+			t.Fatalf("PUBLISH %d: %s %x", id, p.Type, p.Raw)
+		}
+	}
+	for id := uint16(100); id < 106; id++ {
+		c.Send(mqttwire.AppendPubAck(nil, mqttwire.PUBREL, mqttwire.V5, id, 0, nil))
+		if p := c.Next(); p.Type != mqttwire.PUBCOMP {
+			t.Fatalf("PUBREL %d: %s %x", id, p.Type, p.Raw)
+		}
+	}
+	c.Send(proxytest.PublishPacket(mqttwire.V5, "q2/x", 2, 4, nil, "m"))
+	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.ReceiveMaximumExceeded) {
+		t.Fatalf("fourth QoS 2 PUBLISH with three in flight: %s %x, want DISCONNECT 0x93", p.Type, p.Raw)
+	}
+}
+
+// Item 7: with MAX_SUBSCRIPTIONS=3, a persistent session keeps its
+// subscriptions across reconnects, and so does the count.
+func TestSubscriptionsCountedPerSession(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=3")
+	for _, tc := range []struct {
+		v      mqttwire.Version
+		props  []byte
+		refuse byte
+	}{
+		{mqttwire.V5, mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, 3600, nil), byte(mqttwire.QuotaExceeded)},
+		{mqttwire.V311, nil, 0x80},
+	} {
+		id := []byte("keeper-" + tc.v.String())
+		for round := range 3 {
+			conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, ack := proxytest.NewRawSession(t, conn, tc.v, &mqttwire.Connect{ClientID: id, CleanStart: round == 0 && tc.v == mqttwire.V5, Properties: tc.props})
+			if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
+				t.Fatalf("%s round %d: %x", tc.v, round, ack.Raw)
+			}
+			c.Send(proxytest.SubscribePacket(tc.v, 1, fmt.Sprintf("r%d/a", round), fmt.Sprintf("r%d/b", round)))
+			codes := proxytest.SubackCodes(t, c.Next(), tc.v)
+			switch {
+			case round == 0 && (codes[0] >= 0x80 || codes[1] >= 0x80):
+				t.Fatalf("%s: first two filters refused: %x", tc.v, codes)
+			case round > 0 && (codes[0] != tc.refuse || codes[1] != tc.refuse):
+				t.Fatalf("%s reconnect %d: SUBACK %x with 2 kept + 2 new filters over a cap of 3, want %x", tc.v, round, codes, tc.refuse)
+			}
+			c.Send([]byte{0xe0, 0})
+			conn.Close()
+		}
+	}
+}
+
+// Item 8: behind PROXY protocol, a peer outside the trusted list that
+// sends nothing is judged on its own address at accept: with
+// MAX_CONNECTIONS_PER_IP=2, the third idle socket is closed at once, not
+// after the handshake timeout.
+func TestUntrustedPeerCappedAtAcceptBehindProxyProtocol(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_PROXY_PROTOCOL=true", "MQTTGATE_PROXY_PROTOCOL_TRUSTED=127.0.0.9/32",
+		"MQTTGATE_MAX_CONNECTIONS_PER_IP=2", "MQTTGATE_HANDSHAKE_TIMEOUT=30s")
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	var conns []net.Conn
+	for range 20 {
+		c, err := d.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// The accepted connections are admitted concurrently: which two get
+	// in is not known, only that two do.
+	var closed atomic.Int32
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				closed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if closed := closed.Load(); closed != 18 {
+		t.Fatalf("%d idle sockets closed within 2 s (handshake timeout 30 s), want the 18 over the cap of 2", closed)
+	}
+}
+
+// heapInuse reads the proxy's HeapInuse after two collections (the
+// second empties sync.Pool's victim cache), through its pprof endpoint.
+func heapInuse(t *testing.T, pprof string) int64 {
+	t.Helper()
+	var n int64
+	for range 2 {
+		resp, err := http.Get("http://" + pprof + "/debug/pprof/heap?gc=1&debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := regexp.MustCompile(`# HeapInuse = (\d+)`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("no HeapInuse in the heap profile")
+		}
+		n, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
+	return n
+}
+
+// Item 12: one 1 MB message to 20 idle subscribers does not pin 1 MiB in
+// each (their read buffers go back once it is written on); a denied v5
+// PUBLISH cannot set an alias above the broker's Topic Alias Maximum
+// (DISCONNECT 0x94), nor store a topic over the topic length limit
+// (DISCONNECT 0x90 before the ACL sees it).
+func TestLargeMessagesAndDeniedAliasesPinNoMemory(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	pprof := proxytest.FreeAddr(t)
+	g := startGate(t, backend, "MQTTGATE_PPROF_ADDR="+pprof, "MQTTGATE_MAX_TOPIC_LENGTH=1000",
+		"MQTTGATE_ACL_FILE="+writeFile(t, "acl", "topic readwrite big/#\ntopic readwrite ok/#\n"), "MQTTGATE_ACL_NO_MATCH=deny")
+	const subs = 20
+	var clients []*proxytest.RawClient
+	for i := range subs {
+		c, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("idle-" + strconv.Itoa(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Send(proxytest.SubscribePacket(mqttwire.V311, 1, "big/#"))
+		c.Next()
+		clients = append(clients, c)
+	}
+	before := heapInuse(t, pprof)
+	p, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("big-pub")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Send(proxytest.PublishPacket(mqttwire.V311, "big/m", 0, 0, nil, string(bytes.Repeat([]byte{'x'}, 1_000_000))))
+	for _, c := range clients {
+		if m := c.Next(); m.Type != mqttwire.PUBLISH || len(m.Raw) < 1_000_000 {
+			t.Fatalf("subscriber got %s of %d bytes", m.Type, len(m.Raw))
+		}
+	}
+	after := heapInuse(t, pprof)
+	t.Logf("heap in use %d KiB before, %d KiB after a 1 MB message to %d idle subscribers", before>>10, after>>10, subs)
+	if after-before > 5<<20 {
+		t.Fatalf("heap grew by %d KiB after the message was delivered; %d subscribers pin it", (after-before)>>10, subs)
+	}
+
+	a, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("aliaser")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := func(n uint16) []byte { return mqttwire.AppendProperty(nil, mqttwire.PropTopicAlias, uint32(n), nil) }
+	for n := uint16(1); n <= 10; n++ { // Mosquitto's default Topic Alias Maximum is 10
+		a.Send(proxytest.PublishPacket(mqttwire.V5, "denied/"+strings.Repeat("t", 900), 1, n, alias(n), "m"))
+		if r := a.Next(); r.Type != mqttwire.PUBACK || r.Body[2] != byte(mqttwire.NotAuthorized) {
+			t.Fatalf("denied PUBLISH with alias %d: %s %x", n, r.Type, r.Raw)
+		}
+	}
+	a.Send(proxytest.PublishPacket(mqttwire.V5, "denied/x", 1, 11, alias(11), "m"))
+	if r := a.Next(); r.Type != mqttwire.DISCONNECT || r.Body[0] != byte(mqttwire.TopicAliasInvalid) {
+		t.Fatalf("alias 11 above the maximum of 10: %s %x, want DISCONNECT 0x94", r.Type, r.Raw)
+	}
+	l, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("longtopic")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Send(proxytest.PublishPacket(mqttwire.V5, "denied/"+strings.Repeat("t", 2000), 1, 1, alias(1), "m"))
+	if r := l.Next(); r.Type != mqttwire.DISCONNECT || r.Body[0] != byte(mqttwire.TopicNameInvalid) {
+		t.Fatalf("denied PUBLISH over the topic length limit: %s %x, want DISCONNECT 0x90", r.Type, r.Raw)
+	}
+}
+
+// Item 16: one source flooding the security log cannot crowd out another
+// client's events: 127.0.0.3's failed handshake is logged after
+// 127.0.0.2 failed 200.
+func TestOneClientCannotExhaustTheSecurityLog(t *testing.T) {
+	g := startGate(t, "127.0.0.1:1")
+	junk := func(from string) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, bufio.NewReader(c))
+	}
+	for range 200 {
+		junk("127.0.0.2")
+	}
+	junk("127.0.0.3")
+	g.waitLog(t, `"client":"127.0.0.3:`)
+	if n := strings.Count(g.logs.String(), `"event":"tls_handshake_failed","client":"127.0.0.2:`); n > 10 {
+		t.Fatalf("the flooding source logged %d handshake failures", n)
+	}
+}
