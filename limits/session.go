@@ -3,7 +3,9 @@ package limits
 import (
 	"bytes"
 	"hash/maphash"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
@@ -123,8 +125,13 @@ type Session struct {
 	msgs, bytes bucket
 	rated       bool
 
-	mu       sync.Mutex
-	inflight map[uint16]struct{} // packet ids of QoS 1/2 PUBLISHes the broker has not finished
+	mu sync.Mutex
+	// inflight are the packet ids, sorted, of the QoS 1/2 PUBLISHes the
+	// broker has not finished: a few in the common case, at most
+	// MaxInflight; a sorted slice costs less per message than a map.
+	inflight  []uint16
+	inflightN atomic.Int32 // len(inflight), for a check without the lock
+	pending   []uint16     // Sent, not yet committed; the client pump's own
 }
 
 // Open starts a connection's limits.
@@ -241,29 +248,42 @@ func (s *Session) Publish(topic []byte, qos byte, id uint16) Violation {
 		v.End = true // a PUBLISH cannot be refused visibly at QoS 0
 		return v
 	}
-	if qos == 0 || s.l.MaxInflight <= 0 {
-		return Violation{}
+	if qos == 0 || s.l.MaxInflight <= 0 || int(s.inflightN.Load())+len(s.pending) < s.l.MaxInflight {
+		return Violation{} // room (only this pump adds)
 	}
+	s.Commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, held := s.inflight[id]; !held && len(s.inflight) >= s.l.MaxInflight {
+	if _, held := slices.BinarySearch(s.inflight, id); !held && len(s.inflight) >= s.l.MaxInflight {
 		return Violation{"max_inflight", mqttwire.ReceiveMaximumExceeded, true} // [MQTT-3.3.4-9]
 	}
 	return Violation{}
 }
 
 // Sent counts a forwarded QoS 1 or 2 PUBLISH in flight by packet id; the
-// same id again (a DUP) is counted once.
+// same id again (a DUP) is counted once. It takes effect at Commit, which
+// the caller makes before the packet is written on (so before the broker
+// can acknowledge it): one lock per write, not per message.
 func (s *Session) Sent(qos byte, id uint16) {
-	if qos == 0 || s.l.MaxInflight <= 0 {
+	if qos != 0 && s.l.MaxInflight > 0 {
+		s.pending = append(s.pending, id)
+	}
+}
+
+// Commit records what Sent counted.
+func (s *Session) Commit() {
+	if len(s.pending) == 0 {
 		return
 	}
 	s.mu.Lock()
-	if s.inflight == nil {
-		s.inflight = make(map[uint16]struct{}, min(s.l.MaxInflight, 64))
+	for _, id := range s.pending {
+		if i, held := slices.BinarySearch(s.inflight, id); !held {
+			s.inflight = slices.Insert(s.inflight, i, id)
+		}
 	}
-	s.inflight[id] = struct{}{}
+	s.inflightN.Store(int32(len(s.inflight)))
 	s.mu.Unlock()
+	s.pending = s.pending[:0]
 }
 
 // Acked notes the broker's final acknowledgement of packet id (PUBACK,
@@ -274,7 +294,10 @@ func (s *Session) Acked(id uint16) {
 		return
 	}
 	s.mu.Lock()
-	delete(s.inflight, id)
+	if i, held := slices.BinarySearch(s.inflight, id); held {
+		s.inflight = slices.Delete(s.inflight, i, i+1)
+		s.inflightN.Store(int32(len(s.inflight)))
+	}
 	s.mu.Unlock()
 }
 

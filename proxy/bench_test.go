@@ -93,6 +93,7 @@ func (b benchLimits) Check(in *Inspected) Decision {
 	return Decision{}
 }
 func (b benchLimits) Sent(in *Inspected)                      { b.s.Sent(in.Publish.QoS, in.Publish.PacketID) }
+func (b benchLimits) Commit()                                 { b.s.Commit() }
 func (b benchLimits) Take(n int, now time.Time) time.Duration { return b.s.Take(n, now) }
 func (b benchLimits) Acked(id uint16)                         { b.s.Acked(id) }
 func (b benchLimits) Close(now time.Time)                     { b.s.Close(now) }

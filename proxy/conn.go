@@ -333,15 +333,18 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 	r.HoldPackets()
 	r.Written()
 	// flush writes b, held bytes, and marks everything held as dealt with.
+	lim := sess.limiter
 	flush := func(b []byte) bool {
 		defer r.Written()
 		if len(b) == 0 {
 			return true
 		}
+		if lim != nil {
+			lim.Commit()
+		}
 		return sess.writeBroker(b) == nil
 	}
 	in := new(Inspected)
-	lim := sess.limiter
 	var now time.Time // of the last read from the client, once a PUBLISH needed it
 	for {
 		if !r.Buffered() {
@@ -428,12 +431,14 @@ func (s *Server) pace(sess *Session, client net.Conn, r *mqttwire.Reader, p mqtt
 	}
 	for {
 		d := lim.Take(len(p.Raw), *now)
-		if t := time.Now(); d > 0 && t.After(*now) { // the read's time may be stale
-			*now = t
-			d = lim.Take(len(p.Raw), t)
-		}
 		if d == 0 {
 			return ""
+		}
+		if t := time.Now(); t.After(*now) { // the read's time may be stale
+			*now = t
+			if d = lim.Take(len(p.Raw), t); d == 0 {
+				return ""
+			}
 		}
 		if !flush(r.HeldBefore(p)) {
 			return closeBroker

@@ -83,8 +83,12 @@ type Limiter interface {
 	// recorded by Sent once every stage forwards it, so a denied PUBLISH
 	// is never counted in flight.
 	Check(p *Inspected) Decision
-	// Sent records a PUBLISH that is forwarded.
+	// Sent records a PUBLISH that is forwarded; what it records takes
+	// effect at Commit.
 	Sent(p *Inspected)
+	// Commit is called before forwarded packets are written to the
+	// broker (so before it can acknowledge them).
+	Commit()
 	// Take spends the rate tokens of one forwarded PUBLISH of n bytes
 	// before it is written on, or returns how long to wait for them
 	// (nothing taken). now may be the time of the read; the proxy asks

@@ -123,6 +123,8 @@ func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
 
 func (x sessionLimits) Sent(in *proxy.Inspected) { x.s.Sent(in.Publish.QoS, in.Publish.PacketID) }
 
+func (x sessionLimits) Commit() { x.s.Commit() }
+
 func (x sessionLimits) Take(n int, now time.Time) time.Duration { return x.s.Take(n, now) }
 
 func (x sessionLimits) Acked(id uint16) { x.s.Acked(id) }
