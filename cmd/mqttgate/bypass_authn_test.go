@@ -237,3 +237,18 @@ func TestBypassWebhookBinaryPasswordsNotConfused(t *testing.T) {
 		}
 	}
 }
+
+// A user-name ban applies to the identity's user name, the token's
+// subject, even when the token itself is the CONNECT's user name
+// (MQTTGATE_JWT_FROM=username).
+func TestBypassUsernameBanAppliesToTheTokensSubject(t *testing.T) {
+	rs := proxytest.NewJWTSigner(t, "RS256")
+	bans := writeFile(t, "bans.json", `{"bans": [{"kind": "username", "value": "mallory", "until": "2099-01-01T00:00:00Z"}]}`)
+	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
+		"MQTTGATE_JWT_FROM=username", "MQTTGATE_BANS_FILE="+bans)
+	exp := time.Now().Add(time.Hour).Unix()
+	mallory := rs.Token(map[string]any{"sub": "mallory", "exp": exp}, nil)
+	eachVersion(t, "banned subject", 0x8a, 0x05, plain(t, g, withClientID(credentials(mallory, ""), "m1")))
+	alice := rs.Token(map[string]any{"sub": "alice", "exp": exp}, nil)
+	eachVersion(t, "subject not banned", 0, 0, plain(t, g, withClientID(credentials(alice, ""), "a1")))
+}

@@ -69,6 +69,11 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 			return mqttwire.Banned, "banned" // logged by the proxy, at a bounded rate
 		}
 		if id, ok := s.Identity.(*identity.Identity); ok { // after authentication
+			// The identity's user name is the credential's (a token's
+			// subject, even when the token is the CONNECT's user name).
+			if _, banned := bans.Client("", id.Username, now); banned {
+				return mqttwire.Banned, "banned"
+			}
 			if _, banned := bans.Identity(string(cn.ClientID), limits.IdentityKey(id, s.ClientAddr.Addr()), now); banned {
 				return mqttwire.Banned, "banned"
 			}
