@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 func connectV311(id string) []byte {
@@ -722,20 +721,6 @@ func served(t *testing.T, p *pki, addr, who string) bool {
 	return err == nil && b[0] == 0x20
 }
 
-func certOf(t *testing.T, file string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // A certificate on the CRL fails the handshake; a new CRL is picked up by
 // Reload; a broken one keeps the old; a CRL that its issuer did not sign
 // revokes nothing.
@@ -746,7 +731,7 @@ func TestRevokedClientCertificateRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	crl := filepath.Join(f.Dir, "crl.pem")
-	bob := certOf(t, f.Clients["bob"][0])
+	bob := proxytest.CertOf(t, f.Clients["bob"][0])
 	if err := f.Authority.WriteCRL(crl, bob); err != nil {
 		t.Fatal(err)
 	}

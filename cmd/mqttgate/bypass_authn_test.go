@@ -21,13 +21,7 @@ import (
 // certificate of the gate's PKI.
 func dialGateCert(t *testing.T, g *gate, cert string, v mqttwire.Version, c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet) {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(g.pki.Clients[cert][0], g.pki.Clients[cert][1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := g.clientTLS()
-	cfg.Certificates = []tls.Certificate{pair}
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", g.addr, cfg)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", g.addr, g.clientCertTLS(t, cert))
 	if err != nil {
 		t.Fatal(err)
 	}

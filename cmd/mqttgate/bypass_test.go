@@ -2,9 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,30 +16,11 @@ import (
 // These tests perform the attacks of the security review (issue 11)
 // against the built binary and show each one failing.
 
-func certFile(t *testing.T, file string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // resumingClient is a TLS client with a client certificate and a session
 // cache of its own, so its second connection offers the first's ticket.
 func resumingClient(t *testing.T, g *gate, name string, maxVersion uint16) *tls.Config {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(g.pki.Clients[name][0], g.pki.Clients[name][1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := g.clientTLS()
-	cfg.Certificates = []tls.Certificate{pair}
+	cfg := g.clientCertTLS(t, name)
 	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	cfg.MaxVersion = maxVersion
 	return cfg
@@ -99,7 +77,7 @@ func TestRevokedCertificateCannotResumeTLS(t *testing.T) {
 					t.Fatalf("second connection: admitted %v, resumed %v; want both", ok, resumed)
 				}
 			}
-			if err := g.pki.Authority.WriteCRL(crl, certFile(t, g.pki.Clients["bob"][0])); err != nil {
+			if err := g.pki.Authority.WriteCRL(crl, proxytest.CertOf(t, g.pki.Clients["bob"][0])); err != nil {
 				t.Fatal(err)
 			}
 			if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {

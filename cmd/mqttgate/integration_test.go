@@ -58,6 +58,19 @@ func (g *gate) clientTLS() *tls.Config {
 	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
 }
 
+// clientCertTLS is clientTLS presenting the named client certificate of
+// the gate's PKI.
+func (g *gate) clientCertTLS(t *testing.T, name string) *tls.Config {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(g.pki.Clients[name][0], g.pki.Clients[name][1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := g.clientTLS()
+	cfg.Certificates = []tls.Certificate{pair}
+	return cfg
+}
+
 // waitLog waits for s in the proxy's log: a line the proxy wrote before
 // what the test saw may still be on its way through the log pipe.
 func (g *gate) waitLog(t *testing.T, s string) {

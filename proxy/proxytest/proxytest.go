@@ -5,6 +5,8 @@ package proxytest
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -146,4 +148,22 @@ func SeedCorpus(t *testing.T, env string, seeds map[string][][]byte) {
 			}
 		}
 	}
+}
+
+// CertOf reads the first certificate of a PEM file.
+func CertOf(t testing.TB, file string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", file)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
