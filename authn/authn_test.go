@@ -286,9 +286,14 @@ func TestClientIDPattern(t *testing.T) {
 		{"site/*/${username}", "bob", "", "site/bob", false},
 		{"*-${username}-*", "ab", "", "x-ab-y", true},
 		{"*-${username}-*", "ab", "", "-ab", false},
+		{"*-${username}-*", "a-b", "", "x-a-b-y", false}, // alice-bob's ids are not alice's
+		{"${username}-*", "alice-bob", "", "alice-bob-phone", false},
+		{"${username}-*", "alice", "", "alice-bob-phone", true}, // alice's own: no user alice-bob can match it
+		{"dev/${username}", "x/y", "", "dev/x/y", false},
 		{"${username}.${cert_cn}", "u", "c", "u.c", true},
 		{"a**b", "", "", "ab", true},
 		{"$x${username}", "u", "", "$xu", true},
+		{"$x${username}", "ux", "", "$xux", false},
 	}
 	for _, c := range cases {
 		p, err := ParseClientIDPattern(c.pattern)
@@ -299,7 +304,7 @@ func TestClientIDPattern(t *testing.T) {
 			t.Errorf("%q user %q cn %q id %q: %v, want %v", c.pattern, c.user, c.cn, c.id, got, c.ok)
 		}
 	}
-	for _, bad := range []string{"${user}", "${username", "*", "**", "${clientid}-x"} {
+	for _, bad := range []string{"${user}", "${username", "*", "**", "${clientid}-x", "${username}*", "x*${cert_cn}"} {
 		if _, err := ParseClientIDPattern(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

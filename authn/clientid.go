@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 )
@@ -16,7 +17,9 @@ import (
 // certificate's common name.
 //
 // A placeholder's value is matched literally: a user name "a*" matches
-// only the text "a*". A placeholder whose value is empty matches nothing,
+// only the text "a*". A placeholder must be separated from a star by
+// literal text, and its value may not hold the separator characters
+// around it (see Match), so a client id fits one identity at most. A placeholder whose value is empty matches nothing,
 // so the client is refused. Nothing else is special, and there is no
 // escape: a pattern cannot ask for a literal star. The whole client id
 // must match, as the client sent it (or as MQTTGATE_CERT_IDENTITY_CLIENTID
@@ -24,6 +27,7 @@ import (
 // never matches: it cannot be checked, so it is refused. Examples:
 //
 //	${username}-*   alice may use alice-1 or alice-sensor, not bob-1
+//	                (and a user name holding "-" matches nothing)
 //	${cert_cn}      exactly the certificate's common name
 type ClientIDPattern struct {
 	text  string
@@ -78,6 +82,16 @@ func ParseClientIDPattern(s string) (*ClientIDPattern, error) {
 	if len(p.parts) == 1 && p.parts[0].star {
 		return nil, errors.New(`"*" alone binds nothing: leave the pattern unset instead`)
 	}
+	for i, part := range p.parts {
+		if part.field == "" {
+			continue
+		}
+		// Between a placeholder and a star nothing marks where the value
+		// ends: under ${username}*, alice could use alicebob's ids.
+		if (i > 0 && p.parts[i-1].star) || (i+1 < len(p.parts) && p.parts[i+1].star) {
+			return nil, fmt.Errorf("%q: put a separator between ${%s} and *, e.g. ${%s}-*", s, part.field, part.field)
+		}
+	}
 	return p, nil
 }
 
@@ -86,10 +100,16 @@ func (p *ClientIDPattern) String() string { return p.text }
 
 // Match reports whether id's client id fits the pattern filled with id's
 // user name and certificate common name.
+//
+// A placeholder followed by literal text must have a value that does not
+// hold that text's first character: under ${username}-*, user alice-bob
+// matches nothing, for otherwise alice could use alice-bob-phone, the
+// client id (and the broker session) of alice-bob. So a client id fits
+// one identity's pattern at most.
 func (p *ClientIDPattern) Match(id *identity.Identity) bool {
 	// Fill the placeholders into literal pieces between the stars.
 	pieces := make([]string, 1, 4)
-	for _, part := range p.parts {
+	for i, part := range p.parts {
 		switch {
 		case part.star:
 			pieces = append(pieces, "")
@@ -101,12 +121,36 @@ func (p *ClientIDPattern) Match(id *identity.Identity) bool {
 			if v == "" {
 				return false
 			}
+			if !p.bounded(i, v) {
+				return false // the value could reach into another identity's ids
+			}
 			pieces[len(pieces)-1] += v
 		default:
 			pieces[len(pieces)-1] += part.lit
 		}
 	}
 	return globMatch(pieces, id.ClientID)
+}
+
+// bounded reports whether v, the value of placeholder part i, holds
+// neither the first character of the literal after it nor the last of
+// the literal before it: the characters that mark where it ends.
+func (p *ClientIDPattern) bounded(i int, v string) bool {
+	if i+1 < len(p.parts) {
+		if lit := p.parts[i+1].lit; lit != "" {
+			if r, _ := utf8.DecodeRuneInString(lit); strings.ContainsRune(v, r) {
+				return false
+			}
+		}
+	}
+	if i > 0 {
+		if lit := p.parts[i-1].lit; lit != "" {
+			if r, _ := utf8.DecodeLastRuneInString(lit); strings.ContainsRune(v, r) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // globMatch matches s against pieces joined by stars: the first piece is

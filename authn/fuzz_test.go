@@ -166,18 +166,28 @@ func FuzzClientIDPattern(f *testing.F) {
 		}
 		id := &identity.Identity{Username: fields[1], CertCN: fields[2], ClientID: fields[3]}
 		re, empty := "", false
-		for _, part := range p.parts {
+		for i, part := range p.parts {
+			v := id.Username
 			switch {
 			case part.star:
 				re += "(?s:.*)"
-			case part.field == "username":
-				re += regexp.QuoteMeta(id.Username)
-				empty = empty || id.Username == ""
-			case part.field == "cert_cn":
-				re += regexp.QuoteMeta(id.CertCN)
-				empty = empty || id.CertCN == ""
-			default:
+				continue
+			case part.field == "":
 				re += regexp.QuoteMeta(part.lit)
+				continue
+			case part.field == "cert_cn":
+				v = id.CertCN
+			}
+			re += regexp.QuoteMeta(v)
+			empty = empty || v == ""
+			// A value holding a separator around it matches nothing.
+			if i+1 < len(p.parts) && p.parts[i+1].lit != "" && strings.ContainsRune(v, []rune(p.parts[i+1].lit)[0]) {
+				empty = true
+			}
+			if i > 0 && p.parts[i-1].lit != "" {
+				if l := []rune(p.parts[i-1].lit); strings.ContainsRune(v, l[len(l)-1]) {
+					empty = true
+				}
 			}
 		}
 		want := !empty && regexp.MustCompile("^(?:"+re+")$").MatchString(id.ClientID)

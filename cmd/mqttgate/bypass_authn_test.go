@@ -186,12 +186,16 @@ func TestBypassCertDoesNotVouchForAnotherUsername(t *testing.T) {
 // matched literally.
 func TestBypassClientIDBoundToUsername(t *testing.T) {
 	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password",
-		"MQTTGATE_PASSWORD_FILE="+passwordFile(t, "alice", "a*"), "MQTTGATE_CLIENTID_PATTERN=${username}-*")
+		"MQTTGATE_PASSWORD_FILE="+passwordFile(t, "alice", "a*", "alice-bob"), "MQTTGATE_CLIENTID_PATTERN=${username}-*")
 	for _, c := range []struct {
 		user, id string
 		ok       bool
 	}{
 		{"alice", "bob-sensor", false},
+		// alice-bob-phone is alice's: a user name holding the separator
+		// matches nothing, so no other user's session can have that id.
+		{"alice-bob", "alice-bob-phone", false},
+		{"alice", "alice-bob-phone", true},
 		{"alice", "", false},
 		{"a*", "a-anything", false},
 		{"alice", "alice-1", true},

@@ -37,6 +37,7 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_AUTHN": "rules", "MQTTGATE_AUTHN_RULES": "clientid ~ ("}, "MQTTGATE_AUTHN_RULES"},
 		{map[string]string{"MQTTGATE_CLIENTID_PATTERN": "${user}-*"}, "MQTTGATE_CLIENTID_PATTERN"},
 		{map[string]string{"MQTTGATE_CLIENTID_PATTERN": "${username"}, "MQTTGATE_CLIENTID_PATTERN"},
+		{map[string]string{"MQTTGATE_CLIENTID_PATTERN": "${username}*"}, "MQTTGATE_CLIENTID_PATTERN"},
 		{map[string]string{"MQTTGATE_AUTHN_RULES": `username != ""`}, "MQTTGATE_AUTHN_RULES"}, // set but not in the chain
 		{map[string]string{"MQTTGATE_AUTHN": "password"}, "MQTTGATE_PASSWORD_FILE"},
 		{map[string]string{"MQTTGATE_TLS_CRL": dir + "/ca.pem"}, "MQTTGATE_TLS_CRL"},
