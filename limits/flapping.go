@@ -34,7 +34,7 @@ type flapKey struct{ clientID, who string }
 func IdentityKey(id *identity.Identity, addr netip.Addr) string {
 	switch {
 	case id != nil && id.Username != "":
-		return id.Username
+		return "user:" + id.Username // prefixed: a user named "ip:..." is not an address
 	case id != nil && id.CertDN != "":
 		return "cert:" + id.CertDN
 	}

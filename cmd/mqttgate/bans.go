@@ -16,7 +16,7 @@ const bansUsage = `usage:
   mqttgate bans [-f FILE] remove clientid|username|ip|identity VALUE [USER]
 FILE defaults to MQTTGATE_BANS_FILE. An ip VALUE may be a CIDR. An identity
 ban (what flapping writes) bans the client id VALUE for the identity USER
-only: the authenticated user name, cert:SUBJECT, or ip:ADDRESS. A running
+only: user:NAME (the authenticated user name), cert:SUBJECT, or ip:ADDRESS. A running
 proxy picks changes up when it next checks the file (MQTTGATE_FILE_POLL_INTERVAL) or on SIGHUP.
 `
 

@@ -60,7 +60,18 @@ func (b *Budget) Allow(src netip.Addr) (ok bool, suppressed int64) {
 	return true, b.suppressed.Swap(0)
 }
 
+// sourceKey groups an IPv6 address by its /64, the smallest block one
+// host is commonly given: a client with a /64 is one source, not 2^64.
+func sourceKey(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
 func (b *Budget) source(a netip.Addr) *rate.Limiter {
+	a = sourceKey(a)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	l := b.sources[a]

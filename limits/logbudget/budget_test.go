@@ -46,3 +46,19 @@ func TestSourcesBounded(t *testing.T) {
 		t.Fatalf("%d sources followed, bound %d", len(b.sources), maxSources)
 	}
 }
+
+// An IPv6 client's /64 is one source: rotating through its addresses
+// gains it no share.
+func TestIPv6SourceIsItsSlash64(t *testing.T) {
+	b := NewWith(1e-9, 100, 1e-9, 3)
+	allowed := 0
+	for i := range 100 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)})
+		if ok, _ := b.Allow(a); ok {
+			allowed++
+		}
+	}
+	if allowed != 3 {
+		t.Fatalf("100 addresses of one /64 logged %d events, want one source's 3", allowed)
+	}
+}
