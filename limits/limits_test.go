@@ -275,20 +275,32 @@ func TestInflightByPacketID(t *testing.T) {
 		}
 		s.Sent(2, id)
 	}
-	if v := s.Publish([]byte("q"), 1, 2); v.Kind != "" {
+	if v := s.Publish([]byte("q"), 2, 2); v.Kind != "" {
 		t.Fatalf("id 2 again (DUP): %+v", v)
 	}
 	s.Commit() // before the PUBLISHes are written on
 	for id := uint16(100); id < 110; id++ {
-		s.Acked(id)
+		s.Acked(id, 2)
 	}
 	if v := s.Publish([]byte("q"), 2, 3); v.Kind != "max_inflight" || v.Code != mqttwire.ReceiveMaximumExceeded || !v.End {
 		t.Fatalf("third in flight after acks for ids never used: %+v", v)
 	}
-	s.Acked(1)
-	if v := s.Publish([]byte("q"), 1, 3); v.Kind != "" {
+	s.Acked(1, 2)
+	if v := s.Publish([]byte("q"), 2, 3); v.Kind != "" {
 		t.Fatalf("after id 1 was acknowledged: %+v", v)
 	}
+	// A QoS 1 PUBLISH reusing id 3 of a QoS 2 flow in flight: its PUBACK
+	// ends its own flow, not the QoS 2 one.
+	s.Sent(2, 3)
+	s.Commit()
+	if v := s.Publish([]byte("q"), 1, 3); v.Kind != "max_inflight" {
+		t.Fatalf("QoS 1 with the id of a QoS 2 flow, two in flight: %+v", v)
+	}
+	s.Acked(3, 1)
+	if v := s.Publish([]byte("q"), 2, 5); v.Kind != "max_inflight" {
+		t.Fatalf("a PUBACK for id 3 ended its QoS 2 flow: %+v", v)
+	}
+	s.Acked(3, 2)
 	for range 5 { // checked, never sent
 		if v := s.Publish([]byte("q"), 1, 4); v.Kind != "" {
 			t.Fatalf("checked only: %+v", v)
@@ -396,13 +408,13 @@ func TestPublishLimitsAllocateNothing(t *testing.T) {
 	now := time.Now()
 	s.Sent(1, 1)
 	s.Commit()
-	s.Acked(1)
+	s.Acked(1, 2)
 	if n := testing.AllocsPerRun(1000, func() {
 		s.Publish(topic, 1, 7)
 		s.Sent(1, 7)
 		s.Commit()
 		s.Take(100, now)
-		s.Acked(7)
+		s.Acked(7, 1)
 	}); n != 0 {
 		t.Fatalf("%v allocations per PUBLISH", n)
 	}
@@ -418,7 +430,7 @@ func BenchmarkPublishLimits(b *testing.B) {
 		s.Sent(1, 7)
 		s.Commit()
 		s.Take(100, now)
-		s.Acked(7)
+		s.Acked(7, 1)
 	}
 }
 

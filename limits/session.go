@@ -126,12 +126,12 @@ type Session struct {
 	rated       bool
 
 	mu sync.Mutex
-	// inflight are the packet ids, sorted, of the QoS 1/2 PUBLISHes the
+	// inflight are the flows (packet id and QoS), sorted, of the QoS 1/2 PUBLISHes the
 	// broker has not finished: a few in the common case, at most
 	// MaxInflight; a sorted slice costs less per message than a map.
-	inflight  []uint16
+	inflight  []uint32
 	inflightN atomic.Int32 // len(inflight), for a check without the lock
-	pending   []uint16     // Sent, not yet committed; the client pump's own
+	pending   []uint32     // Sent, not yet committed; the client pump's own
 }
 
 // Open starts a connection's limits.
@@ -254,21 +254,24 @@ func (s *Session) Publish(topic []byte, qos byte, id uint16) Violation {
 	s.Commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, held := slices.BinarySearch(s.inflight, id); !held && len(s.inflight) >= s.l.MaxInflight {
+	if _, held := slices.BinarySearch(s.inflight, flight(id, qos)); !held && len(s.inflight) >= s.l.MaxInflight {
 		return Violation{"max_inflight", mqttwire.ReceiveMaximumExceeded, true} // [MQTT-3.3.4-9]
 	}
 	return Violation{}
 }
 
-// Sent counts a forwarded QoS 1 or 2 PUBLISH in flight by packet id; the
-// same id again (a DUP) is counted once. It takes effect at Commit, which
+// Sent counts a forwarded QoS 1 or 2 PUBLISH in flight by packet id and
+// QoS; the same again (a DUP) is counted once. It takes effect at Commit, which
 // the caller makes before the packet is written on (so before the broker
 // can acknowledge it): one lock per write, not per message.
 func (s *Session) Sent(qos byte, id uint16) {
 	if qos != 0 && s.l.MaxInflight > 0 {
-		s.pending = append(s.pending, id)
+		s.pending = append(s.pending, flight(id, qos))
 	}
 }
+
+// flight is one QoS 1 or 2 flow: a packet id is a flow's only at its QoS.
+func flight(id uint16, qos byte) uint32 { return uint32(id)<<2 | uint32(qos) }
 
 // Commit records what Sent counted.
 func (s *Session) Commit() {
@@ -276,9 +279,9 @@ func (s *Session) Commit() {
 		return
 	}
 	s.mu.Lock()
-	for _, id := range s.pending {
-		if i, held := slices.BinarySearch(s.inflight, id); !held {
-			s.inflight = slices.Insert(s.inflight, i, id)
+	for _, f := range s.pending {
+		if i, held := slices.BinarySearch(s.inflight, f); !held {
+			s.inflight = slices.Insert(s.inflight, i, f)
 		}
 	}
 	s.inflightN.Store(int32(len(s.inflight)))
@@ -286,15 +289,16 @@ func (s *Session) Commit() {
 	s.pending = s.pending[:0]
 }
 
-// Acked notes the broker's final acknowledgement of packet id (PUBACK,
-// PUBCOMP, or a failed PUBREC). An id not in flight changes nothing: a
-// PUBREL for an id the client never used cannot make room.
-func (s *Session) Acked(id uint16) {
+// Acked notes the broker's final acknowledgement of packet id at qos
+// (PUBACK: 1; PUBCOMP or a failed PUBREC: 2). A flow not in flight changes
+// nothing: a PUBREL for an id the client never used, or a QoS 1 PUBLISH
+// reusing the id of an unreleased QoS 2 one, cannot make room.
+func (s *Session) Acked(id uint16, qos byte) {
 	if s.l.MaxInflight <= 0 {
 		return
 	}
 	s.mu.Lock()
-	if i, held := slices.BinarySearch(s.inflight, id); held {
+	if i, held := slices.BinarySearch(s.inflight, flight(id, qos)); held {
 		s.inflight = slices.Delete(s.inflight, i, i+1)
 		s.inflightN.Store(int32(len(s.inflight)))
 	}

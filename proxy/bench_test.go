@@ -95,7 +95,7 @@ func (b benchLimits) Check(in *Inspected) Decision {
 func (b benchLimits) Sent(in *Inspected)                      { b.s.Sent(in.Publish.QoS, in.Publish.PacketID) }
 func (b benchLimits) Commit()                                 { b.s.Commit() }
 func (b benchLimits) Take(n int, now time.Time) time.Duration { return b.s.Take(n, now) }
-func (b benchLimits) Acked(id uint16)                         { b.s.Acked(id) }
+func (b benchLimits) Acked(id uint16, qos byte)               { b.s.Acked(id, qos) }
 func (b benchLimits) Close(now time.Time)                     { b.s.Close(now) }
 
 // The PUBLISH path (framing, validation, topic rights, limits, inspection, forwarding) allocates

@@ -597,8 +597,10 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				continue
 			}
 		}
-		if sess.limiter != nil && finalAck(p, sess.Version) {
-			sess.limiter.Acked(uint16(p.Body[0])<<8 | uint16(p.Body[1]))
+		if sess.limiter != nil {
+			if qos, ok := finalAck(p, sess.Version); ok {
+				sess.limiter.Acked(uint16(p.Body[0])<<8|uint16(p.Body[1]), qos)
+			}
 		}
 		if merged := sess.mergeSuback(p); merged != nil {
 			if !replacePacket(sess, client, r, p, merged) {

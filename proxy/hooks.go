@@ -95,8 +95,10 @@ type Limiter interface {
 	// again with the current time before it waits.
 	Take(n int, now time.Time) time.Duration
 	// Acked is called, from the broker pump, for each broker
-	// acknowledgement that ends a client PUBLISH's flow, with its id.
-	Acked(id uint16)
+	// acknowledgement that ends a client PUBLISH's flow, with its packet
+	// id and the QoS of the flow it ends (PUBACK 1, PUBCOMP or a failed
+	// PUBREC 2).
+	Acked(id uint16, qos byte)
 	// Close is called once when the session ends.
 	Close(now time.Time)
 }

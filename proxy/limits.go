@@ -104,17 +104,20 @@ func (s *Server) rewriteConnack(sess *Session, p mqttwire.Packet, keepAliveCappe
 	return mqttwire.AppendConnack(nil, mqttwire.V5, a.SessionPresent, a.Reason, append(append([]byte(nil), props...), added...))
 }
 
-// finalAck reports whether a broker packet ends a client PUBLISH's flow:
-// PUBACK, PUBCOMP, or a PUBREC with a failure code.
-func finalAck(p mqttwire.Packet, v mqttwire.Version) bool {
+// finalAck reports whether a broker packet ends a client PUBLISH's flow,
+// and the QoS of that flow: PUBACK (1), PUBCOMP or a PUBREC with a
+// failure code (2).
+func finalAck(p mqttwire.Packet, v mqttwire.Version) (qos byte, ok bool) {
 	if len(p.Body) < 2 {
-		return false // no packet id: the client judges the broker's packets
+		return 0, false // no packet id: the client judges the broker's packets
 	}
 	switch p.Type {
-	case mqttwire.PUBACK, mqttwire.PUBCOMP:
-		return true
+	case mqttwire.PUBACK:
+		return 1, true
+	case mqttwire.PUBCOMP:
+		return 2, true
 	case mqttwire.PUBREC:
-		return v == mqttwire.V5 && len(p.Body) > 2 && p.Body[2] >= 0x80
+		return 2, v == mqttwire.V5 && len(p.Body) > 2 && p.Body[2] >= 0x80
 	}
-	return false
+	return 0, false
 }

@@ -116,6 +116,28 @@ func TestInflightCannotBeReleasedWithUnknownIDs(t *testing.T) {
 	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.ReceiveMaximumExceeded) {
 		t.Fatalf("fourth QoS 2 PUBLISH with three in flight: %s %x, want DISCONNECT 0x93", p.Type, p.Raw)
 	}
+
+	// Nor by reusing each unreleased QoS 2 id for a QoS 1 PUBLISH, whose
+	// PUBACK ends only its own flow.
+	m, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("qos-mix")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := uint16(1); id <= 12; id++ {
+		for _, qos := range []byte{2, 1} {
+			m.Send(proxytest.PublishPacket(mqttwire.V5, "q2/x", qos, id, nil, "m"))
+			switch p := m.Next(); {
+			case p.Type == mqttwire.DISCONNECT && p.Body[0] == byte(mqttwire.ReceiveMaximumExceeded):
+				if id > 3 {
+					t.Fatalf("disconnected only at id %d with a limit of 3", id)
+				}
+				return
+			case p.Type != mqttwire.PUBREC && p.Type != mqttwire.PUBACK:
+				t.Fatalf("id %d QoS %d: %s %x", id, qos, p.Type, p.Raw)
+			}
+		}
+	}
+	t.Fatal("12 unreleased QoS 2 messages with MAX_INFLIGHT=3: each id's QoS 1 PUBACK made room")
 }
 
 // Item 7: with MAX_SUBSCRIPTIONS=3, a persistent session keeps its

@@ -132,7 +132,7 @@ func (x sessionLimits) Commit() { x.s.Commit() }
 
 func (x sessionLimits) Take(n int, now time.Time) time.Duration { return x.s.Take(n, now) }
 
-func (x sessionLimits) Acked(id uint16) { x.s.Acked(id) }
+func (x sessionLimits) Acked(id uint16, qos byte) { x.s.Acked(id, qos) }
 
 func (x sessionLimits) Close(now time.Time) { x.s.Close(now) }
 
