@@ -343,6 +343,23 @@ func TestSubscriptionsPerSession(t *testing.T) {
 		t.Fatalf("after the session expired: %+v", v)
 	}
 	s.Close(now)
+	// A DISCONNECT (or the broker's CONNACK) that sets a longer expiry
+	// than the CONNECT's: remembered for that long.
+	s = conn(false, true, time.Second)
+	s.Expiry(3600)
+	s.Close(now)
+	now = now.Add(time.Minute)
+	s = conn(false, true, time.Second)
+	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "max_subscriptions" {
+		t.Fatalf("a minute after a DISCONNECT set an hour's expiry: %+v, want the session's count", v)
+	}
+	s.Expiry(0) // this connection ends the session
+	s.Close(now)
+	s = conn(false, true, time.Hour)
+	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "" {
+		t.Fatalf("after a DISCONNECT with expiry 0: %+v", v)
+	}
+	s.Close(now)
 	s = conn(true, false, 0)
 	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "" {
 		t.Fatalf("after a clean start: %+v", v)

@@ -74,7 +74,7 @@ type Sessions struct {
 // whose buckets are still refilling. Past them the oldest are forgotten
 // (a forgotten session counts from zero again).
 const (
-	maxOfflineSessions = 10_000
+	maxOfflineSessions = maxTracked
 	maxRateMemory      = maxTracked
 )
 
@@ -177,29 +177,45 @@ func (ss *Sessions) sessionLocked(st Start, now time.Time) *subState {
 	return cur
 }
 
+// Expiry notes a v5 Session Expiry Interval (seconds) set after CONNECT:
+// by the client's DISCONNECT, or by the broker's CONNACK, which overrides
+// the CONNECT's. The session then persists for as long as the broker
+// keeps it.
+func (s *Session) Expiry(seconds uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.start.Persists, s.start.Expiry = seconds > 0, 0
+	if seconds > 0 && seconds != 0xFFFFFFFF { // 0xFFFFFFFF: never expires
+		s.start.Expiry = time.Duration(seconds) * time.Second
+	}
+}
+
 // Close ends the connection's limits: a session the broker keeps is
 // remembered for as long as the broker keeps it, and the rate buckets
 // for as long as they need to refill.
 func (s *Session) Close(now time.Time) {
+	s.mu.Lock()
+	start := s.start
+	s.mu.Unlock()
 	ss := s.ss
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if st := s.subs; st != nil {
 		st.conns--
-		if st.conns == 0 && ss.subs[s.start.ClientID] == st {
-			if s.start.Persists {
+		if st.conns == 0 && ss.subs[start.ClientID] == st {
+			if start.Persists {
 				st.expires = time.Time{}
-				if s.start.Expiry > 0 {
-					st.expires = now.Add(s.start.Expiry)
+				if start.Expiry > 0 {
+					st.expires = now.Add(start.Expiry)
 				}
 				ss.offline++
 				ss.pruneSessionsLocked(now)
 			} else {
-				delete(ss.subs, s.start.ClientID)
+				delete(ss.subs, start.ClientID)
 			}
 		}
 	}
-	if s.rated && s.start.Who != "" {
+	if s.rated && start.Who != "" {
 		until := s.msgs.fullAt()
 		if b := s.bytes.fullAt(); b.After(until) {
 			until = b
@@ -212,7 +228,7 @@ func (s *Session) Close(now time.Time) {
 					}
 				}
 			}
-			ss.rates[s.start.Who] = &rateState{msgs: s.msgs, bytes: s.bytes, until: until}
+			ss.rates[start.Who] = &rateState{msgs: s.msgs, bytes: s.bytes, until: until}
 		}
 	}
 }

@@ -381,6 +381,9 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		}
 		if p.Type == mqttwire.DISCONNECT {
 			sess.disconnected.Store(true)
+			if lim != nil {
+				sessionExpiry(lim, p, v)
+			}
 		}
 		// Limits see every packet before the ACL: topic sizes are
 		// checked before an alias is stored, and SUBSCRIBE before the
@@ -584,6 +587,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 					if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
 						sess.topicAliasMax.Store(n)
 					}
+				}
+				if sess.limiter != nil {
+					sessionExpiry(sess.limiter, p, sess.Version)
 				}
 			}
 			if !s.judgeResumedSession(sess, p) {

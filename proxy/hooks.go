@@ -99,6 +99,10 @@ type Limiter interface {
 	// id and the QoS of the flow it ends (PUBACK 1, PUBCOMP or a failed
 	// PUBREC 2).
 	Acked(id uint16, qos byte)
+	// Expiry is called with a v5 Session Expiry Interval set after the
+	// CONNECT: by the client's DISCONNECT (client pump) or the broker's
+	// CONNACK (broker pump).
+	Expiry(seconds uint32)
 	// Close is called once when the session ends.
 	Close(now time.Time)
 }

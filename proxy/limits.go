@@ -121,3 +121,17 @@ func finalAck(p mqttwire.Packet, v mqttwire.Version) (qos byte, ok bool) {
 	}
 	return 0, false
 }
+
+// sessionExpiry tells the limiter a v5 Session Expiry Interval that a
+// DISCONNECT or CONNACK sets, so that what it remembers of the session
+// lasts as long as the broker keeps it.
+func sessionExpiry(lim Limiter, p mqttwire.Packet, v mqttwire.Version) {
+	if v != mqttwire.V5 {
+		return
+	}
+	if a, err := mqttwire.ParseAck(p, v); err == nil {
+		if n, _, ok := a.Properties.Lookup(mqttwire.PropSessionExpiry); ok {
+			lim.Expiry(n)
+		}
+	}
+}

@@ -177,6 +177,38 @@ func TestSubscriptionsCountedPerSession(t *testing.T) {
 	}
 }
 
+// A v5 session whose CONNECT asked for 1 s of Session Expiry and whose
+// DISCONNECT asks for an hour: the broker keeps it an hour, and so does
+// its subscription count (reconnecting after the CONNECT's second passed
+// gains nothing).
+func TestSubscriptionsCountedWhenDisconnectExtendsTheSession(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=3")
+	expiry := func(s uint32) []byte { return mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, s, nil) }
+	for round := range 2 {
+		conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, ack := proxytest.NewRawSession(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("extender"), CleanStart: round == 0, Properties: expiry(1)})
+		if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 || (round > 0 && ack.Body[0]&1 == 0) {
+			t.Fatalf("round %d: CONNACK %x, want success (with Session Present after the first)", round, ack.Raw)
+		}
+		c.Send(proxytest.SubscribePacket(mqttwire.V5, 1, fmt.Sprintf("x%d/a", round), fmt.Sprintf("x%d/b", round)))
+		codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5)
+		if round == 1 && (codes[0] != byte(mqttwire.QuotaExceeded) || codes[1] != byte(mqttwire.QuotaExceeded)) {
+			t.Fatalf("after the DISCONNECT extended the session: SUBACK %x with 2 kept + 2 new over a cap of 3, want 97 97", codes)
+		}
+		props := expiry(3600)
+		c.Send(append([]byte{0xe0, byte(2 + len(props)), 0, byte(len(props))}, props...)) // DISCONNECT, Session Expiry 3600
+		proxytest.WaitFor(t, "session closed", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= round+1 })
+		conn.Close()
+		if round == 0 {
+			time.Sleep(1300 * time.Millisecond) // the attack: outlive the CONNECT's expiry
+		}
+	}
+}
+
 // Item 8: behind PROXY protocol, a peer outside the trusted list that
 // sends nothing is judged on its own address at accept: with
 // MAX_CONNECTIONS_PER_IP=2, the third idle socket is closed at once, not
