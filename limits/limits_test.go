@@ -385,8 +385,8 @@ func TestOfflineSessionsBounded(t *testing.T) {
 }
 
 // Rates: tokens are spent per PUBLISH before it is forwarded, the burst
-// is a tenth of a second's worth, and a reconnect of the same identity
-// finds its bucket as it left it.
+// is a tenth of a second's worth, and an identity's buckets are shared by
+// all its connections, at once or one after the other.
 func TestTake(t *testing.T) {
 	ss := NewSessions(PacketLimits{PublishRate: 10})
 	now := time.Now()
@@ -397,10 +397,15 @@ func TestTake(t *testing.T) {
 	if d := s.Take(100, now); d < 90*time.Millisecond || d > 110*time.Millisecond {
 		t.Fatalf("second at once delayed %v, want 100ms (burst of one at 10/s)", d)
 	}
+	parallel := ss.Open(Start{Who: "alice"}, now)
+	if d := parallel.Take(100, now); d == 0 {
+		t.Fatal("a second connection of the same identity got a bucket of its own")
+	}
 	if d := s.Take(100, now.Add(100*time.Millisecond)); d != 0 {
 		t.Fatalf("after its turn delayed %v", d)
 	}
 	s.Close(now.Add(100 * time.Millisecond))
+	parallel.Close(now.Add(100 * time.Millisecond))
 	again := ss.Open(Start{Who: "alice"}, now.Add(100*time.Millisecond))
 	if d := again.Take(100, now.Add(100*time.Millisecond)); d == 0 {
 		t.Fatal("a reconnect refilled the bucket")
@@ -415,6 +420,38 @@ func TestTake(t *testing.T) {
 	}
 	if d := b.Take(1, now); d < 890*time.Millisecond || d > 910*time.Millisecond {
 		t.Fatalf("after a MiB at 1 MiB/s the next byte waits %v, want the debt less the burst: 900ms", d)
+	}
+}
+
+// Over a second of steady sending by ten connections of one identity at
+// 100 messages/s, about 100 go through, not a thousand; what a connection
+// drew and did not spend goes back when it closes.
+func TestTakeSharedByConnections(t *testing.T) {
+	ss := NewSessions(PacketLimits{PublishRate: 100})
+	start := time.Now()
+	var conns []*Session
+	for range 10 {
+		conns = append(conns, ss.Open(Start{Who: "alice"}, start))
+	}
+	sent := 0
+	for ms := range 1000 {
+		now := start.Add(time.Duration(ms) * time.Millisecond)
+		for _, c := range conns {
+			if c.Take(10, now) == 0 {
+				sent++
+			}
+		}
+	}
+	if sent < 95 || sent > 115 {
+		t.Fatalf("ten connections sent %d messages in a second at 100/s", sent)
+	}
+	end := start.Add(time.Second)
+	for _, c := range conns {
+		c.Close(end)
+	}
+	rs := ss.rates["alice"]
+	if rs.conns != 0 || rs.msgs.tokens < 0 || rs.msgs.tokens > rs.msgs.burst {
+		t.Fatalf("after every close: %d connections, %v tokens of %v", rs.conns, rs.msgs.tokens, rs.msgs.burst)
 	}
 }
 

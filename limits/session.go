@@ -3,6 +3,7 @@ package limits
 import (
 	"bytes"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -67,7 +68,7 @@ type Sessions struct {
 	mu      sync.Mutex
 	subs    map[string]*subState  // by client id: the broker's session key
 	offline int                   // subs entries with no connection
-	rates   map[string]*rateState // by identity, while its buckets refill
+	rates   map[string]*rateState // by identity: while connected, and while its buckets refill
 }
 
 // Bounds of the memories: sessions held by no connection, and identities
@@ -108,10 +109,18 @@ type subState struct {
 	expires time.Time // with conns 0: when the broker forgets it (zero: never)
 }
 
+// rateState is one identity's rate buckets, shared by all its
+// connections: connecting more often or more at once gains nothing.
 type rateState struct {
+	mu          sync.Mutex
 	msgs, bytes bucket
-	until       time.Time // both buckets are full again by then
+	conns       int // guarded by Sessions.mu
 }
+
+// rateChunk is how much of its identity's rate a connection draws at a
+// time, so that it takes the shared buckets' lock once per chunk, not per
+// message. What it has drawn and not spent goes back at Close.
+const rateChunk = 10 * time.Millisecond
 
 // Session is one connection's limits. Publish, Subscribe, Unsubscribe and
 // Take are called from the connection's client pump, Acked from its
@@ -122,8 +131,8 @@ type Session struct {
 	start Start
 	subs  *subState
 
-	msgs, bytes bucket
-	rated       bool
+	rs     *rateState // nil: no rate
+	cm, cb float64    // messages and bytes drawn from rs, not yet spent (+Inf: that rate is off)
 
 	mu sync.Mutex
 	// inflight are the flows (packet id and QoS), sorted, of the QoS 1/2 PUBLISHes the
@@ -143,13 +152,22 @@ func (ss *Sessions) Open(st Start, now time.Time) *Session {
 		s.subs = ss.sessionLocked(st, now)
 	}
 	if ss.l.PublishRate > 0 || ss.l.PublishBytesRate > 0 {
-		s.rated = true
-		if r := ss.rates[st.Who]; r != nil && st.Who != "" && now.Before(r.until) {
-			s.msgs, s.bytes = r.msgs, r.bytes // a reconnect does not refill
-			delete(ss.rates, st.Who)
-		} else {
-			s.msgs = newBucket(ss.l.PublishRate, max(1, ss.l.PublishRate*RateBurst.Seconds()), now)
-			s.bytes = newBucket(ss.l.PublishBytesRate, max(1, ss.l.PublishBytesRate*RateBurst.Seconds()), now)
+		rs := ss.rates[st.Who]
+		if rs == nil || st.Who == "" {
+			rs = &rateState{msgs: newBucket(ss.l.PublishRate, max(1, ss.l.PublishRate*RateBurst.Seconds()), now),
+				bytes: newBucket(ss.l.PublishBytesRate, max(1, ss.l.PublishBytesRate*RateBurst.Seconds()), now)}
+			if st.Who != "" {
+				ss.pruneRatesLocked(now)
+				ss.rates[st.Who] = rs
+			}
+		}
+		rs.conns++
+		s.rs = rs
+		if ss.l.PublishRate == 0 {
+			s.cm = math.Inf(1)
+		}
+		if ss.l.PublishBytesRate == 0 {
+			s.cb = math.Inf(1)
 		}
 	}
 	return s
@@ -215,22 +233,37 @@ func (s *Session) Close(now time.Time) {
 			}
 		}
 	}
-	if s.rated && start.Who != "" {
-		until := s.msgs.fullAt()
-		if b := s.bytes.fullAt(); b.After(until) {
-			until = b
-		}
-		if now.Before(until) {
-			if len(ss.rates) >= maxRateMemory {
-				for who, r := range ss.rates {
-					if !now.Before(r.until) || len(ss.rates) >= maxRateMemory {
-						delete(ss.rates, who)
-					}
-				}
-			}
-			ss.rates[start.Who] = &rateState{msgs: s.msgs, bytes: s.bytes, until: until}
+	if rs := s.rs; rs != nil {
+		rs.conns--
+		rs.mu.Lock()
+		rs.msgs.refund(s.cm)
+		rs.bytes.refund(s.cb)
+		rs.mu.Unlock()
+	}
+}
+
+// pruneRatesLocked keeps the identities remembered within their bound:
+// those with no connection whose buckets are full again go first, then
+// any with no connection.
+func (ss *Sessions) pruneRatesLocked(now time.Time) {
+	if len(ss.rates) < maxRateMemory {
+		return
+	}
+	for who, rs := range ss.rates {
+		if rs.conns == 0 && (len(ss.rates) >= maxRateMemory || !now.Before(rs.fullAt())) {
+			delete(ss.rates, who)
 		}
 	}
+}
+
+func (rs *rateState) fullAt() time.Time {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	t := rs.msgs.fullAt()
+	if b := rs.bytes.fullAt(); b.After(t) {
+		t = b
+	}
+	return t
 }
 
 // pruneSessionsLocked keeps the sessions held by no connection within
@@ -376,21 +409,36 @@ func (s *Session) Unsubscribe(sub *mqttwire.Subscribe) {
 }
 
 // Take spends the tokens of one PUBLISH of n bytes before it is
-// forwarded, or, when the buckets do not hold them at now, takes nothing
-// and returns how long to wait before asking again. now may be stale
-// (the time of the read): a stale now only underestimates the refill, so
-// a caller asks again with the current time before it waits.
+// forwarded, or, when its identity's buckets do not hold them at now,
+// takes nothing and returns how long to wait before asking again. now may
+// be stale (the time of the read): a stale now only underestimates the
+// refill, so a caller asks again with the current time before it waits.
+// Within what the connection has drawn it costs two comparisons.
 func (s *Session) Take(n int, now time.Time) time.Duration {
-	if !s.rated {
+	if s.rs == nil {
 		return 0
 	}
-	d := max(s.msgs.need(1, now), s.bytes.need(float64(n), now))
-	if d > 0 {
+	nb := float64(n)
+	if s.cm < 1 || s.cb < nb {
+		if d := s.draw(nb, now); d > 0 {
+			return d
+		}
+	}
+	s.cm--
+	s.cb -= nb
+	return 0
+}
+
+// draw takes from the shared buckets what the next message needs, and up
+// to a chunk more.
+func (s *Session) draw(nb float64, now time.Time) time.Duration {
+	rs := s.rs
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if d := rs.msgs.draw(&s.cm, 1, now); d > 0 {
 		return d
 	}
-	s.msgs.spend(1)
-	s.bytes.spend(float64(n))
-	return 0
+	return rs.bytes.draw(&s.cb, nb, now)
 }
 
 // bucket is a token bucket for one client pump (no locking, no
@@ -404,27 +452,33 @@ func newBucket(perSec, burst float64, now time.Time) bucket {
 	return bucket{perSec: perSec, burst: burst, tokens: burst, last: now}
 }
 
-// need refills to now and returns 0 when n tokens may be spent (a
-// request above the burst may once the bucket is full, going into debt),
-// or how long until they may.
-func (b *bucket) need(n float64, now time.Time) time.Duration {
-	if b.perSec == 0 {
+// draw adds to credit what it lacks of need, and up to a chunk more,
+// from the bucket refilled to now; or, when the bucket does not hold it,
+// draws nothing and returns how long until it does. A need above the
+// burst is drawn once the bucket is full, going into debt.
+func (b *bucket) draw(credit *float64, need float64, now time.Time) time.Duration {
+	short := need - *credit
+	if b.perSec == 0 || short <= 0 {
 		return 0
 	}
 	if now.After(b.last) {
 		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.perSec)
 		b.last = now
 	}
-	want := min(n, b.burst)
-	if b.tokens >= want {
-		return 0
+	want := min(short, b.burst)
+	if b.tokens < want {
+		return time.Duration((want-b.tokens)/b.perSec*float64(time.Second)) + 1
 	}
-	return time.Duration((want-b.tokens)/b.perSec*float64(time.Second)) + 1
+	amount := max(short, min(b.tokens, b.perSec*rateChunk.Seconds()))
+	b.tokens -= amount
+	*credit += amount
+	return 0
 }
 
-func (b *bucket) spend(n float64) {
-	if b.perSec != 0 {
-		b.tokens -= n
+// refund gives back tokens drawn and not spent.
+func (b *bucket) refund(credit float64) {
+	if b.perSec != 0 && credit > 0 && !math.IsInf(credit, 1) {
+		b.tokens = min(b.burst, b.tokens+credit)
 	}
 }
 

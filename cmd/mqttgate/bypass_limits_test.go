@@ -90,6 +90,38 @@ func TestPublishRateCannotBeBurst(t *testing.T) {
 	}
 }
 
+// Nor can the rate be multiplied with connections: ten connections of
+// one identity share its buckets.
+func TestPublishRateSharedByAnIdentitysConnections(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_PUBLISH_RATE=5")
+	watch := watchBroker(t, backend, "par/#")
+	var conns []*proxytest.RawClient
+	for i := range 10 {
+		c, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("par-" + strconv.Itoa(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	var batch []byte
+	for range 20 {
+		batch = append(batch, proxytest.PublishPacket(mqttwire.V311, "par/x", 0, 0, nil, "m")...)
+	}
+	for _, c := range conns {
+		c.Send(batch)
+	}
+	watch.Next()
+	start, n := time.Now(), 0
+	for time.Since(start) < time.Second && watch.Within(time.Second-time.Since(start)) {
+		n++
+	}
+	t.Logf("%d messages within a second after the first, from ten connections at 5 messages/s", n)
+	if n > 10 {
+		t.Fatalf("ten connections of one identity got %d messages through within a second at 5 messages/s", n)
+	}
+}
+
 // Item 6: with MAX_INFLIGHT=3, three unreleased QoS 2 messages and
 // PUBRELs for ids never used (the broker answers each with PUBCOMP) make
 // no room: the fourth QoS 2 PUBLISH ends the session (v5 0x93).
