@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -24,8 +25,9 @@ type Admission struct {
 	// Connect, when not nil, is forwarded instead of the client's CONNECT
 	// (identity mapping). The proxy encodes it.
 	Connect *mqttwire.Connect
-	// Identity is kept on the Session for the Inspector.
-	Identity any
+	// Identity is who the client is (kept on the Session for the limits,
+	// the ACLs and the Inspector).
+	Identity *identity.Identity
 	// Expires, when not zero, is when the admission runs out (a token's
 	// expiry): the client is then disconnected, a v5 client with
 	// DISCONNECT Not authorized.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -21,8 +22,8 @@ type Session struct {
 	Version    mqttwire.Version
 	ClientID   string
 	Username   string
-	Identity   any    // from the Authenticator
-	Listener   string // "tls" or "tcp"
+	Identity   *identity.Identity // from the Authenticator; nil before authentication
+	Listener   string             // "tls" or "tcp"
 
 	srv       *Server
 	start     time.Time

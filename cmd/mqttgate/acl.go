@@ -4,7 +4,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/acl"
-	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/proxy"
 )
 
@@ -37,8 +36,7 @@ func (c *config) buildACL(pc *proxy.Config, log zerolog.Logger) (*acl.Engine, er
 		log.Warn().Msg("MQTTGATE_ACL_MODE=dry-run: ACL denials are logged and counted, not enforced")
 	}
 	pc.Topics = func(s *proxy.Session) proxy.TopicRights {
-		id, _ := s.Identity.(*identity.Identity)
-		return aclRights{e.View(acl.ClientFrom(id, s.ClientAddr.Addr()))}
+		return aclRights{e.View(acl.ClientFrom(s.Identity, s.ClientAddr.Addr()))}
 	}
 	pc.TopicDenyDisconnect = c.ACLDenyAction == "disconnect"
 	pc.TopicDryRun = c.ACLMode == "dry-run"

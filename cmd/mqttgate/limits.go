@@ -6,7 +6,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy"
@@ -68,7 +67,7 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 		if _, banned := bans.Client(string(cn.ClientID), string(cn.Username), now); banned {
 			return mqttwire.Banned, "banned" // logged by the proxy, at a bounded rate
 		}
-		if id, ok := s.Identity.(*identity.Identity); ok { // after authentication
+		if id := s.Identity; id != nil { // after authentication
 			// The identity's user name is the credential's (a token's
 			// subject, even when the token is the CONNECT's user name).
 			if _, banned := bans.Client("", id.Username, now); banned {
@@ -86,8 +85,7 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 	if c.FlappingMax > 0 {
 		f := &limits.Flapping{Max: c.FlappingMax, Window: c.FlappingWindow, Ban: c.FlappingBan}
 		pc.OnClose = func(s *proxy.Session) {
-			id, _ := s.Identity.(*identity.Identity)
-			who := limits.IdentityKey(id, s.ClientAddr.Addr())
+			who := limits.IdentityKey(s.Identity, s.ClientAddr.Addr())
 			if !f.Disconnected(s.ClientID, who, time.Now()) {
 				return
 			}
@@ -140,8 +138,7 @@ func (x sessionLimits) Close(now time.Time) { x.s.Close(now) }
 
 // sessionStart is what the limits need of an admitted CONNECT.
 func sessionStart(s *proxy.Session, c *mqttwire.Connect) limits.Start {
-	id, _ := s.Identity.(*identity.Identity)
-	st := limits.Start{ClientID: string(c.ClientID), Who: limits.IdentityKey(id, s.ClientAddr.Addr()), CleanStart: c.CleanStart}
+	st := limits.Start{ClientID: string(c.ClientID), Who: limits.IdentityKey(s.Identity, s.ClientAddr.Addr()), CleanStart: c.CleanStart}
 	if c.Version != mqttwire.V5 {
 		st.Persists = !c.CleanStart // until a clean start
 		return st
