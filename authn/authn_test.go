@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"go/build"
 	"net/url"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 // fixed answers the same for everyone.
@@ -200,23 +200,12 @@ func TestRefusalLoggedWithoutSecretAndCounted(t *testing.T) {
 	}
 }
 
-// authn decides one question: it never imports the proxy, the ACLs or
-// the limits; only the wire format and the shared leaves (the identity,
-// the security-log budget).
-func TestImports(t *testing.T) {
-	for _, dir := range []string{".", "identity"} {
-		pkg, err := build.ImportDir(dir, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range pkg.Imports {
-			if strings.HasPrefix(imp, "github.com/mqttgate/mqttgate/") &&
-				imp != "github.com/mqttgate/mqttgate/mqttwire" && imp != "github.com/mqttgate/mqttgate/authn/identity" &&
-				imp != "github.com/mqttgate/mqttgate/limits/logbudget" {
-				t.Errorf("%s imports %s", dir, imp)
-			}
-		}
-	}
+// authn decides one question: it never depends on the proxy, the ACLs or
+// the limits (tests included); only on the wire format and the shared
+// leaves (the identity, the security-log budget).
+func TestDependencies(t *testing.T) {
+	proxytest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "proxy/proxytest")
+	proxytest.OnlyDepends(t, "./identity")
 }
 
 // A flood of refusals is logged at a bounded rate; every one is counted.

@@ -1,20 +1,14 @@
-package mqttwire
+package mqttwire_test
 
 import (
-	"go/build"
-	"strings"
 	"testing"
+
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
-// mqttwire knows MQTT bytes and nothing else: standard library only.
-func TestImportsOnlyStandardLibrary(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range pkg.Imports {
-		if first, _, _ := strings.Cut(imp, "/"); strings.Contains(first, ".") {
-			t.Errorf("mqttwire imports %s", imp)
-		}
-	}
+// mqttwire knows MQTT bytes and nothing else: the standard library only,
+// and of this module, its tests use the shared test helpers alone.
+func TestDependencies(t *testing.T) {
+	proxytest.OnlyStandardLibrary(t, ".")
+	proxytest.OnlyDepends(t, ".", "proxy/proxytest")
 }

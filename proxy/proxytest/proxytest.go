@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,4 +167,51 @@ func CertOf(t testing.TB, file string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// modulePath is this module's import path.
+const modulePath = "github.com/mqttgate/mqttgate"
+
+// OnlyDepends fails the test unless every package of this module that the
+// package in dir depends on, transitively and its tests included, is dir
+// itself or one of allowed (module-relative paths such as "mqttwire" or
+// "authn/identity"): the import arrows of the design, checked the way
+// `go list -deps -test` sees them.
+func OnlyDepends(t testing.TB, dir string, allowed ...string) {
+	t.Helper()
+	out, err := exec.Command(Need(t, "go"), "list", "-deps", "-test", "-f", "{{.ImportPath}}", dir).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	self, err := exec.Command(Need(t, "go"), "list", "-f", "{{.ImportPath}}", dir).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	ok := map[string]bool{strings.TrimSpace(string(self)): true}
+	for _, a := range allowed {
+		ok[modulePath+"/"+a] = true
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		p, _, _ := strings.Cut(line, " ") // "p [q.test]": p as q's tests see it
+		p = strings.TrimSuffix(strings.TrimSuffix(p, ".test"), "_test")
+		if strings.HasPrefix(p, modulePath+"/") && !ok[p] {
+			t.Errorf("%s depends on %s (tests included)", strings.TrimSpace(string(self)), p)
+		}
+	}
+}
+
+// OnlyStandardLibrary fails the test unless the package in dir (not its
+// tests) depends, transitively, on the standard library alone.
+func OnlyStandardLibrary(t testing.TB, dir string) {
+	t.Helper()
+	out, err := exec.Command(Need(t, "go"), "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", dir).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	self, _ := exec.Command(Need(t, "go"), "list", "-f", "{{.ImportPath}}", dir).Output()
+	for _, p := range strings.Fields(string(out)) {
+		if p != strings.TrimSpace(string(self)) {
+			t.Errorf("%s depends on %s", strings.TrimSpace(string(self)), p)
+		}
+	}
 }

@@ -1,0 +1,16 @@
+package limits
+
+import (
+	"testing"
+
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
+)
+
+// limits decides how much a client may do and who may connect: it
+// depends on the wire format and the shared leaves alone (tests
+// included), never on the proxy, authn or the ACLs; logbudget on nothing
+// of this module.
+func TestDependencies(t *testing.T) {
+	proxytest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "proxy/proxytest")
+	proxytest.OnlyDepends(t, "./logbudget")
+}
