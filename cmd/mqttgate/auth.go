@@ -34,8 +34,13 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 	if has("cert") && (auth == proxy.ClientAuthNone || c.ListenTLS == "") {
 		return bad("AUTHN", "cert needs client certificates: set MQTTGATE_TLS_CLIENT_AUTH=require (or optional) and MQTTGATE_TLS_CLIENT_CA")
 	}
-	for v, s := range map[string]string{"CERT_IDENTITY": c.CertIdentity, "CERT_IDENTITY_CLIENTID": c.CertIdentityClientID} {
-		if _, err := authn.ParseCertField(s); err != nil {
+	var err error
+	for v, f := range map[string]struct {
+		s   string
+		out *authn.CertField
+	}{"CERT_IDENTITY": {c.CertIdentity, &c.parsed.usernameFrom}, "CERT_IDENTITY_CLIENTID": {c.CertIdentityClientID, &c.parsed.clientIDFrom}} {
+		s := f.s
+		if *f.out, err = authn.ParseCertField(s); err != nil {
 			return bad(v, "%v", err)
 		}
 		// Only a certificate verified against the CA bundle may name a
@@ -45,10 +50,10 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 			return bad(v, "identity mapping needs MQTTGATE_TLS_CLIENT_AUTH=require with MQTTGATE_TLS_CLIENT_CA, and no plaintext listener")
 		}
 	}
-	if _, err := authn.ParseClientIDPattern(c.ClientIDPattern); err != nil {
+	if c.parsed.clientIDPattern, err = authn.ParseClientIDPattern(c.ClientIDPattern); err != nil {
 		return bad("CLIENTID_PATTERN", "%v", err)
 	}
-	if _, err := authn.ParseRules(c.AuthnRules); err != nil {
+	if c.parsed.authnRules, err = authn.ParseRules(c.AuthnRules); err != nil {
 		return bad("AUTHN_RULES", "%v", err)
 	}
 	if has("rules") != (c.AuthnRules != "") {
@@ -85,14 +90,12 @@ type reloadable struct {
 }
 
 // buildAuthn builds the authentication chain the settings ask for, and
-// returns the files it keeps in service.
-func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, error) {
-	var files []reloadable
+// returns the files it keeps in service and what stops the authenticators
+// that run in the background (also when it fails half-way).
+func (c *config) buildAuthn(log zerolog.Logger) (_ *authn.Chain, files []reloadable, closers []func(), err error) {
 	cfg := authn.Config{AllowAnonymous: c.AllowAnonymous, Logger: log, UsernameIsSecret: c.usernameIsSecret()}
-	cfg.UsernameFrom, _ = authn.ParseCertField(c.CertIdentity)
-	cfg.ClientIDFrom, _ = authn.ParseCertField(c.CertIdentityClientID)
-	cfg.Rules, _ = authn.ParseRules(c.AuthnRules)
-	cfg.ClientIDPattern, _ = authn.ParseClientIDPattern(c.ClientIDPattern)
+	cfg.UsernameFrom, cfg.ClientIDFrom = c.parsed.usernameFrom, c.parsed.clientIDFrom
+	cfg.Rules, cfg.ClientIDPattern = c.parsed.authnRules, c.parsed.clientIDPattern
 	for _, name := range c.Authn {
 		switch name {
 		case "cert":
@@ -103,7 +106,7 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, err
 		case "password":
 			p, err := authn.NewPasswordFile(authn.PasswordOptions{Path: c.PasswordFile, CacheTTL: c.PasswordCacheTTL, MaxConcurrent: c.PasswordMaxConcurrent})
 			if err != nil {
-				return nil, nil, bad("PASSWORD_FILE", "%v", err)
+				return nil, nil, closers, bad("PASSWORD_FILE", "%v", err)
 			}
 			log.Info().Str("file", c.PasswordFile).Int("users", p.Users()).Msg("password file loaded")
 			cfg.Authenticators = append(cfg.Authenticators, p)
@@ -111,15 +114,17 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, err
 		case "jwt":
 			j, err := authn.NewJWT(c.jwtOptions(log))
 			if err != nil {
-				return nil, nil, bad("JWT_KEYS", "%v", err)
+				return nil, nil, closers, bad("JWT_KEYS", "%v", err)
 			}
+			closers = append(closers, j.Close)
 			cfg.Authenticators = append(cfg.Authenticators, j)
 			files = append(files, reloadable{"JWT_KEYS", j.Reload})
 		case "http":
 			w, err := authn.NewWebhook(c.webhookOptions())
 			if err != nil {
-				return nil, nil, bad("HTTP_AUTH_CA", "%v", err)
+				return nil, nil, closers, bad("HTTP_AUTH_CA", "%v", err)
 			}
+			closers = append(closers, w.Close)
 			if u, _ := url.Parse(c.HTTPAuthURL); u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
 				log.Warn().Str("url", c.HTTPAuthURL).Msg("MQTTGATE_HTTP_AUTH_URL is plain http: passwords cross the network unencrypted")
 			}
@@ -134,7 +139,7 @@ func (c *config) buildAuthn(log zerolog.Logger) (*authn.Chain, []reloadable, err
 	case c.AllowAnonymous:
 		log.Warn().Msg("MQTTGATE_ALLOW_ANONYMOUS=true: clients without credentials are admitted")
 	}
-	return authn.NewChain(cfg), files, nil
+	return authn.NewChain(cfg), files, closers, nil
 }
 
 // chainAuth lets the proxy use the chain.
@@ -188,18 +193,11 @@ func (c *config) checkJWT(enabled bool) error {
 		return bad("JWT_LEEWAY", "%v: between 0 and 5m", c.JWTLeeway)
 	}
 	if c.JWTClaims != "" {
-		var m map[string]string
-		if err := json.Unmarshal([]byte(c.JWTClaims), &m); err != nil {
+		if err := json.Unmarshal([]byte(c.JWTClaims), &c.parsed.jwtClaims); err != nil {
 			return bad("JWT_CLAIMS", "want a JSON object of claim names to templates: %v", err)
 		}
 	}
-	// Keys, algorithms and templates are checked by building it once.
-	j, err := authn.NewJWT(c.jwtOptions(zerolog.Nop()))
-	if err != nil {
-		return bad("JWT_KEYS", "%v", err)
-	}
-	j.Close()
-	return nil
+	return nil // keys, algorithms and templates are checked when the authenticator is built
 }
 
 func (c *config) jwtOptions(log zerolog.Logger) authn.JWTOptions {
@@ -211,9 +209,7 @@ func (c *config) jwtOptions(log zerolog.Logger) authn.JWTOptions {
 	if c.JWTSecret != "" {
 		o.Secret = []byte(c.JWTSecret)
 	}
-	if c.JWTClaims != "" {
-		_ = json.Unmarshal([]byte(c.JWTClaims), &o.Claims)
-	}
+	o.Claims = c.parsed.jwtClaims
 	return o
 }
 
@@ -239,12 +235,7 @@ func (c *config) checkWebhook(enabled bool) error {
 	if c.HTTPAuthMaxInflight < 1 {
 		return bad("HTTP_AUTH_MAX_INFLIGHT", "%d: at least 1", c.HTTPAuthMaxInflight)
 	}
-	w, err := authn.NewWebhook(c.webhookOptions())
-	if err != nil {
-		return bad("HTTP_AUTH_CA", "%v", err)
-	}
-	w.Close()
-	return nil
+	return nil // the CA file is read when the authenticator is built
 }
 
 func (c *config) webhookOptions() authn.WebhookOptions {

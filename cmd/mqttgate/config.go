@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/authn"
 	"github.com/mqttgate/mqttgate/proxy"
 )
 
@@ -109,6 +112,23 @@ type config struct {
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+
+	parsed parsed // filled by check: every value that needs parsing, parsed once
+}
+
+// parsed holds the settings check parsed, so that nothing is parsed twice
+// and the builders cannot drop an error.
+type parsed struct {
+	clientAuth      proxy.ClientAuth
+	groups          []tls.CurveID
+	access          *proxy.AccessRules
+	trusted         []netip.Prefix
+	logLevel        zerolog.Level
+	usernameFrom    authn.CertField
+	clientIDFrom    authn.CertField
+	authnRules      *authn.Rules
+	clientIDPattern *authn.ClientIDPattern
+	jwtClaims       map[string]string
 }
 
 // configError names the variable at fault; main exits 2 on it.
@@ -178,6 +198,7 @@ func (c *config) check() error {
 	if err != nil {
 		return bad("TLS_CLIENT_AUTH", "%v", err)
 	}
+	c.parsed.clientAuth = auth
 	if auth != proxy.ClientAuthNone && c.TLSClientCA == "" {
 		return bad("TLS_CLIENT_CA", "required when MQTTGATE_TLS_CLIENT_AUTH=%s", c.TLSClientAuth)
 	}
@@ -187,19 +208,20 @@ func (c *config) check() error {
 	if c.TLSVerifyDepth < 0 {
 		return bad("TLS_VERIFY_DEPTH", "%d: must not be negative", c.TLSVerifyDepth)
 	}
-	if _, err := proxy.ParseGroups(c.TLSGroups); err != nil {
+	if c.parsed.groups, err = proxy.ParseGroups(c.TLSGroups); err != nil {
 		return bad("TLS_GROUPS", "%v", err)
 	}
 	if c.TLSReloadInterval < time.Second {
 		return bad("TLS_RELOAD_INTERVAL", "%v: at least 1s", c.TLSReloadInterval)
 	}
-	if _, err := proxy.ParseAccessRules(c.AccessRules); err != nil {
+	if c.parsed.access, err = proxy.ParseAccessRules(c.AccessRules); err != nil {
 		return bad("ACCESS_RULES", "%v", err)
 	}
 	trusted, err := proxy.ParsePrefixes(c.ProxyProtocolTrusted)
 	if err != nil {
 		return bad("PROXY_PROTOCOL_TRUSTED", "%v", err)
 	}
+	c.parsed.trusted = trusted
 	if !c.ProxyProtocol && len(trusted) > 0 {
 		return bad("PROXY_PROTOCOL_TRUSTED", "set, but inbound PROXY headers are off: set MQTTGATE_PROXY_PROTOCOL=true as well, or unset this")
 	}
@@ -221,7 +243,7 @@ func (c *config) check() error {
 			return bad("PPROF_ADDR", "%q: a loopback host:port (profiles reveal memory contents)", c.PprofAddr)
 		}
 	}
-	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+	if c.parsed.logLevel, err = zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		return bad("LOG_LEVEL", "%q: want trace, debug, info, warn or error", c.LogLevel)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
@@ -232,23 +254,20 @@ func (c *config) check() error {
 
 // proxyConfig turns checked settings into the proxy's configuration.
 func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
-	access, _ := proxy.ParseAccessRules(c.AccessRules)
 	pc := proxy.Config{
 		Backend: c.Backend, BackendProxyProtocol: c.BackendProxyProtocol,
 		DialTimeout: c.DialTimeout, HandshakeTimeout: c.HandshakeTimeout, ConnectTimeout: c.ConnectTimeout,
-		DrainTimeout: c.DrainTimeout, MaxPacketSize: c.MaxPacketSize, Access: access, Logger: log,
+		DrainTimeout: c.DrainTimeout, MaxPacketSize: c.MaxPacketSize, Access: c.parsed.access, Logger: log,
 	}
 	if c.ProxyProtocol {
-		pc.ProxyProtocolTrusted, _ = proxy.ParsePrefixes(c.ProxyProtocolTrusted)
+		pc.ProxyProtocolTrusted = c.parsed.trusted
 	}
 	return pc
 }
 
 func (c *config) tlsOptions() proxy.TLSOptions {
-	auth, _ := proxy.ParseClientAuth(c.TLSClientAuth)
-	groups, _ := proxy.ParseGroups(c.TLSGroups) // checked by check
-	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: auth, VerifyDepth: c.TLSVerifyDepth, CRLFile: c.TLSCRL,
-		KeyPassphrase: []byte(c.TLSKeyPassphrase), Groups: groups}
+	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: c.parsed.clientAuth, VerifyDepth: c.TLSVerifyDepth, CRLFile: c.TLSCRL,
+		KeyPassphrase: []byte(c.TLSKeyPassphrase), Groups: c.parsed.groups}
 	for i := range c.TLSCert {
 		o.Pairs = append(o.Pairs, proxy.CertPair{CertFile: c.TLSCert[i], KeyFile: c.TLSKey[i]})
 	}
@@ -256,7 +275,7 @@ func (c *config) tlsOptions() proxy.TLSOptions {
 }
 
 func newLogger(c *config) zerolog.Logger {
-	lvl, _ := zerolog.ParseLevel(c.LogLevel)
+	lvl := c.parsed.logLevel
 	var log zerolog.Logger
 	if c.LogFormat == "console" {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})

@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
@@ -93,4 +98,32 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 	if code := run(nil, env, new(bytes.Buffer), &stderr); code != 2 || !strings.Contains(stderr.String(), "MQTTGATE_TLS_CERT") {
 		t.Errorf("mismatched key: exit %d, %q", code, stderr.String())
 	}
+}
+
+// A start-up step that fails undoes the ones before it: the TLS listener
+// opened before the profiling address turned out to be taken is closed.
+func TestStartupFailureClosesWhatItOpened(t *testing.T) {
+	dir := t.TempDir()
+	if code := run([]string{"certs", "init", dir}, nil, new(bytes.Buffer), new(bytes.Buffer)); code != 0 {
+		t.Fatalf("certs init: exit %d", code)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tlsAddr := proxytest.FreeAddr(t)
+	c, err := loadConfig(map[string]string{"MQTTGATE_TLS_CERT": dir + "/server.pem", "MQTTGATE_TLS_KEY": dir + "/server-key.pem",
+		"MQTTGATE_LISTEN_TLS": tlsAddr, "MQTTGATE_PPROF_ADDR": taken.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startGateway(c, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "MQTTGATE_PPROF_ADDR") {
+		t.Fatalf("start-up with the profiling address taken: %v", err)
+	}
+	ln, err := net.Listen("tcp", tlsAddr)
+	if err != nil {
+		t.Fatalf("the TLS listener of the failed start-up still holds %s: %v", tlsAddr, err)
+	}
+	ln.Close()
 }

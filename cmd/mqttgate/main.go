@@ -114,16 +114,26 @@ type gateway struct {
 }
 
 // startGateway builds and starts everything the configuration asks for.
-func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
+// Everything that can fail (files, authenticators, listeners) comes
+// before anything starts serving, and one cleanup path undoes what was
+// built when a step fails.
+func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	g := &gateway{log: log, errc: make(chan error, 2)}
-	if c.ListenTLS != "" {
-		store, err := proxy.NewCertStore(c.tlsOptions())
+	var undo []func()
+	defer func() {
 		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if c.ListenTLS != "" {
+		if g.store, err = proxy.NewCertStore(c.tlsOptions()); err != nil {
 			return nil, bad("TLS_CERT", "%v", err)
 		}
-		g.store = store
 	}
-	chain, files, err := c.buildAuthn(log)
+	chain, files, closers, err := c.buildAuthn(log)
+	undo = append(undo, closers...)
 	if err != nil {
 		return nil, err
 	}
@@ -145,40 +155,48 @@ func startGateway(c *config, log zerolog.Logger) (*gateway, error) {
 	if c.BansFile != "" {
 		g.files = append(g.files, reloadable{"BANS_FILE", bans.Reload})
 	}
-	srv, err := proxy.New(pc)
-	if err != nil {
+	if g.srv, err = proxy.New(pc); err != nil {
 		return nil, err
 	}
-	g.srv = srv
+	listen := func(addr, name string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, bad(name, "%v", err)
+		}
+		undo = append(undo, func() { ln.Close() })
+		return ln, nil
+	}
 	if c.ListenTLS != "" {
-		if g.tlsLn, err = net.Listen("tcp", c.ListenTLS); err != nil {
-			return nil, bad("LISTEN_TLS", "%v", err)
+		if g.tlsLn, err = listen(c.ListenTLS, "LISTEN_TLS"); err != nil {
+			return nil, err
 		}
 	}
 	if c.ListenTCP != "" {
-		if g.tcpLn, err = net.Listen("tcp", c.ListenTCP); err != nil {
-			if g.tlsLn != nil {
-				g.tlsLn.Close()
-			}
-			return nil, bad("LISTEN_TCP", "%v", err)
+		if g.tcpLn, err = listen(c.ListenTCP, "LISTEN_TCP"); err != nil {
+			return nil, err
 		}
-		log.Warn().Str("listen", g.tcpLn.Addr().String()).Msg("plaintext MQTT listener enabled")
 	}
+	var pprofLn net.Listener
+	if c.PprofAddr != "" {
+		if pprofLn, err = listen(c.PprofAddr, "PPROF_ADDR"); err != nil {
+			return nil, err
+		}
+	}
+
+	// Nothing below fails: serve.
+	srv := g.srv
 	if g.tlsLn != nil {
 		log.Info().Str("listen", g.tlsLn.Addr().String()).Str("backend", c.Backend).Msg("TLS listener ready")
 		go func() { g.errc <- srv.Serve(g.tlsLn, g.store.ServerConfig()) }()
 	}
 	if g.tcpLn != nil {
+		log.Warn().Str("listen", g.tcpLn.Addr().String()).Msg("plaintext MQTT listener enabled")
 		go func() { g.errc <- srv.Serve(g.tcpLn, nil) }()
 	}
-	if c.PprofAddr != "" {
-		ln, err := net.Listen("tcp", c.PprofAddr)
-		if err != nil {
-			return nil, bad("PPROF_ADDR", "%v", err)
-		}
+	if pprofLn != nil {
 		g.pprof = &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = g.pprof.Serve(ln) }()
-		log.Warn().Str("listen", ln.Addr().String()).Msg("profiling endpoint enabled (net/http/pprof)")
+		go func() { _ = g.pprof.Serve(pprofLn) }()
+		log.Warn().Str("listen", pprofLn.Addr().String()).Msg("profiling endpoint enabled (net/http/pprof)")
 	}
 	var ctx context.Context
 	ctx, g.cancel = context.WithCancel(context.Background())
