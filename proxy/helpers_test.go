@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/certstore"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
@@ -52,17 +53,17 @@ func tcpLoopback(t *testing.T) (accepted, dialed net.Conn) {
 
 type pki struct {
 	*devpki.Files
-	store *CertStore
+	store *certstore.Store
 }
 
 // newPKI writes a dev PKI with clients "alice" and "bob".
-func newPKI(t testing.TB, auth ClientAuth) *pki {
+func newPKI(t testing.TB, auth certstore.ClientAuth) *pki {
 	t.Helper()
 	f, err := devpki.Init(t.TempDir(), "alice", "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := NewCertStore(TLSOptions{Pairs: []CertPair{{f.ServerCert, f.ServerKey}}, ClientCAFile: f.CA, ClientAuth: auth})
+	store, err := certstore.New(certstore.Options{Pairs: []certstore.CertPair{{CertFile: f.ServerCert, KeyFile: f.ServerKey}}, ClientCAFile: f.CA, ClientAuth: auth})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/certstore"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
@@ -52,7 +53,7 @@ func rawExchange(t *testing.T, c net.Conn, b []byte) []byte {
 
 func TestRoundTripThroughTLSToMosquitto(t *testing.T) {
 	broker := startMosquitto(t)
-	p := newPKI(t, ClientAuthNone)
+	p := newPKI(t, certstore.ClientAuthNone)
 	px := startProxy(t, Config{Backend: broker}, p.store.ServerConfig())
 
 	for _, qos := range []byte{0, 1, 2} {
@@ -75,7 +76,7 @@ func TestRoundTripThroughTLSToMosquitto(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	broker := startMosquitto(t)
-	p := newPKI(t, ClientAuthRequire)
+	p := newPKI(t, certstore.ClientAuthRequire)
 	px := startProxy(t, Config{Backend: broker}, p.store.ServerConfig())
 
 	// No certificate: refused in the handshake.
@@ -148,7 +149,7 @@ func recordingBroker(t *testing.T) (addr string, headers <-chan *proxyproto.Head
 
 func TestBackendProxyHeaderCarriesClientAndTLS(t *testing.T) {
 	broker, headers := recordingBroker(t)
-	p := newPKI(t, ClientAuthRequire)
+	p := newPKI(t, certstore.ClientAuthRequire)
 	px := startProxy(t, Config{Backend: broker, BackendProxyProtocol: true}, p.store.ServerConfig())
 
 	cfg := p.clientTLS(t, "bob")
@@ -393,7 +394,7 @@ func TestBrokerDownAnswersServerUnavailable(t *testing.T) {
 
 func TestCertificateReloadKeepsConnections(t *testing.T) {
 	broker := startMosquitto(t)
-	p := newPKI(t, ClientAuthNone)
+	p := newPKI(t, certstore.ClientAuthNone)
 	px := startProxy(t, Config{Backend: broker}, p.store.ServerConfig())
 	sub := dialMQTT(t, px.addr, p.clientTLS(t, ""), "long-lived")
 	if _, err := sub.Subscribe(ctx10(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "r", QoS: 1}}}); err != nil {
@@ -735,7 +736,7 @@ func TestRevokedClientCertificateRefused(t *testing.T) {
 	if err := f.Authority.WriteCRL(crl, bob); err != nil {
 		t.Fatal(err)
 	}
-	store, err := NewCertStore(TLSOptions{Pairs: []CertPair{{f.ServerCert, f.ServerKey}}, ClientCAFile: f.CA, ClientAuth: ClientAuthRequire, CRLFile: crl})
+	store, err := certstore.New(certstore.Options{Pairs: []certstore.CertPair{{CertFile: f.ServerCert, KeyFile: f.ServerKey}}, ClientCAFile: f.CA, ClientAuth: certstore.ClientAuthRequire, CRLFile: crl})
 	if err != nil {
 		t.Fatal(err)
 	}

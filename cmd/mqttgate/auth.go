@@ -15,13 +15,14 @@ import (
 	"github.com/mqttgate/mqttgate/authn"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy"
+	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
 var authnNames = []string{"cert", "rules", "password", "jwt", "http"}
 
 // checkAuthn checks the authentication settings; auth is the checked
 // client-certificate mode.
-func (c *config) checkAuthn(auth proxy.ClientAuth) error {
+func (c *config) checkAuthn(auth certstore.ClientAuth) error {
 	for i, name := range c.Authn {
 		if !slices.Contains(authnNames, name) {
 			return bad("AUTHN", "%q: want a list of cert, rules, password, jwt, http", name)
@@ -31,7 +32,7 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 		}
 	}
 	has := func(name string) bool { return slices.Contains(c.Authn, name) }
-	if has("cert") && (auth == proxy.ClientAuthNone || c.ListenTLS == "") {
+	if has("cert") && (auth == certstore.ClientAuthNone || c.ListenTLS == "") {
 		return bad("AUTHN", "cert needs client certificates: set MQTTGATE_TLS_CLIENT_AUTH=require (or optional) and MQTTGATE_TLS_CLIENT_CA")
 	}
 	var err error
@@ -46,7 +47,7 @@ func (c *config) checkAuthn(auth proxy.ClientAuth) error {
 		// Only a certificate verified against the CA bundle may name a
 		// client: with optional or no client auth, anyone could claim any
 		// identity with a self-signed one, or none.
-		if s != "" && (auth != proxy.ClientAuthRequire || c.ListenTCP != "") {
+		if s != "" && (auth != certstore.ClientAuthRequire || c.ListenTCP != "") {
 			return bad(v, "identity mapping needs MQTTGATE_TLS_CLIENT_AUTH=require with MQTTGATE_TLS_CLIENT_CA, and no plaintext listener")
 		}
 	}

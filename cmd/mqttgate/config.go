@@ -16,6 +16,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/authn"
 	"github.com/mqttgate/mqttgate/proxy"
+	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
 const envPrefix = "MQTTGATE_"
@@ -119,7 +120,7 @@ type config struct {
 // parsed holds the settings check parsed, so that nothing is parsed twice
 // and the builders cannot drop an error.
 type parsed struct {
-	clientAuth      proxy.ClientAuth
+	clientAuth      certstore.ClientAuth
 	groups          []tls.CurveID
 	access          *proxy.AccessRules
 	trusted         []netip.Prefix
@@ -194,21 +195,21 @@ func (c *config) check() error {
 		}
 		c.TLSKeyPassphrase = strings.TrimRight(string(b), "\r\n")
 	}
-	auth, err := proxy.ParseClientAuth(c.TLSClientAuth)
+	auth, err := certstore.ParseClientAuth(c.TLSClientAuth)
 	if err != nil {
 		return bad("TLS_CLIENT_AUTH", "%v", err)
 	}
 	c.parsed.clientAuth = auth
-	if auth != proxy.ClientAuthNone && c.TLSClientCA == "" {
+	if auth != certstore.ClientAuthNone && c.TLSClientCA == "" {
 		return bad("TLS_CLIENT_CA", "required when MQTTGATE_TLS_CLIENT_AUTH=%s", c.TLSClientAuth)
 	}
-	if c.TLSCRL != "" && auth == proxy.ClientAuthNone {
+	if c.TLSCRL != "" && auth == certstore.ClientAuthNone {
 		return bad("TLS_CRL", "set, but client certificates are off (MQTTGATE_TLS_CLIENT_AUTH=none)")
 	}
 	if c.TLSVerifyDepth < 0 {
 		return bad("TLS_VERIFY_DEPTH", "%d: must not be negative", c.TLSVerifyDepth)
 	}
-	if c.parsed.groups, err = proxy.ParseGroups(c.TLSGroups); err != nil {
+	if c.parsed.groups, err = certstore.ParseGroups(c.TLSGroups); err != nil {
 		return bad("TLS_GROUPS", "%v", err)
 	}
 	if c.TLSReloadInterval < time.Second {
@@ -265,11 +266,11 @@ func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 	return pc
 }
 
-func (c *config) tlsOptions() proxy.TLSOptions {
-	o := proxy.TLSOptions{ClientCAFile: c.TLSClientCA, ClientAuth: c.parsed.clientAuth, VerifyDepth: c.TLSVerifyDepth, CRLFile: c.TLSCRL,
+func (c *config) tlsOptions() certstore.Options {
+	o := certstore.Options{ClientCAFile: c.TLSClientCA, ClientAuth: c.parsed.clientAuth, VerifyDepth: c.TLSVerifyDepth, CRLFile: c.TLSCRL,
 		KeyPassphrase: []byte(c.TLSKeyPassphrase), Groups: c.parsed.groups}
 	for i := range c.TLSCert {
-		o.Pairs = append(o.Pairs, proxy.CertPair{CertFile: c.TLSCert[i], KeyFile: c.TLSKey[i]})
+		o.Pairs = append(o.Pairs, certstore.CertPair{CertFile: c.TLSCert[i], KeyFile: c.TLSKey[i]})
 	}
 	return o
 }

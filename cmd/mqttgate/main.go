@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/proxy"
+	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
 const usage = `usage:
@@ -103,7 +104,7 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 // gateway is a running proxy with its listeners and reload loop.
 type gateway struct {
 	srv    *proxy.Server
-	store  *proxy.CertStore
+	store  *certstore.Store
 	log    zerolog.Logger
 	errc   chan error
 	tlsLn  net.Listener
@@ -128,7 +129,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 		}
 	}()
 	if c.ListenTLS != "" {
-		if g.store, err = proxy.NewCertStore(c.tlsOptions()); err != nil {
+		if g.store, err = certstore.New(c.tlsOptions()); err != nil {
 			return nil, bad("TLS_CERT", "%v", err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+
+	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
 // writeCounter counts the writes made to a connection.
@@ -40,7 +42,7 @@ func tlsPair(t *testing.T, clientCfg, serverCfg *tls.Config, wrap func(net.Conn)
 // A packet of a new connection goes out in one record and one write, not
 // in records growing from one TCP segment (Go's dynamic record sizing).
 func TestFirstPacketsInFullSizeRecords(t *testing.T) {
-	p := newPKI(t, ClientAuthNone)
+	p := newPKI(t, certstore.ClientAuthNone)
 	var counted *writeCounter
 	tc, server := tlsPair(t, p.clientTLS(t, ""), p.store.ServerConfig(), func(c net.Conn) net.Conn {
 		counted = &writeCounter{Conn: c}
@@ -75,12 +77,12 @@ func TestKeyExchangeGroups(t *testing.T) {
 		{[]string{"X25519", "P-256"}, tls.X25519},
 		{[]string{"secp256r1"}, tls.CurveP256},
 	} {
-		groups, err := ParseGroups(c.groups)
+		groups, err := certstore.ParseGroups(c.groups)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := newPKI(t, ClientAuthNone)
-		store, err := NewCertStore(TLSOptions{Pairs: []CertPair{{p.ServerCert, p.ServerKey}}, Groups: groups})
+		p := newPKI(t, certstore.ClientAuthNone)
+		store, err := certstore.New(certstore.Options{Pairs: []certstore.CertPair{{CertFile: p.ServerCert, KeyFile: p.ServerKey}}, Groups: groups})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,8 +92,8 @@ func TestKeyExchangeGroups(t *testing.T) {
 		}
 	}
 	for _, bad := range [][]string{{"X448"}, {"X25519", "x25519"}, {""}} {
-		if _, err := ParseGroups(bad); err == nil {
-			t.Errorf("ParseGroups(%q) accepted", bad)
+		if _, err := certstore.ParseGroups(bad); err == nil {
+			t.Errorf("certstore.ParseGroups(%q) accepted", bad)
 		}
 	}
 }

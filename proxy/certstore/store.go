@@ -1,4 +1,4 @@
-package proxy
+package certstore
 
 import (
 	"bytes"
@@ -74,8 +74,8 @@ type CertPair struct {
 	CertFile, KeyFile string
 }
 
-// TLSOptions configures a CertStore.
-type TLSOptions struct {
+// Options configures a Store.
+type Options struct {
 	Pairs        []CertPair // the first is the default for clients without a matching SNI
 	ClientCAFile string
 	ClientAuth   ClientAuth
@@ -117,11 +117,11 @@ func decryptKey(keyPEM, passphrase []byte) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// CertStore holds the server certificates and client CA bundle and
+// Store holds the server certificates and client CA bundle and
 // reloads them from disk. A failed reload keeps the previous state in
 // service. It is safe for concurrent use.
-type CertStore struct {
-	opts  TLSOptions
+type Store struct {
+	opts  Options
 	state atomic.Pointer[certState]
 	mu    sync.Mutex // serialises reloads
 }
@@ -144,15 +144,15 @@ var tls12Suites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
-// NewCertStore loads every file once; any error fails.
-func NewCertStore(opts TLSOptions) (*CertStore, error) {
+// New loads every file once; any error fails.
+func New(opts Options) (*Store, error) {
 	if len(opts.Pairs) == 0 {
 		return nil, errors.New("no certificate configured")
 	}
 	if opts.ClientAuth != ClientAuthNone && opts.ClientCAFile == "" {
 		return nil, errors.New("client certificate verification needs a CA bundle")
 	}
-	s := &CertStore{opts: opts}
+	s := &Store{opts: opts}
 	if _, err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func NewCertStore(opts TLSOptions) (*CertStore, error) {
 
 // Reload reads the files again. It reports whether anything changed; on
 // error the certificates in service stay as they were.
-func (s *CertStore) Reload() (changed bool, err error) {
+func (s *Store) Reload() (changed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := sha256.New()
@@ -276,7 +276,7 @@ func (s *CertStore) Reload() (changed bool, err error) {
 // ServerConfig returns the tls.Config for a listener: every handshake uses
 // the state in service when it starts, so a reload applies to new
 // handshakes and never to established connections.
-func (s *CertStore) ServerConfig() *tls.Config {
+func (s *Store) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -290,4 +290,4 @@ func (s *CertStore) ServerConfig() *tls.Config {
 }
 
 // Leaf returns the default certificate in service.
-func (s *CertStore) Leaf() *x509.Certificate { return s.state.Load().leaves[0] }
+func (s *Store) Leaf() *x509.Certificate { return s.state.Load().leaves[0] }
