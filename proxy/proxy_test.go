@@ -782,3 +782,68 @@ func TestRevokedClientCertificateRefused(t *testing.T) {
 		t.Fatal("a CRL its issuer did not sign revoked bob")
 	}
 }
+
+// packetBroker accepts MQTT connections, answers CONNACK and PINGRESP,
+// and sends the type of every other packet it receives on the channel.
+func packetBroker(t *testing.T) (string, <-chan mqttwire.Type) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan mqttwire.Type, 64)
+	acceptLoop(t, ln, func(c net.Conn) {
+		r := mqttwire.NewReader(c, 256, 1<<20)
+		for {
+			p, err := r.Next()
+			if err != nil {
+				return
+			}
+			switch p.Type {
+			case mqttwire.CONNECT:
+				_, _ = c.Write([]byte{0x20, 2, 0, 0})
+			case mqttwire.PINGREQ:
+				_, _ = c.Write([]byte{0xd0, 0})
+			default:
+				seen <- p.Type
+			}
+		}
+	})
+	return ln.Addr().String(), seen
+}
+
+// A 3.1.1 QoS 2 PUBLISH refused by an inspector (as by the ACL) is
+// answered PUBREC by the proxy, and so is its PUBREL (PUBCOMP): neither
+// reaches the broker, which never saw the PUBLISH.
+func TestRefusedQoS2ReleasedByTheProxyForEverySource(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"inspector": {Inspector: InspectorChain{denyInspector{}}},
+		"acl":       withRights(Config{}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			broker, seen := packetBroker(t)
+			cfg.Backend = broker
+			px := startProxy(t, cfg, nil)
+			c, ack := dialRaw(t, px.addr, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("q2")})
+			if ack.Type != mqttwire.CONNACK {
+				t.Fatalf("CONNACK %x", ack.Raw)
+			}
+			c.Send(publishPkt(mqttwire.V311, "denied/x", 2, 5, nil, "m"))
+			if p := c.Next(); p.Type != mqttwire.PUBREC {
+				t.Fatalf("refused QoS 2: %s %x, want PUBREC", p.Type, p.Raw)
+			}
+			c.Send(mqttwire.AppendPubAck(nil, mqttwire.PUBREL, mqttwire.V311, 5, 0, nil))
+			if p := c.Next(); p.Type != mqttwire.PUBCOMP || !bytes.Equal(p.Body, []byte{0, 5}) {
+				t.Fatalf("PUBREL of the refused PUBLISH: %s %x, want PUBCOMP 5 from the proxy", p.Type, p.Raw)
+			}
+			c.Send([]byte{0xc0, 0}) // PINGREQ: the broker answers; whatever it saw before is in the channel
+			if p := c.Next(); p.Type != mqttwire.PINGRESP {
+				t.Fatalf("PINGREQ: %s %x", p.Type, p.Raw)
+			}
+			select {
+			case typ := <-seen:
+				t.Fatalf("the broker received a %s", typ)
+			default:
+			}
+		})
+	}
+}

@@ -39,7 +39,11 @@ type Session struct {
 	closed    bool
 	reason    string
 
-	topics          topicState
+	topics topicState
+	// refusedQoS2 are packet ids of QoS 2 PUBLISHes the proxy refused
+	// itself (whatever refused them); their PUBREL is answered here too.
+	// The client pump's own.
+	refusedQoS2     map[uint16]struct{}
 	limiter         Limiter
 	keepAlive       time.Duration // effective keepalive; 0: none
 	keepAliveCapped bool

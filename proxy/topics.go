@@ -35,9 +35,6 @@ type topicState struct {
 	// aliases are the client's v5 Topic Aliases; tainted ones were set
 	// by a PUBLISH the broker never saw.
 	aliases map[uint16]*alias
-	// refusedQoS2 are packet ids of QoS 2 PUBLISHes the proxy answered
-	// itself; their PUBREL is answered here too.
-	refusedQoS2 map[uint16]struct{}
 
 	// pending SUBSCRIBEs forwarded with filters taken out: the SUBACK
 	// codes to send, pendingFilter where the broker's code goes. Shared
@@ -69,29 +66,11 @@ const (
 // flush writes the given bytes to the broker and marks every packet read
 // so far, this one included, as dealt with.
 func (s *Server) checkTopics(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, flush func([]byte) bool) (topicVerdict, string) {
-	ts := &sess.topics
-	p := in.Packet
-	switch p.Type {
+	switch in.Packet.Type {
 	case mqttwire.PUBLISH:
 		return s.checkPublish(sess, client, r, in, flush)
 	case mqttwire.SUBSCRIBE:
 		return s.checkSubscribe(sess, client, r, in, flush)
-	case mqttwire.PUBREL:
-		if len(ts.refusedQoS2) == 0 {
-			return topicForward, ""
-		}
-		a, _ := mqttwire.ParseAck(p, sess.Version)
-		if _, ok := ts.refusedQoS2[a.PacketID]; !ok {
-			return topicForward, ""
-		}
-		delete(ts.refusedQoS2, a.PacketID)
-		if !flush(r.HeldBefore(p)) {
-			return topicEnd, closeBroker
-		}
-		if sess.writeClient(client, mqttwire.AppendPubAck(nil, mqttwire.PUBCOMP, sess.Version, a.PacketID, mqttwire.Success, nil)) != nil {
-			return topicEnd, closeWriteError
-		}
-		return topicHandled, ""
 	}
 	return topicForward, ""
 }
@@ -150,16 +129,7 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 		s.disconnect(sess, client, mqttwire.NotAuthorized)
 		return topicEnd, closeTopicDenied
 	}
-	if pub.QoS == 2 {
-		if ts.refusedQoS2 == nil {
-			ts.refusedQoS2 = map[uint16]struct{}{}
-		}
-		ts.refusedQoS2[pub.PacketID] = struct{}{}
-	}
-	if reply, _ := refusal(sess.Version, in, mqttwire.NotAuthorized); reply != nil && sess.writeClient(client, reply) != nil {
-		return topicEnd, closeWriteError
-	}
-	return topicHandled, ""
+	return s.answer(sess, client, in, mqttwire.NotAuthorized)
 }
 
 // badAlias ends the session over an invalid Topic Alias (v5 DISCONNECT
