@@ -229,6 +229,19 @@ func subscribe(t *testing.T, filters ...string) *mqttwire.Subscribe {
 	return &s
 }
 
+// subscribeAll checks a SUBSCRIBE of filters and, when the limits let it
+// through, records every filter as forwarded, as the proxy does.
+func subscribeAll(t *testing.T, s *Session, filters ...string) Violation {
+	t.Helper()
+	v := s.Subscribe(subscribe(t, filters...))
+	if v.Kind == "" {
+		for _, f := range filters {
+			s.Subscribed([]byte(f))
+		}
+	}
+	return v
+}
+
 // open starts a session of l for client id "c" used by "alice".
 func open(l PacketLimits) *Session {
 	return NewSessions(l).Open(Start{ClientID: "c", Who: "alice", CleanStart: true}, time.Now())
@@ -245,20 +258,20 @@ func TestSessionLimits(t *testing.T) {
 	if v := l.ClientID([]byte("12345")); v.Kind != "max_client_id_length" || v.Code != mqttwire.ClientIdentifierNotValid {
 		t.Errorf("client id: %+v", v)
 	}
-	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "max_filters_per_subscribe" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "max_filters_per_subscribe" {
 		t.Errorf("three filters: %+v", v)
 	}
-	if v := s.Subscribe(subscribe(t, "a", "b")); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b"); v.Kind != "" {
 		t.Errorf("two: %+v", v)
 	}
-	if v := s.Subscribe(subscribe(t, "a", "c")); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "c"); v.Kind != "" {
 		t.Errorf("one new, one held: %+v", v)
 	}
-	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "max_subscriptions" || v.Code != mqttwire.QuotaExceeded {
+	if v := subscribeAll(t, s, "d"); v.Kind != "max_subscriptions" || v.Code != mqttwire.QuotaExceeded {
 		t.Errorf("fourth: %+v", v)
 	}
 	s.Unsubscribe(subscribe(t, "a"))
-	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "" {
+	if v := subscribeAll(t, s, "d"); v.Kind != "" {
 		t.Errorf("after unsubscribe: %+v", v)
 	}
 }
@@ -320,26 +333,26 @@ func TestSubscriptionsPerSession(t *testing.T) {
 		return ss.Open(Start{ClientID: "dev", Who: "alice", CleanStart: clean, Persists: persists, Expiry: expiry}, now)
 	}
 	s := conn(true, true, time.Hour)
-	if v := s.Subscribe(subscribe(t, "a", "b")); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b"); v.Kind != "" {
 		t.Fatal(v)
 	}
 	s.Close(now)
 	s = conn(false, true, time.Hour)
-	if v := s.Subscribe(subscribe(t, "c", "d")); v.Kind != "max_subscriptions" {
+	if v := subscribeAll(t, s, "c", "d"); v.Kind != "max_subscriptions" {
 		t.Fatalf("after a reconnect to the kept session: %+v, want max_subscriptions", v)
 	}
 	taker := conn(false, true, time.Hour) // the broker hands the session over
-	if v := taker.Subscribe(subscribe(t, "c")); v.Kind != "" {
+	if v := subscribeAll(t, taker, "c"); v.Kind != "" {
 		t.Fatal(v)
 	}
-	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "max_subscriptions" {
+	if v := subscribeAll(t, s, "d"); v.Kind != "max_subscriptions" {
 		t.Fatalf("two connections of one session counted apart: %+v", v)
 	}
 	s.Close(now)
 	taker.Close(now)
 	now = now.Add(2 * time.Hour) // the broker has forgotten it
 	s = conn(false, true, time.Hour)
-	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "" {
 		t.Fatalf("after the session expired: %+v", v)
 	}
 	s.Close(now)
@@ -350,18 +363,18 @@ func TestSubscriptionsPerSession(t *testing.T) {
 	s.Close(now)
 	now = now.Add(time.Minute)
 	s = conn(false, true, time.Second)
-	if v := s.Subscribe(subscribe(t, "d")); v.Kind != "max_subscriptions" {
+	if v := subscribeAll(t, s, "d"); v.Kind != "max_subscriptions" {
 		t.Fatalf("a minute after a DISCONNECT set an hour's expiry: %+v, want the session's count", v)
 	}
 	s.Expiry(0) // this connection ends the session
 	s.Close(now)
 	s = conn(false, true, time.Hour)
-	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "" {
 		t.Fatalf("after a DISCONNECT with expiry 0: %+v", v)
 	}
 	s.Close(now)
 	s = conn(true, false, 0)
-	if v := s.Subscribe(subscribe(t, "a", "b", "c")); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "" {
 		t.Fatalf("after a clean start: %+v", v)
 	}
 	s.Close(now)
@@ -376,7 +389,7 @@ func TestOfflineSessionsBounded(t *testing.T) {
 	now := time.Now()
 	for i := range maxOfflineSessions + 100 {
 		s := ss.Open(Start{ClientID: strconv.Itoa(i), CleanStart: true, Persists: true}, now)
-		s.Subscribe(subscribe(t, "a"))
+		subscribeAll(t, s, "a")
 		s.Close(now)
 	}
 	if ss.offline > maxOfflineSessions || len(ss.subs) > maxOfflineSessions {

@@ -357,7 +357,8 @@ func (s *Session) Acked(id uint16, qos byte) {
 func (s *Session) filterKey(f []byte) uint64 { return maphash.Bytes(s.ss.seed, f) }
 
 // Subscribe checks a SUBSCRIBE: filter sizes, filters per packet, and the
-// distinct filters the session would hold; then records them.
+// distinct filters the session would hold with all of them. It records
+// nothing: Subscribed does, for each filter that is forwarded.
 func (s *Session) Subscribe(sub *mqttwire.Subscribe) Violation {
 	if s.l.MaxFiltersPerSubscribe > 0 && sub.Count > s.l.MaxFiltersPerSubscribe {
 		return Violation{Kind: "max_filters_per_subscribe", Code: mqttwire.QuotaExceeded}
@@ -374,9 +375,6 @@ func (s *Session) Subscribe(sub *mqttwire.Subscribe) Violation {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.filters == nil {
-		st.filters = map[uint64]struct{}{}
-	}
 	added := 0
 	it = sub.Filters()
 	for f, ok := it.Next(); ok; f, ok = it.Next() {
@@ -387,14 +385,25 @@ func (s *Session) Subscribe(sub *mqttwire.Subscribe) Violation {
 	if len(st.filters)+added > s.l.MaxSubscriptions {
 		return Violation{Kind: "max_subscriptions", Code: mqttwire.QuotaExceeded}
 	}
-	it = sub.Filters()
-	for f, ok := it.Next(); ok; f, ok = it.Next() {
-		st.filters[s.filterKey(f.Topic)] = struct{}{}
-	}
 	return Violation{}
 }
 
-// Unsubscribe forgets filters.
+// Subscribed records a filter the session now holds (forwarded to the
+// broker in a SUBSCRIBE).
+func (s *Session) Subscribed(filter []byte) {
+	st := s.subs
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.filters == nil {
+		st.filters = map[uint64]struct{}{}
+	}
+	st.filters[s.filterKey(filter)] = struct{}{}
+}
+
+// Unsubscribe forgets the filters of an UNSUBSCRIBE forwarded to the broker.
 func (s *Session) Unsubscribe(sub *mqttwire.Subscribe) {
 	st := s.subs
 	if st == nil {

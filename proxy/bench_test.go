@@ -87,12 +87,35 @@ func forward(tb testing.TB, n int) *sinkConn {
 type benchLimits struct{ s *limits.Session }
 
 func (b benchLimits) Check(in *Inspected) Decision {
-	if v := b.s.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID); v.Kind != "" {
+	var v limits.Violation
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		v = b.s.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID)
+	case mqttwire.SUBSCRIBE:
+		v = b.s.Subscribe(&in.Subscribe)
+	}
+	switch {
+	case v.Kind == "":
+		return Decision{}
+	case v.End:
 		return Decision{Verdict: Disconnect, Reason: v.Code, Kind: v.Kind}
 	}
-	return Decision{}
+	return Decision{Verdict: Refuse, Reason: v.Code, Kind: v.Kind}
 }
-func (b benchLimits) Sent(in *Inspected)                      { b.s.Sent(in.Publish.QoS, in.Publish.PacketID) }
+func (b benchLimits) Sent(in *Inspected) {
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		b.s.Sent(in.Publish.QoS, in.Publish.PacketID)
+	case mqttwire.SUBSCRIBE:
+		it := in.Subscribe.Filters()
+		for f, ok := it.Next(); ok; f, ok = it.Next() {
+			b.s.Subscribed(f.Topic)
+		}
+	case mqttwire.UNSUBSCRIBE:
+		b.s.Unsubscribe(&in.Subscribe)
+	}
+}
+func (b benchLimits) Subscribed(filter []byte)                { b.s.Subscribed(filter) }
 func (b benchLimits) Commit()                                 { b.s.Commit() }
 func (b benchLimits) Take(n int, now time.Time) time.Duration { return b.s.Take(n, now) }
 func (b benchLimits) Acked(id uint16, qos byte)               { b.s.Acked(id, qos) }

@@ -421,10 +421,12 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 				continue
 			}
 		}
-		if lim != nil && p.Type == mqttwire.PUBLISH {
+		if lim != nil {
 			lim.Sent(in)
-			if reason := s.pace(sess, client, r, p, &now, flush); reason != "" {
-				return reason
+			if p.Type == mqttwire.PUBLISH {
+				if reason := s.pace(sess, client, r, p, &now, flush); reason != "" {
+					return reason
+				}
 			}
 		}
 	}

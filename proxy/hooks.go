@@ -79,15 +79,18 @@ type Decision struct {
 // Limiter is one session's limits (the limits package provides it). Its
 // methods are called from the client pump, except Acked.
 type Limiter interface {
-	// Check decides a client packet before the topic ACL. SUBSCRIBE and
-	// UNSUBSCRIBE are recorded as they pass; a PUBLISH is only checked
-	// (topic sizes before any alias is stored, room in flight) and
-	// recorded by Sent once every stage forwards it, so a denied PUBLISH
-	// is never counted in flight.
+	// Check decides a client packet before the topic ACL, recording
+	// nothing (topic sizes before any alias is stored, room in flight,
+	// subscriptions the session would hold).
 	Check(p *Inspected) Decision
-	// Sent records a PUBLISH that is forwarded; what it records takes
-	// effect at Commit.
+	// Sent records a packet that every stage forwards whole: a PUBLISH in
+	// flight (taking effect at Commit), a SUBSCRIBE's filters, an
+	// UNSUBSCRIBE's. So a PUBLISH or filter something refused is never
+	// counted, and a refused UNSUBSCRIBE lowers nothing.
 	Sent(p *Inspected)
+	// Subscribed records one filter of a SUBSCRIBE forwarded with others
+	// taken out.
+	Subscribed(filter []byte)
 	// Commit is called before forwarded packets are written to the
 	// broker (so before it can acknowledge them).
 	Commit()

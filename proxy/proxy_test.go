@@ -19,6 +19,7 @@ import (
 	"github.com/pires/go-proxyproto/tlvparse"
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
@@ -845,5 +846,39 @@ func TestRefusedQoS2ReleasedByTheProxyForEverySource(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+// refuseUnsubscribe refuses every UNSUBSCRIBE.
+type refuseUnsubscribe struct{}
+
+func (refuseUnsubscribe) Inspect(_ *Session, in *Inspected) Decision {
+	if in.Packet.Type == mqttwire.UNSUBSCRIBE {
+		return Decision{Verdict: Refuse, Reason: mqttwire.NotAuthorized}
+	}
+	return Decision{}
+}
+
+// An UNSUBSCRIBE a later stage refuses never reached the broker, so it
+// does not lower the subscriptions the session holds.
+func TestRefusedUnsubscribeKeepsTheCount(t *testing.T) {
+	broker := startMosquitto(t)
+	sessions := limits.NewSessions(limits.PacketLimits{MaxSubscriptions: 1})
+	px := startProxy(t, Config{Backend: broker, Inspector: InspectorChain{refuseUnsubscribe{}},
+		Limits: func(s *Session, c *mqttwire.Connect) Limiter {
+			return benchLimits{sessions.Open(limits.Start{ClientID: string(c.ClientID), Who: "t", CleanStart: true}, time.Now())}
+		}}, nil)
+	c, _ := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("unsub")})
+	c.Send(subscribePkt(mqttwire.V5, 1, "a"))
+	if codes := subackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{1}) {
+		t.Fatalf("first filter: %x", codes)
+	}
+	c.Send([]byte{0xa2, 6, 0, 2, 0, 0, 1, 'a'}) // v5 UNSUBSCRIBE id 2, no properties, "a"
+	if p := c.Next(); p.Type != mqttwire.UNSUBACK || p.Body[len(p.Body)-1] != byte(mqttwire.NotAuthorized) {
+		t.Fatalf("refused UNSUBSCRIBE: %s %x", p.Type, p.Raw)
+	}
+	c.Send(subscribePkt(mqttwire.V5, 3, "b"))
+	if codes := subackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
+		t.Fatalf("a second filter with a cap of 1 after a refused UNSUBSCRIBE: %x, want 0x97", codes)
 	}
 }

@@ -191,6 +191,11 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 		}
 		return topicHandled, ""
 	}
+	if lim := sess.limiter; lim != nil {
+		for _, f := range keep {
+			lim.Subscribed(f.Topic)
+		}
+	}
 	ts.subMu.Lock()
 	if ts.pending == nil {
 		ts.pending = map[uint16][]byte{}

@@ -389,3 +389,31 @@ func TestOneClientCannotExhaustTheSecurityLog(t *testing.T) {
 		t.Fatalf("the flooding source logged %d handshake failures", n)
 	}
 }
+
+// Filters the ACL denies are not held by the session, so they do not
+// count against MQTTGATE_MAX_SUBSCRIPTIONS.
+func TestDeniedFiltersDoNotCountAsSubscriptions(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=2", "MQTTGATE_ACL_NO_MATCH=deny",
+		"MQTTGATE_ACL_FILE="+writeFile(t, "acl", "topic readwrite ok/#\n"))
+	c, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("denied-subs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send(proxytest.SubscribePacket(mqttwire.V5, 1, "no/a", "no/b"))
+	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x87, 0x87}) {
+		t.Fatalf("denied filters: SUBACK %x", codes)
+	}
+	c.Send(proxytest.SubscribePacket(mqttwire.V5, 2, "no/c", "ok/1"))
+	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x87, 0x01}) {
+		t.Fatalf("one denied, one allowed: SUBACK %x", codes)
+	}
+	c.Send(proxytest.SubscribePacket(mqttwire.V5, 3, "ok/2"))
+	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x01}) {
+		t.Fatalf("the second held filter, after three denied ones: SUBACK %x, want granted", codes)
+	}
+	c.Send(proxytest.SubscribePacket(mqttwire.V5, 4, "ok/3"))
+	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
+		t.Fatalf("a third held filter over a cap of 2: SUBACK %x, want 0x97", codes)
+	}
+}

@@ -112,8 +112,6 @@ func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
 		v = x.s.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID)
 	case mqttwire.SUBSCRIBE:
 		v = x.s.Subscribe(&in.Subscribe)
-	case mqttwire.UNSUBSCRIBE:
-		x.s.Unsubscribe(&in.Subscribe)
 	}
 	switch {
 	case v.Kind == "":
@@ -124,7 +122,21 @@ func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
 	return proxy.Decision{Verdict: proxy.Refuse, Reason: v.Code, Kind: v.Kind}
 }
 
-func (x sessionLimits) Sent(in *proxy.Inspected) { x.s.Sent(in.Publish.QoS, in.Publish.PacketID) }
+func (x sessionLimits) Sent(in *proxy.Inspected) {
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		x.s.Sent(in.Publish.QoS, in.Publish.PacketID)
+	case mqttwire.SUBSCRIBE:
+		it := in.Subscribe.Filters()
+		for f, ok := it.Next(); ok; f, ok = it.Next() {
+			x.s.Subscribed(f.Topic)
+		}
+	case mqttwire.UNSUBSCRIBE:
+		x.s.Unsubscribe(&in.Subscribe)
+	}
+}
+
+func (x sessionLimits) Subscribed(filter []byte) { x.s.Subscribed(filter) }
 
 func (x sessionLimits) Commit() { x.s.Commit() }
 
