@@ -2,8 +2,13 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/rs/zerolog"
 )
 
 // AccessRules is an ordered list of allow/deny CIDR rules; the first rule
@@ -109,5 +114,85 @@ func (a *AccessRules) Allowed(addr netip.Addr) bool {
 			return r.allow
 		}
 	}
+	return false
+}
+
+// acceptPeer applies every admission control to the peer and reads the
+// PROXY header a trusted balancer sends. Only a trusted balancer's header
+// can change the client address, so anybody else is judged on its own
+// address at accept, before a byte is read; a balancer's connections by
+// the header's address.
+func (s *Server) acceptPeer(sess *Session, conn net.Conn) (net.Conn, string) {
+	peer := sess.ClientAddr
+	trusted := containsAddr(s.cfg.ProxyProtocolTrusted, peer.Addr())
+	if !trusted {
+		if reason := s.gate(sess); reason != "" {
+			return conn, reason
+		}
+	}
+	if len(s.cfg.ProxyProtocolTrusted) > 0 {
+		pc, client, err := inboundHeader(conn, peer, trusted, s.cfg.HandshakeTimeout)
+		if err != nil {
+			s.Stats.ProxyHeaderRefused.Add(1)
+			s.securityEvent(zerolog.WarnLevel, sess).Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
+			return conn, closeProxyHdr
+		}
+		conn, sess.ClientAddr = pc, client
+	}
+	if trusted {
+		if reason := s.gate(sess); reason != "" {
+			return conn, reason
+		}
+	}
+	return conn, ""
+}
+
+// inboundHeader reads the PROXY header (v1 or v2) that a trusted load
+// balancer must send, and refuses one from anybody else. It returns the
+// connection to read MQTT from and the real client address.
+func inboundHeader(c net.Conn, peer netip.AddrPort, trusted bool, timeout time.Duration) (net.Conn, netip.AddrPort, error) {
+	policy := proxyproto.REJECT
+	if trusted {
+		policy = proxyproto.REQUIRE
+	}
+	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))
+	if _, err := pc.Read(nil); err != nil {
+		return nil, peer, err
+	}
+	if h := pc.ProxyHeader(); h != nil && h.Command.IsProxy() {
+		if src, ok := h.SourceAddr.(*net.TCPAddr); ok {
+			return pc, addrPort(src), nil
+		}
+	}
+	return pc, peer, nil // LOCAL (health checks) or UNSPEC: the balancer itself
+}
+
+// gate applies the access rules, then the caps, rates and IP bans, to
+// the client's address, before any TLS work.
+func (s *Server) gate(sess *Session) string {
+	if !s.allowed(sess) {
+		return closeAccess
+	}
+	if s.cfg.Conns == nil {
+		return ""
+	}
+	release, refused := s.cfg.Conns.Open(sess.ClientAddr.Addr(), sess.Listener)
+	if refused != "" {
+		s.Stats.ConnRefused.Add(1)
+		s.limitHit(sess, refused)
+		return closeConnLimit
+	}
+	sess.release = release
+	return ""
+}
+
+// allowed applies the access rules to the client's address, counting and
+// logging a denial.
+func (s *Server) allowed(sess *Session) bool {
+	if s.cfg.Access.Allowed(sess.ClientAddr.Addr()) {
+		return true
+	}
+	s.Stats.AccessDenied.Add(1)
+	s.securityEvent(zerolog.InfoLevel, sess).Str("event", "access_denied").Stringer("client", sess.ClientAddr).Msg("access rules denied client")
 	return false
 }

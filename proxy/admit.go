@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// initialReadBuffer is the size of the pooled buffer a direction reads
+// into while bytes are in hand; it grows only for larger packets, up to
+// the packet size limit.
+const initialReadBuffer = 4096
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// handle runs one connection from accept until it is admitted, then
+// hands it to the pumps on a goroutine of their own: this one's stack grew
+// through authentication and the rest of the admission, and an idle
+// connection would otherwise keep that stack for its life.
+func (s *Server) handle(sess *Session, tlsConfig *tls.Config) {
+	sess.ClientAddr = addrPort(sess.client.RemoteAddr())
+	conn, reason := s.admit(sess, sess.client, tlsConfig)
+	if reason != "" {
+		s.finish(sess, reason, false)
+		return
+	}
+	go func() { s.finish(sess, s.pump(sess, conn), true) }()
+}
+
+// finish ends a connection: both sides closed, its gate slot released,
+// counted, logged, Config.OnClose told when it had been admitted, and no
+// longer tracked.
+func (s *Server) finish(sess *Session, reason string, admitted bool) {
+	defer s.wg.Done()
+	sess.closeAll(reason)
+	if sess.release != nil {
+		sess.release()
+	}
+	if sess.limiter != nil {
+		sess.limiter.Close(time.Now())
+	}
+	s.Stats.Closed.Add(1)
+	s.logClose(sess)
+	if admitted && s.cfg.OnClose != nil {
+		s.cfg.OnClose(sess)
+	}
+	s.untrack(sess)
+}
+
+// admit takes a connection from accept to a forwarded CONNECT, stage by
+// stage. It returns the connection to read the client from (past the
+// PROXY header and TLS), and a close reason, or "" once the broker
+// connection is up.
+func (s *Server) admit(sess *Session, conn net.Conn, tlsConfig *tls.Config) (net.Conn, string) {
+	conn, reason := s.acceptPeer(sess, conn)
+	if reason != "" {
+		return conn, reason
+	}
+	sess.localAddr = conn.LocalAddr() // the address the client connected to (from the header behind a balancer)
+	if tlsConfig != nil {
+		if conn, reason = s.handshake(sess, conn, tlsConfig); reason != "" {
+			return conn, reason
+		}
+	}
+	sess.setClientWriter(conn)
+	r, p, c, reason := s.readConnect(sess, conn)
+	if reason != "" {
+		return conn, reason
+	}
+	forward, admitted, reason := s.authenticate(sess, conn, p, c)
+	if reason != "" {
+		return conn, reason
+	}
+	if reason := s.prepare(sess, conn, c, admitted); reason != "" {
+		return conn, reason
+	}
+	if reason := s.dialBroker(sess, conn, c.Version, forward); reason != "" {
+		return conn, reason
+	}
+	sess.bytesIn.Add(int64(len(p.Raw)))
+	_ = conn.SetReadDeadline(time.Time{})
+	s.logOpen(sess)
+	sess.reader = r
+	return conn, ""
+}
+
+// handshake runs the TLS handshake under the handshake timeout, in a
+// goroutine of its own: the handshake's deep crypto calls grow a stack
+// that would otherwise stay with the connection for its life.
+func (s *Server) handshake(sess *Session, conn net.Conn, tlsConfig *tls.Config) (net.Conn, string) {
+	tc := tls.Server(conn, tlsConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+	hs := make(chan error, 1)
+	go func() { hs <- tc.HandshakeContext(ctx) }()
+	err := <-hs
+	cancel()
+	if err != nil {
+		s.Stats.HandshakeFailed.Add(1)
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "tls_handshake_failed").Stringer("client", sess.ClientAddr).Err(err).Msg("TLS handshake failed")
+		return conn, closeHandshake
+	}
+	st := tc.ConnectionState()
+	sess.TLS = &st
+	return tc, ""
+}
+
+// readConnect reads the first packet, which must be a CONNECT, within the
+// connect timeout, and applies the CONNECT checks that need no
+// authentication (a banned client costs no hashing).
+func (s *Server) readConnect(sess *Session, conn net.Conn) (*mqttwire.Reader, mqttwire.Packet, *mqttwire.Connect, string) {
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout))
+	r := mqttwire.NewReader(conn, initialReadBuffer, s.cfg.MaxPacketSize)
+	r.UsePool(s.bufs)
+	p, err := r.Next()
+	if err != nil {
+		s.Stats.NoConnect.Add(1)
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("no CONNECT")
+		return nil, p, nil, closeNoConnect
+	}
+	if p.Type != mqttwire.CONNECT {
+		s.Stats.NoConnect.Add(1)
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "no_connect").Stringer("client", sess.ClientAddr).Stringer("packet", p.Type).Msg("first packet is not CONNECT")
+		return nil, p, nil, closeNoConnect // [MQTT-3.1.0-1]
+	}
+	c, err := mqttwire.ParseConnect(p)
+	sess.Version = c.Version
+	if err != nil {
+		s.Stats.BadPacket.Add(1)
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "bad_connect").Stringer("client", sess.ClientAddr).Err(err).Msg("malformed CONNECT")
+		switch code := mqttwire.ReasonOf(err); {
+		case code == mqttwire.UnsupportedProtocolVersion && c.Version != mqttwire.V5:
+			s.refuse(sess, conn, mqttwire.V311, code) // [MQTT-3.1.2-2]
+		case c.Version == mqttwire.V5:
+			s.refuse(sess, conn, mqttwire.V5, code)
+		}
+		return nil, p, nil, closeProtocol
+	}
+	sess.ClientID, sess.Username = string(c.ClientID), string(c.Username)
+	if reason := s.checkConnect(sess, conn, &c); reason != "" {
+		return nil, p, nil, reason
+	}
+	return r, p, &c, ""
+}
+
+// authenticate asks the Authenticator and applies the CONNECT checks
+// again with the identity it gave. It returns the CONNECT to forward
+// (rewritten when the identity mapping says so) and as admitted.
+func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c *mqttwire.Connect) (forward []byte, admitted *mqttwire.Connect, reason string) {
+	var adm Admission // no authenticator: refused
+	if s.cfg.Authenticator != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
+		adm = s.cfg.Authenticator.Authenticate(ctx, sess, c)
+		cancel()
+	}
+	if !adm.Admit {
+		s.Stats.AuthRefused.Add(1)
+		code := adm.Reason
+		if !code.IsError() {
+			code = mqttwire.NotAuthorized
+		}
+		s.refuse(sess, conn, c.Version, code)
+		return nil, nil, closeAuth
+	}
+	if !adm.Expires.IsZero() && !time.Now().Before(adm.Expires) {
+		s.Stats.AuthRefused.Add(1)
+		s.refuse(sess, conn, c.Version, mqttwire.NotAuthorized)
+		return nil, nil, closeExpired
+	}
+	sess.Identity, sess.expires = adm.Identity, adm.Expires
+	forward, admitted = p.Raw, c
+	if adm.Connect != nil {
+		forward, admitted = mqttwire.AppendConnect(nil, adm.Connect), adm.Connect
+		sess.ClientID, sess.Username = string(adm.Connect.ClientID), string(adm.Connect.Username)
+	}
+	if reason := s.checkConnect(sess, conn, admitted); reason != "" {
+		return nil, nil, reason // the identity the credential gave may be banned
+	}
+	return forward, admitted, ""
+}
+
+// prepare sets up what the pumps enforce for an admitted client: the
+// keepalive, its limits and topic rights, and refuses a will it may not
+// publish.
+func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Connect) string {
+	sess.keepAlive, sess.keepAliveCapped = effectiveKeepAlive(c.KeepAlive, s.cfg.MaxKeepAlive)
+	if s.cfg.Limits != nil {
+		sess.limiter = s.cfg.Limits(sess, admitted)
+	}
+	if s.cfg.Topics == nil {
+		return ""
+	}
+	sess.topics.rights = s.cfg.Topics(sess)
+	// A client that does not ask for a clean start may be given the
+	// session the broker kept for its client id, with subscriptions the
+	// proxy never judged for this client (another user's, made under
+	// other rules): its deliveries are judged from the CONNACK on if the
+	// broker reports Session Present. MQTT 3.1's CONNACK does not say, so
+	// such a 3.1 client is always judged.
+	sess.resumable = !admitted.CleanStart
+	if s.cfg.TopicCheckDelivery || (sess.resumable && c.Version == mqttwire.V31) {
+		sess.topics.recv = s.cfg.Topics(sess) // its own: each pump's rights are its alone
+	}
+	sess.brokerShared = sess.topics.recv != nil || sess.resumable
+	if !s.checkWill(sess, c) {
+		s.refuse(sess, conn, c.Version, mqttwire.NotAuthorized)
+		return closeTopicDenied
+	}
+	return ""
+}
+
+// dialBroker connects to the broker within the dial timeout and sends the
+// PROXY header, when configured, and the CONNECT.
+func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, forward []byte) string {
+	log := &s.cfg.Logger
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	bc, err := s.cfg.Dial(ctx, "tcp", s.cfg.Backend)
+	cancel()
+	if err != nil {
+		s.Stats.BackendDown.Add(1)
+		log.Error().Str("event", "broker_unavailable").Str("backend", s.cfg.Backend).Err(err).Msg("cannot reach broker")
+		s.refuse(sess, conn, v, mqttwire.ServerUnavailable)
+		return closeBackend
+	}
+	bc = direct(bc)
+	if !sess.setBroker(bc) {
+		bc.Close()
+		return closeShutdown
+	}
+	out := forward
+	if s.cfg.BackendProxyProtocol {
+		hdr, err := outboundHeader(sess)
+		if err != nil {
+			log.Error().Err(err).Msg("building PROXY header")
+			s.refuse(sess, conn, v, mqttwire.ServerUnavailable)
+			return closeBackend
+		}
+		out = append(hdr, forward...)
+	}
+	if _, err := bc.Write(out); err != nil {
+		s.refuse(sess, conn, v, mqttwire.ServerUnavailable)
+		return closeBackend
+	}
+	return ""
+}
+
+// checkConnect applies Config.CheckConnect (bans, client id length).
+func (s *Server) checkConnect(sess *Session, conn net.Conn, c *mqttwire.Connect) string {
+	if s.cfg.CheckConnect == nil {
+		return ""
+	}
+	code, kind := s.cfg.CheckConnect(sess, c)
+	if !code.IsError() {
+		return ""
+	}
+	s.limitHit(sess, kind)
+	s.refuse(sess, conn, c.Version, code)
+	if code == mqttwire.Banned {
+		return closeBanned
+	}
+	return closeLimit
+}
+
+// refuse answers a CONNECT with a failure CONNACK.
+func (s *Server) refuse(sess *Session, c net.Conn, v mqttwire.Version, code mqttwire.ReasonCode) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = sess.writeClient(c, mqttwire.AppendConnack(nil, v, false, code, nil))
+}

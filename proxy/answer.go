@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"net"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// decided carries out a limiter's or an inspector's decision on a packet.
+func (s *Server) decided(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, d Decision, flush func([]byte) bool, limit bool) (topicVerdict, string) {
+	if d.Verdict == Forward {
+		return topicForward, ""
+	}
+	closeReason := closeInspector
+	if limit {
+		s.limitHit(sess, d.Kind)
+		closeReason = closeLimit
+	}
+	if !flush(r.HeldBefore(in.Packet)) {
+		return topicEnd, closeBroker
+	}
+	if d.Verdict == Refuse {
+		s.Stats.Refused.Add(1)
+		if v, reason := s.answer(sess, client, in, d.Reason); v != topicForward {
+			return v, reason
+		}
+	}
+	s.disconnect(sess, client, d.Reason)
+	return topicEnd, closeReason
+}
+
+// maxRefusedQoS2 bounds the QoS 2 PUBLISHes a client may leave refused
+// and unreleased: a client that never sends their PUBREL could otherwise
+// make the proxy hold 65,535 packet ids.
+const maxRefusedQoS2 = 1024
+
+// answer is the proxy's answer to a refused packet (see refusal), for
+// every source of the refusal alike: a QoS 2 PUBLISH refused with PUBREC
+// is remembered, so that its PUBREL is answered here too (releaseRefused)
+// and never reaches a broker that did not see the PUBLISH. topicForward:
+// the packet cannot be refused alone and the session must end.
+func (s *Server) answer(sess *Session, client net.Conn, in *Inspected, code mqttwire.ReasonCode) (topicVerdict, string) {
+	reply, ok := refusal(sess.Version, in, code)
+	if !ok {
+		return topicForward, ""
+	}
+	// A v5 PUBREC with a failure code ends the flow; a 3.1.1 PUBREC
+	// cannot say, so its client sends PUBREL.
+	if in.Packet.Type == mqttwire.PUBLISH && in.Publish.QoS == 2 && sess.Version != mqttwire.V5 {
+		if sess.refusedQoS2 == nil {
+			sess.refusedQoS2 = map[uint16]struct{}{}
+		}
+		if _, held := sess.refusedQoS2[in.Publish.PacketID]; !held && len(sess.refusedQoS2) >= maxRefusedQoS2 {
+			s.limitHit(sess, "refused_unreleased")
+			s.disconnect(sess, client, mqttwire.ReceiveMaximumExceeded)
+			return topicEnd, closeLimit
+		}
+		sess.refusedQoS2[in.Publish.PacketID] = struct{}{}
+	}
+	if reply != nil && sess.writeClient(client, reply) != nil {
+		return topicEnd, closeWriteError
+	}
+	return topicHandled, ""
+}
+
+// releaseRefused answers with PUBCOMP the PUBREL of a QoS 2 PUBLISH the
+// proxy refused; other PUBRELs go on.
+func (s *Server) releaseRefused(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, flush func([]byte) bool) (topicVerdict, string) {
+	a, _ := mqttwire.ParseAck(p, sess.Version)
+	if _, ok := sess.refusedQoS2[a.PacketID]; !ok {
+		return topicForward, ""
+	}
+	delete(sess.refusedQoS2, a.PacketID)
+	if !flush(r.HeldBefore(p)) {
+		return topicEnd, closeBroker
+	}
+	if sess.writeClient(client, mqttwire.AppendPubAck(nil, mqttwire.PUBCOMP, sess.Version, a.PacketID, mqttwire.Success, nil)) != nil {
+		return topicEnd, closeWriteError
+	}
+	return topicHandled, ""
+}
+
+// refusal is the proxy's own answer to a refused packet, so the client is
+// not left waiting: PUBACK/PUBREC for QoS 1/2 PUBLISH (nothing for QoS 0),
+// a SUBACK or UNSUBACK failing every filter. ok is false for packet types
+// that cannot be refused on their own; the connection is then ended.
+func refusal(v mqttwire.Version, in *Inspected, code mqttwire.ReasonCode) (reply []byte, ok bool) {
+	if !code.IsError() {
+		code = mqttwire.NotAuthorized
+	}
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		switch in.Publish.QoS {
+		case 1:
+			return mqttwire.AppendPubAck(nil, mqttwire.PUBACK, v, in.Publish.PacketID, code, nil), true
+		case 2:
+			return mqttwire.AppendPubAck(nil, mqttwire.PUBREC, v, in.Publish.PacketID, code, nil), true
+		}
+		return nil, true
+	case mqttwire.SUBSCRIBE, mqttwire.UNSUBSCRIBE:
+		codes := make([]byte, in.Subscribe.Count)
+		for i := range codes {
+			codes[i] = byte(code)
+		}
+		if in.Subscribe.Unsubscribe {
+			return mqttwire.AppendUnsuback(nil, v, in.Subscribe.PacketID, codes, nil), true
+		}
+		return mqttwire.AppendSuback(nil, v, in.Subscribe.PacketID, codes, nil), true
+	}
+	return nil, false
+}

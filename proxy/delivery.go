@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// judgeResumedSession turns the delivery check on when the broker's
+// CONNACK reports Session Present: the proxy does not know what that
+// session subscribed to, so every PUBLISH it delivers is judged against
+// the client's own read rights, whatever Config.TopicCheckDelivery says.
+// It reports false when the broker resumed a session the client asked
+// to start clean [MQTT-3.2.2-1]: then nothing can be trusted.
+func (s *Server) judgeResumedSession(sess *Session, p mqttwire.Packet) bool {
+	if p.Type != mqttwire.CONNACK || sess.topics.rights == nil || sess.Version == mqttwire.V31 || len(p.Body) < 2 {
+		return true
+	}
+	if p.Body[0]&1 == 0 || p.Body[1] != 0 {
+		return true
+	}
+	if !sess.resumable {
+		s.cfg.Logger.Error().Str("event", "broker_protocol_error").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).
+			Msg("broker resumed a session the client asked to start clean")
+		return false
+	}
+	if sess.topics.recv == nil {
+		sess.topics.recv = s.cfg.Topics(sess)
+		s.cfg.Logger.Debug().Str("event", "session_resumed").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).
+			Msg("broker resumed a session: deliveries judged against the client's read rights")
+	}
+	return true
+}
+
+type deliveryVerdict uint8
+
+const (
+	deliveryForward deliveryVerdict = iota
+	deliveryDrop
+	deliveryBrokerGone
+)
+
+// checkDelivery is the defence in depth behind SUBSCRIBE checks: a
+// PUBLISH from the broker on a topic the client may not receive (say,
+// through a subscription made before the rules changed) is dropped, and
+// the proxy acknowledges it to the broker in the client's place (PUBACK,
+// or PUBREC and later PUBCOMP).
+func (s *Server) checkDelivery(sess *Session, p mqttwire.Packet) deliveryVerdict {
+	ts := &sess.topics
+	switch p.Type {
+	case mqttwire.PUBLISH:
+	case mqttwire.PUBREL:
+		if len(ts.droppedQoS2) == 0 {
+			return deliveryForward
+		}
+		a, _ := mqttwire.ParseAck(p, sess.Version)
+		if _, ok := ts.droppedQoS2[a.PacketID]; !ok {
+			return deliveryForward
+		}
+		delete(ts.droppedQoS2, a.PacketID)
+		if sess.writeBroker(mqttwire.AppendPubAck(nil, mqttwire.PUBCOMP, sess.Version, a.PacketID, mqttwire.Success, nil)) != nil {
+			return deliveryBrokerGone
+		}
+		return deliveryDrop
+	default:
+		return deliveryForward
+	}
+	pub, err := mqttwire.ParsePublish(p, sess.Version)
+	if err != nil {
+		return deliveryForward // the client judges the broker's packets
+	}
+	topic := pub.Topic
+	if pub.TopicAlias != 0 {
+		if ts.brokerAliases == nil {
+			ts.brokerAliases = map[uint16][]byte{}
+		}
+		if len(topic) > 0 {
+			ts.brokerAliases[pub.TopicAlias] = append(ts.brokerAliases[pub.TopicAlias][:0], topic...)
+		} else {
+			topic = ts.brokerAliases[pub.TopicAlias]
+		}
+	}
+	allowed, by := ts.recv.Receive(topic)
+	if allowed {
+		return deliveryForward
+	}
+	s.topicDenied(sess, "deliver", topic, by)
+	if s.cfg.TopicDryRun {
+		return deliveryForward
+	}
+	var ack []byte
+	switch pub.QoS {
+	case 1:
+		ack = mqttwire.AppendPubAck(nil, mqttwire.PUBACK, sess.Version, pub.PacketID, mqttwire.Success, nil)
+	case 2:
+		ack = mqttwire.AppendPubAck(nil, mqttwire.PUBREC, sess.Version, pub.PacketID, mqttwire.Success, nil)
+		if ts.droppedQoS2 == nil {
+			ts.droppedQoS2 = map[uint16]struct{}{}
+		}
+		ts.droppedQoS2[pub.PacketID] = struct{}{}
+	}
+	if ack != nil && sess.writeBroker(ack) != nil {
+		return deliveryBrokerGone
+	}
+	return deliveryDrop
+}

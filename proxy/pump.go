@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// pump runs the two directions until either ends, and returns why.
+func (s *Server) pump(sess *Session, client net.Conn) string {
+	done := make(chan string, 1)
+	go func() { done <- s.brokerToClient(sess, client) }()
+	if !sess.expires.IsZero() {
+		expired := time.AfterFunc(time.Until(sess.expires), func() {
+			s.Stats.Expired.Add(1)
+			s.cfg.Logger.Info().Str("event", "credentials_expired").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+				Str("client_id", sess.ClientID).Msg("credentials expired: disconnecting")
+			s.disconnect(sess, client, mqttwire.NotAuthorized)
+			sess.closeAll(closeExpired)
+		})
+		defer expired.Stop()
+	}
+	reason := s.clientToBroker(sess, client)
+	sess.closeAll(reason)
+	<-done
+	return sess.closeReason()
+}
+
+// clientToBroker frames, validates and inspects every client packet, and
+// writes runs of forwarded packets to the broker from the read buffer.
+func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
+	r, v := sess.reader, sess.Version
+	r.HoldPackets()
+	r.Written()
+	// flush writes b, held bytes, and marks everything held as dealt with.
+	lim := sess.limiter
+	flush := func(b []byte) bool {
+		defer r.Written()
+		if len(b) == 0 {
+			return true
+		}
+		if lim != nil {
+			lim.Commit()
+		}
+		return sess.writeBroker(b) == nil
+	}
+	in := new(Inspected)
+	var now time.Time // of the last read from the client, once a PUBLISH needed it
+	for {
+		if !r.Buffered() {
+			if !flush(r.Held()) {
+				return closeBroker
+			}
+			now = time.Time{}
+			if sess.keepAlive > 0 { // a silent client is gone after 1.5 keepalives
+				_ = client.SetReadDeadline(time.Now().Add(sess.keepAlive * 3 / 2))
+			}
+		}
+		p, err := r.Next()
+		if err != nil {
+			flush(r.Held())
+			if ne, ok := err.(net.Error); ok && ne.Timeout() && sess.keepAlive > 0 {
+				s.limitHit(sess, "keepalive")
+				s.disconnect(sess, client, mqttwire.KeepAliveTimeout)
+				return closeKeepAlive
+			}
+			return s.readFailed(sess, client, err)
+		}
+		in.Packet = p
+		switch p.Type {
+		case mqttwire.PUBLISH:
+			in.Publish, err = mqttwire.ParsePublish(p, v)
+		case mqttwire.SUBSCRIBE, mqttwire.UNSUBSCRIBE:
+			in.Subscribe, err = mqttwire.ParseSubscribe(p, v)
+		default:
+			err = mqttwire.Validate(p, v)
+		}
+		if err != nil {
+			flush(r.HeldBefore(p))
+			return s.readFailed(sess, client, err)
+		}
+		if p.Type == mqttwire.PUBREL && len(sess.refusedQoS2) > 0 {
+			if verdict, reason := s.releaseRefused(sess, client, r, p, flush); verdict != topicForward {
+				if verdict == topicEnd {
+					return reason
+				}
+				continue
+			}
+		}
+		if p.Type == mqttwire.DISCONNECT {
+			sess.disconnected.Store(true)
+			if lim != nil {
+				sessionExpiry(lim, p, v)
+			}
+		}
+		// Limits see every packet before the ACL: topic sizes are
+		// checked before an alias is stored, and SUBSCRIBE before the
+		// ACL rewrites it; a PUBLISH is counted in flight only once
+		// every stage forwards it.
+		if lim != nil {
+			if verdict, reason := s.decided(sess, client, r, in, lim.Check(in), flush, true); verdict != topicForward {
+				if verdict == topicEnd {
+					return reason
+				}
+				continue
+			}
+		}
+		if sess.topics.rights != nil {
+			switch verdict, reason := s.checkTopics(sess, client, r, in, flush); verdict {
+			case topicHandled:
+				continue
+			case topicEnd:
+				return reason
+			}
+		}
+		if s.cfg.Inspector != nil {
+			if verdict, reason := s.decided(sess, client, r, in, s.cfg.Inspector.Inspect(sess, in), flush, false); verdict != topicForward {
+				if verdict == topicEnd {
+					return reason
+				}
+				continue
+			}
+		}
+		if lim != nil {
+			lim.Sent(in)
+			if p.Type == mqttwire.PUBLISH {
+				if reason := s.pace(sess, client, r, p, &now, flush); reason != "" {
+					return reason
+				}
+			}
+		}
+	}
+}
+
+// pace spends a forwarded PUBLISH's rate tokens before it is written on.
+// When the client is over its rate, what was read before the packet goes
+// on now and the pump holds the packet (and stops reading: TCP
+// backpressure, as mature brokers apply) until the tokens are there; or
+// ends the session when the rate is configured to disconnect.
+func (s *Server) pace(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, now *time.Time, flush func([]byte) bool) string {
+	lim := sess.limiter
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	for {
+		d := lim.Take(len(p.Raw), *now)
+		if d == 0 {
+			return ""
+		}
+		if t := time.Now(); t.After(*now) { // the read's time may be stale
+			*now = t
+			if d = lim.Take(len(p.Raw), t); d == 0 {
+				return ""
+			}
+		}
+		if !flush(r.HeldBefore(p)) {
+			return closeBroker
+		}
+		r.WrittenBefore(p) // flush marked p too: it is still to be written
+		if reason := s.throttle(sess, client, d); reason != "" {
+			return reason
+		}
+		*now = time.Now()
+	}
+}
+
+// throttle holds the client pump (so the client's TCP window fills: the
+// backpressure mature brokers apply) until it may send again, once what
+// was read has been written on; or ends the session when the rate is
+// configured to disconnect.
+func (s *Server) throttle(sess *Session, client net.Conn, d time.Duration) string {
+	s.Stats.Throttled.Add(1)
+	if s.cfg.RateDisconnect {
+		s.limitHit(sess, "publish_rate")
+		s.disconnect(sess, client, mqttwire.MessageRateTooHigh)
+		return closeLimit
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ""
+	case <-sess.done:
+		return closeClient
+	}
+}
+
+// readFailed turns a client read or validation error into a close reason,
+// telling a v5 client why when the fault is in what it sent.
+func (s *Server) readFailed(sess *Session, client net.Conn, err error) string {
+	var perr *mqttwire.Error
+	if errors.As(err, &perr) {
+		s.Stats.BadPacket.Add(1)
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+			Str("client_id", sess.ClientID).Err(err).Msg("client protocol error")
+		s.disconnect(sess, client, perr.Code)
+		return closeProtocol
+	}
+	return closeClient // EOF, reset, or closed by the other pump
+}
+
+// disconnect sends a v5 client DISCONNECT with a reason code; v3 has no
+// way to say why, so the connection is just closed.
+func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.ReasonCode) {
+	if sess.Version != mqttwire.V5 {
+		return
+	}
+	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = sess.writeClient(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ""))
+}
+
+// brokerToClient copies broker packets to the client, whole packets at a
+// time so that the proxy's own packets never land inside one.
+func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
+	r := mqttwire.NewReader(sess.broker, initialReadBuffer, mqttwire.MaxRemainingLength)
+	r.UsePool(s.bufs)
+	r.HoldPackets()
+	first := true
+	for {
+		if !r.Buffered() {
+			if held := r.Held(); len(held) > 0 {
+				if sess.writeClient(client, held) != nil {
+					return closeClient
+				}
+				r.Written()
+			}
+		}
+		p, err := r.Next()
+		if err != nil {
+			if held := r.Held(); len(held) > 0 {
+				_ = sess.writeClient(client, held)
+			}
+			sess.closeAll(closeBroker)
+			return closeBroker
+		}
+		if first {
+			first = false
+			if p.Type == mqttwire.CONNACK && sess.Version == mqttwire.V5 {
+				if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
+					if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
+						sess.topicAliasMax.Store(n)
+					}
+				}
+				if sess.limiter != nil {
+					sessionExpiry(sess.limiter, p, sess.Version)
+				}
+			}
+			if !s.judgeResumedSession(sess, p) {
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
+			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
+				if !replacePacket(sess, client, r, p, connack) {
+					return closeClient
+				}
+				continue
+			}
+		}
+		if sess.limiter != nil {
+			if qos, ok := finalAck(p, sess.Version); ok {
+				sess.limiter.Acked(uint16(p.Body[0])<<8|uint16(p.Body[1]), qos)
+			}
+		}
+		if merged := sess.mergeSuback(p); merged != nil {
+			if !replacePacket(sess, client, r, p, merged) {
+				return closeClient
+			}
+			continue
+		}
+		if sess.topics.recv != nil {
+			switch s.checkDelivery(sess, p) {
+			case deliveryDrop:
+				if !replacePacket(sess, client, r, p, nil) {
+					return closeClient
+				}
+			case deliveryBrokerGone:
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
+		}
+	}
+}
+
+// replacePacket writes what was held before p, then out (nil: p is
+// dropped), and marks p dealt with. Two writes: appending to the held
+// bytes would write into the read buffer over the packets after p.
+func replacePacket(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, out []byte) bool {
+	defer r.Written()
+	if held := r.HeldBefore(p); len(held) > 0 && sess.writeClient(client, held) != nil {
+		return false
+	}
+	return len(out) == 0 || sess.writeClient(client, out) == nil
+}
