@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
@@ -526,3 +529,49 @@ func seeds() map[string][][]byte {
 
 // TestSeedCorpus regenerates testdata/fuzz when LIMITS_WRITE_CORPUS=1.
 func TestSeedCorpus(t *testing.T) { proxytest.SeedCorpus(t, "LIMITS_WRITE_CORPUS", seeds()) }
+
+// Connects: bans by client id and user name before authentication, by
+// the identity's user name and identity ban after it, the client id's
+// length; and flapping turned into an identity ban.
+func TestConnects(t *testing.T) {
+	bans, err := OpenBans("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour)
+	for _, b := range []Ban{{Kind: BanClientID, Value: "stolen", Until: until}, {Kind: BanUsername, Value: "mallory", Until: until}} {
+		if err := bans.Add(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Connects{Bans: bans, Limits: &PacketLimits{MaxClientIDLength: 8}, Flapping: &Flapping{Max: 2, Window: time.Minute, Ban: time.Hour}, Log: zerolog.Nop()}
+	addr := netip.MustParseAddr("127.0.0.2")
+	cn := func(id, user string) *mqttwire.Connect {
+		return &mqttwire.Connect{ClientID: []byte(id), Username: []byte(user)}
+	}
+	alice := &identity.Identity{Username: "alice"}
+	for _, tc := range []struct {
+		id   *identity.Identity
+		c    *mqttwire.Connect
+		code mqttwire.ReasonCode
+	}{
+		{nil, cn("stolen", ""), mqttwire.Banned},
+		{nil, cn("ok", "mallory"), mqttwire.Banned},
+		{&identity.Identity{Username: "mallory"}, cn("ok", "a-token"), mqttwire.Banned}, // the token's subject
+		{nil, cn("123456789", ""), mqttwire.ClientIdentifierNotValid},
+		{alice, cn("dev", "alice"), 0},
+	} {
+		if code, kind := c.Check(tc.id, addr, tc.c); code != tc.code {
+			t.Errorf("%+v %s: %#x %s, want %#x", tc.id, tc.c.ClientID, code, kind, tc.code)
+		}
+	}
+	for range 3 {
+		c.Closed("dev", alice, addr)
+	}
+	if code, _ := c.Check(alice, addr, cn("dev", "alice")); code != mqttwire.Banned {
+		t.Fatalf("after flapping: %#x, want banned", code)
+	}
+	if code, _ := c.Check(&identity.Identity{Username: "bob"}, addr, cn("dev", "bob")); code != 0 {
+		t.Fatalf("bob with the client id alice flapped with: %#x", code)
+	}
+}

@@ -41,7 +41,7 @@ func (s *Server) handle(sess *Session, tlsConfig *tls.Config) {
 }
 
 // finish ends a connection: both sides closed, its gate slot released,
-// counted, logged, Config.OnClose told when it had been admitted, and no
+// counted, logged, Config.Connects told when it had been admitted, and no
 // longer tracked.
 func (s *Server) finish(sess *Session, reason string, admitted bool) {
 	defer s.wg.Done()
@@ -54,8 +54,8 @@ func (s *Server) finish(sess *Session, reason string, admitted bool) {
 	}
 	s.Stats.Closed.Add(1)
 	s.logClose(sess)
-	if admitted && s.cfg.OnClose != nil {
-		s.cfg.OnClose(sess)
+	if admitted && s.cfg.Connects != nil {
+		s.cfg.Connects.Closed(sess.ClientID, sess.Identity, sess.ClientAddr.Addr())
 	}
 	s.untrack(sess)
 }
@@ -256,12 +256,12 @@ func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, fo
 	return ""
 }
 
-// checkConnect applies Config.CheckConnect (bans, client id length).
+// checkConnect applies Config.Connects (bans, client id length).
 func (s *Server) checkConnect(sess *Session, conn net.Conn, c *mqttwire.Connect) string {
-	if s.cfg.CheckConnect == nil {
+	if s.cfg.Connects == nil {
 		return ""
 	}
-	code, kind := s.cfg.CheckConnect(sess, c)
+	code, kind := s.cfg.Connects.Check(sess.Identity, sess.ClientAddr.Addr(), c)
 	if !code.IsError() {
 		return ""
 	}

@@ -112,6 +112,18 @@ type Limiter interface {
 	Close(now time.Time)
 }
 
+// ConnectChecker decides at CONNECT whether a client may go on, and
+// hears when an admitted session ends (the limits package provides it).
+type ConnectChecker interface {
+	// Check is asked twice: before authentication (id nil: a banned
+	// client costs no hashing) and after it, with the identity and the
+	// CONNECT as forwarded. A code that is an error refuses the client
+	// with that CONNACK; kind names why.
+	Check(id *identity.Identity, addr netip.Addr, c *mqttwire.Connect) (code mqttwire.ReasonCode, kind string)
+	// Closed is called once when an admitted session ends.
+	Closed(clientID string, id *identity.Identity, addr netip.Addr)
+}
+
 // ConnGate admits connections before any TLS work (caps, rates, IP bans).
 type ConnGate interface {
 	// Open admits a connection from a on a listener ("tls" or "tcp");

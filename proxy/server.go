@@ -53,14 +53,9 @@ type Config struct {
 	RateDisconnect bool
 	// Conns, when set, admits connections before the TLS handshake.
 	Conns ConnGate
-	// CheckConnect, when set, may refuse a CONNECT (bans, client id
-	// length) with a CONNACK code; kind names why. It is asked twice:
-	// before authentication (Session.Identity nil: a banned client costs
-	// no hashing) and after it, with the identity and the CONNECT as
-	// forwarded.
-	CheckConnect func(s *Session, c *mqttwire.Connect) (code mqttwire.ReasonCode, kind string)
-	// OnClose is called when an admitted session ends (flapping detection).
-	OnClose func(s *Session)
+	// Connects, when set, may refuse a CONNECT (bans, client id length)
+	// and hears when an admitted session ends (flapping).
+	Connects ConnectChecker
 	// SecurityLog bounds the security events logged (bad packets, limit
 	// hits, ACL denials, refused connections); share it with the
 	// authentication chain's. Default: logbudget.New().

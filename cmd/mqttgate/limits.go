@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -62,43 +61,11 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 	}
 	pc.RateDisconnect = c.RateAction == "disconnect"
 	pc.MaxKeepAlive = c.MaxKeepAlive
-	pc.CheckConnect = func(s *proxy.Session, cn *mqttwire.Connect) (mqttwire.ReasonCode, string) {
-		now := time.Now()
-		if _, banned := bans.Client(string(cn.ClientID), string(cn.Username), now); banned {
-			return mqttwire.Banned, "banned" // logged by the proxy, at a bounded rate
-		}
-		if id := s.Identity; id != nil { // after authentication
-			// The identity's user name is the credential's (a token's
-			// subject, even when the token is the CONNECT's user name).
-			if _, banned := bans.Client("", id.Username, now); banned {
-				return mqttwire.Banned, "banned"
-			}
-			if _, banned := bans.Identity(string(cn.ClientID), limits.IdentityKey(id, s.ClientAddr.Addr()), now); banned {
-				return mqttwire.Banned, "banned"
-			}
-		}
-		if v := pl.ClientID(cn.ClientID); v.Kind != "" {
-			return v.Code, v.Kind
-		}
-		return 0, ""
-	}
+	connects := &limits.Connects{Bans: bans, Limits: pl, Log: log, IdentityIsSecret: c.usernameIsSecret()}
 	if c.FlappingMax > 0 {
-		f := &limits.Flapping{Max: c.FlappingMax, Window: c.FlappingWindow, Ban: c.FlappingBan}
-		pc.OnClose = func(s *proxy.Session) {
-			who := limits.IdentityKey(s.Identity, s.ClientAddr.Addr())
-			if !f.Disconnected(s.ClientID, who, time.Now()) {
-				return
-			}
-			ban := limits.Ban{Kind: limits.BanIdentity, Value: s.ClientID, User: who, Until: time.Now().Add(c.FlappingBan).UTC(),
-				Reason: fmt.Sprintf("flapping: more than %d disconnects within %v", c.FlappingMax, c.FlappingWindow)}
-			err := bans.Add(ban)
-			ev := log.Warn().Str("event", "flapping").Str("client_id", s.ClientID)
-			if !c.usernameIsSecret() {
-				ev = ev.Str("identity", who)
-			}
-			ev.Time("until", ban.Until).AnErr("ban_error", err).Msg("flapping client banned")
-		}
+		connects.Flapping = &limits.Flapping{Max: c.FlappingMax, Window: c.FlappingWindow, Ban: c.FlappingBan}
 	}
+	pc.Connects = connects
 	return bans, nil
 }
 

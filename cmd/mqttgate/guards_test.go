@@ -1,0 +1,12 @@
+package main
+
+import (
+	"github.com/mqttgate/mqttgate/limits"
+	"github.com/mqttgate/mqttgate/proxy"
+)
+
+// The deciders' types that satisfy the proxy's seams directly.
+var (
+	_ proxy.ConnectChecker = (*limits.Connects)(nil)
+	_ proxy.ConnGate       = (*limits.Conns)(nil)
+)
