@@ -29,7 +29,7 @@ type flapKey struct{ clientID, who string }
 
 // IdentityKey names who a session is, for flapping and identity bans:
 // the authenticated user name, else the verified certificate's subject,
-// else (an anonymous client) its address. Never the client id alone,
+// else (an anonymous client) its address (an IPv6 client's /64). Never the client id alone,
 // which every client chooses.
 func IdentityKey(id *identity.Identity, addr netip.Addr) string {
 	switch {
@@ -38,7 +38,11 @@ func IdentityKey(id *identity.Identity, addr netip.Addr) string {
 	case id != nil && id.CertDN != "":
 		return "cert:" + id.CertDN
 	}
-	return "ip:" + addr.Unmap().String()
+	if addr = addr.Unmap(); addr.Is6() {
+		p, _ := addr.Prefix(64) // one host's block: rotating addresses in it is one identity
+		return "ip:" + p.String()
+	}
+	return "ip:" + addr.String()
 }
 
 // maxTracked bounds the client ids followed at once.

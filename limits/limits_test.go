@@ -160,6 +160,12 @@ func TestIdentityBans(t *testing.T) {
 	if k := IdentityKey(nil, netip.MustParseAddr("::ffff:127.0.0.2")); k != "ip:127.0.0.2" {
 		t.Errorf("anonymous key %q", k)
 	}
+	if a, b := IdentityKey(nil, netip.MustParseAddr("2001:db8::1")), IdentityKey(nil, netip.MustParseAddr("2001:db8::ffff:2")); a != b {
+		t.Errorf("two addresses of one IPv6 /64: %q and %q", a, b)
+	}
+	if k := IdentityKey(&identity.Identity{Username: "ip:127.0.0.2"}, netip.Addr{}); k == "ip:127.0.0.2" {
+		t.Errorf("a user named like an address has the address's key")
+	}
 }
 
 func TestConnLimits(t *testing.T) {
@@ -333,7 +339,9 @@ func TestSubscriptionsPerSession(t *testing.T) {
 	ss := NewSessions(PacketLimits{MaxSubscriptions: 3})
 	now := time.Now()
 	conn := func(clean, persists bool, expiry time.Duration) *Session {
-		return ss.Open(Start{ClientID: "dev", Who: "alice", CleanStart: clean, Persists: persists, Expiry: expiry}, now)
+		s := ss.Open(Start{ClientID: "dev", Who: "alice", CleanStart: clean, Persists: persists, Expiry: expiry}, now)
+		s.Started(!clean) // the broker's CONNACK
+		return s
 	}
 	s := conn(true, true, time.Hour)
 	if v := subscribeAll(t, s, "a", "b"); v.Kind != "" {
@@ -386,12 +394,63 @@ func TestSubscriptionsPerSession(t *testing.T) {
 	}
 }
 
+// Found by review: a clean-start CONNECT the proxy refuses (a forbidden
+// will, the broker down) never reached the broker, so it must not wipe
+// the count of the session the broker still keeps; and on a takeover the
+// last word on the session's expiry counts, not the connection that
+// happens to close last.
+func TestSessionMemoryFollowsTheBroker(t *testing.T) {
+	ss := NewSessions(PacketLimits{MaxSubscriptions: 2})
+	now := time.Now()
+	open := func(clean, persists bool) *Session {
+		return ss.Open(Start{ClientID: "x", Who: "alice", CleanStart: clean, Persists: persists}, now)
+	}
+	s := open(true, true)
+	s.Started(false)
+	subscribeAll(t, s, "a", "b")
+	s.Close(now)
+	refused := open(true, false) // refused before the broker saw it: no Started
+	refused.Close(now)
+	s = open(false, true)
+	s.Started(true)
+	if v := s.Subscribe(subscribe(t, "c")); v.Kind != "max_subscriptions" {
+		t.Fatalf("after a refused clean start: %+v, want the kept session's count", v)
+	}
+	// A (no expiry) is taken over by B (persists); A closes last.
+	a := s
+	a.Expiry(0)
+	b := open(false, true)
+	b.Started(true)
+	b.Close(now)
+	a.Close(now)
+	s = open(false, true)
+	s.Started(true)
+	if v := s.Subscribe(subscribe(t, "c")); v.Kind != "max_subscriptions" {
+		t.Fatalf("after a takeover whose old connection closed last: %+v, want the kept session's count", v)
+	}
+	// C takes over from D, then D's DISCONNECT says expiry 0: the broker
+	// had already dropped D, so it has no say.
+	d := s
+	c := open(false, true)
+	c.Started(true)
+	d.Expiry(0)
+	d.Close(now)
+	c.Close(now)
+	s = open(false, true)
+	s.Started(true)
+	if v := s.Subscribe(subscribe(t, "c")); v.Kind != "max_subscriptions" {
+		t.Fatalf("after a taken-over connection's DISCONNECT said expiry 0: %+v, want the kept session's count", v)
+	}
+	s.Close(now)
+}
+
 // The memory of sessions without a connection is bounded.
 func TestOfflineSessionsBounded(t *testing.T) {
 	ss := NewSessions(PacketLimits{MaxSubscriptions: 3})
 	now := time.Now()
 	for i := range maxOfflineSessions + 100 {
 		s := ss.Open(Start{ClientID: strconv.Itoa(i), CleanStart: true, Persists: true}, now)
+		s.Started(false)
 		subscribeAll(t, s, "a")
 		s.Close(now)
 	}

@@ -105,8 +105,13 @@ type Start struct {
 type subState struct {
 	mu      sync.Mutex
 	filters map[uint64]struct{}
-	conns   int       // connections using it; guarded by Sessions.mu
-	expires time.Time // with conns 0: when the broker forgets it (zero: never)
+
+	// Guarded by Sessions.mu:
+	conns    int           // connections using it
+	persists bool          // the broker keeps it when they end: as the latest confirmed connection, its DISCONNECT or the broker said
+	expiry   time.Duration // for how long (0: until a clean start)
+	expires  time.Time     // with conns 0: when the broker forgets it (zero: never)
+	owner    *Session      // the connection the broker accepted last: only its word on the expiry counts
 }
 
 // rateState is one identity's rate buckets, shared by all its
@@ -128,8 +133,14 @@ const rateChunk = 10 * time.Millisecond
 type Session struct {
 	ss    *Sessions
 	l     *PacketLimits
-	start Start
+	start Start // Persists and Expiry guarded by Sessions.mu
 	subs  *subState
+	// private: subs is this connection's own (a clean start, or a
+	// session the proxy does not know), put in place of what the proxy
+	// remembers for the client id only when the broker accepts the
+	// CONNECT (Started): a refused clean start leaves the count alone.
+	private   bool
+	confirmed bool // Started; guarded by Sessions.mu
 
 	rs     *rateState // nil: no rate
 	cm, cb float64    // messages and bytes drawn from rs, not yet spent (+Inf: that rate is off)
@@ -149,7 +160,7 @@ func (ss *Sessions) Open(st Start, now time.Time) *Session {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.l.MaxSubscriptions > 0 {
-		s.subs = ss.sessionLocked(st, now)
+		s.subs, s.private = ss.sessionLocked(st, now)
 	}
 	if ss.l.PublishRate > 0 || ss.l.PublishBytesRate > 0 {
 		rs := ss.rates[st.Who]
@@ -173,26 +184,51 @@ func (ss *Sessions) Open(st Start, now time.Time) *Session {
 	return s
 }
 
-// sessionLocked finds or starts the broker session's filter set.
-func (ss *Sessions) sessionLocked(st Start, now time.Time) *subState {
-	if st.ClientID == "" { // server-assigned: a new session every time
-		return &subState{conns: 1}
-	}
+// sessionLocked finds the broker session's filter set the CONNECT asks
+// to resume, or starts a private one (a clean start, a server-assigned
+// client id, a session the proxy does not know or that has expired).
+func (ss *Sessions) sessionLocked(st Start, now time.Time) (*subState, bool) {
 	cur := ss.subs[st.ClientID]
 	if cur != nil && cur.conns == 0 && !cur.expires.IsZero() && !now.Before(cur.expires) {
 		cur = nil // the broker has forgotten it
 	}
-	if cur == nil || st.CleanStart {
-		if old := ss.subs[st.ClientID]; old != nil && old.conns == 0 {
-			ss.offline--
-		}
-		cur = &subState{}
-		ss.subs[st.ClientID] = cur
-	} else if cur.conns == 0 {
+	if st.ClientID == "" || st.CleanStart || cur == nil {
+		return &subState{conns: 1}, true
+	}
+	if cur.conns == 0 {
 		ss.offline--
 	}
 	cur.conns++
-	return cur
+	return cur, false
+}
+
+// Started is told, from the broker pump, that the broker accepted the
+// CONNECT and whether it resumed a session. Only now does a clean start
+// (or a new session) replace what the proxy remembers for the client id,
+// and does the connection's Session Expiry become the session's.
+func (s *Session) Started(sessionPresent bool) {
+	ss := s.ss
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s.confirmed = true
+	st, id := s.subs, s.start.ClientID
+	if st == nil {
+		return
+	}
+	switch {
+	case id == "":
+	case s.private:
+		if old := ss.subs[id]; old != nil && old.conns == 0 {
+			ss.offline--
+		}
+		ss.subs[id], s.private = st, false // a connection it takes over keeps the old one, and leaves the map alone
+	case !sessionPresent:
+		// The broker had forgotten the session the proxy remembered.
+		st.mu.Lock()
+		st.filters = nil
+		st.mu.Unlock()
+	}
+	st.persists, st.expiry, st.owner = s.start.Persists, s.start.Expiry, s
 }
 
 // Expiry notes a v5 Session Expiry Interval (seconds) set after CONNECT:
@@ -200,36 +236,46 @@ func (ss *Sessions) sessionLocked(st Start, now time.Time) *subState {
 // the CONNECT's. The session then persists for as long as the broker
 // keeps it.
 func (s *Session) Expiry(seconds uint32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	ss := s.ss
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	s.start.Persists, s.start.Expiry = seconds > 0, 0
 	if seconds > 0 && seconds != 0xFFFFFFFF { // 0xFFFFFFFF: never expires
 		s.start.Expiry = time.Duration(seconds) * time.Second
 	}
+	// A connection taken over has no say: the broker dropped it.
+	if s.confirmed && s.subs != nil && s.subs.owner == s {
+		s.subs.persists, s.subs.expiry = s.start.Persists, s.start.Expiry
+	}
 }
 
 // Close ends the connection's limits: a session the broker keeps is
-// remembered for as long as the broker keeps it, and the rate buckets
-// for as long as they need to refill.
+// remembered for as long as the broker keeps it (as the last word on its
+// expiry said, whichever connection spoke it), and the rate buckets for
+// as long as they need to refill. A connection the broker never accepted
+// changes nothing the proxy remembers.
 func (s *Session) Close(now time.Time) {
-	s.mu.Lock()
-	start := s.start
-	s.mu.Unlock()
 	ss := s.ss
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if st := s.subs; st != nil {
+	if st := s.subs; st != nil && !s.private {
 		st.conns--
-		if st.conns == 0 && ss.subs[start.ClientID] == st {
-			if start.Persists {
-				st.expires = time.Time{}
-				if start.Expiry > 0 {
-					st.expires = now.Add(start.Expiry)
+		if st.owner == s {
+			st.owner = nil
+		}
+		if id := s.start.ClientID; st.conns == 0 && ss.subs[id] == st {
+			switch {
+			case st.persists || !s.confirmed: // unconfirmed: it was remembered before, and stays so
+				if s.confirmed {
+					st.expires = time.Time{}
+					if st.expiry > 0 {
+						st.expires = now.Add(st.expiry)
+					}
 				}
 				ss.offline++
 				ss.pruneSessionsLocked(now)
-			} else {
-				delete(ss.subs, start.ClientID)
+			default:
+				delete(ss.subs, id)
 			}
 		}
 	}

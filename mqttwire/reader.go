@@ -183,6 +183,10 @@ func (r *Reader) fill(need int) error {
 			r.buf, r.bufp = nil, nil
 		case r.bufp == nil && len(r.buf) > r.shrinkAbove() && need <= r.init && r.small >= shrinkAfter:
 			r.buf = nil // give back the space of large packets
+			if r.largep != nil {
+				putLarge(r.largep)
+				r.largep = nil
+			}
 			if r.pool == nil {
 				r.buf = make([]byte, r.init)
 			}

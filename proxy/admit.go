@@ -196,6 +196,7 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 // publish.
 func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Connect) string {
 	sess.keepAlive, sess.keepAliveCapped = effectiveKeepAlive(c.KeepAlive, s.cfg.MaxKeepAlive)
+	sess.cleanStart = admitted.CleanStart
 	if s.cfg.Limits != nil {
 		sess.limiter = s.cfg.Limits(sess, admitted)
 	}
@@ -209,7 +210,7 @@ func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Con
 	// other rules): its deliveries are judged from the CONNACK on if the
 	// broker reports Session Present. MQTT 3.1's CONNACK does not say, so
 	// such a 3.1 client is always judged.
-	sess.resumable = !admitted.CleanStart
+	sess.resumable = !sess.cleanStart
 	if s.cfg.TopicCheckDelivery || (sess.resumable && c.Version == mqttwire.V31) {
 		sess.topics.recv = s.cfg.Topics(sess) // its own: each pump's rights are its alone
 	}

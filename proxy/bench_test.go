@@ -119,6 +119,7 @@ func (b benchLimits) Subscribed(filter []byte)                { b.s.Subscribed(f
 func (b benchLimits) Commit()                                 { b.s.Commit() }
 func (b benchLimits) Take(n int, now time.Time) time.Duration { return b.s.Take(n, now) }
 func (b benchLimits) Acked(id uint16, qos byte)               { b.s.Acked(id, qos) }
+func (b benchLimits) Started(sessionPresent bool)             { b.s.Started(sessionPresent) }
 func (b benchLimits) Expiry(seconds uint32)                   { b.s.Expiry(seconds) }
 func (b benchLimits) Close(now time.Time)                     { b.s.Close(now) }
 

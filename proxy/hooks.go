@@ -104,6 +104,9 @@ type Limiter interface {
 	// id and the QoS of the flow it ends (PUBACK 1, PUBCOMP or a failed
 	// PUBREC 2).
 	Acked(id uint16, qos byte)
+	// Started is called, from the broker pump, when the broker's CONNACK
+	// accepts the client, with its Session Present flag.
+	Started(sessionPresent bool)
 	// Expiry is called with a v5 Session Expiry Interval set after the
 	// CONNECT: by the client's DISCONNECT (client pump) or the broker's
 	// CONNACK (broker pump).

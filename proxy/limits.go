@@ -122,6 +122,15 @@ func finalAck(p mqttwire.Packet, v mqttwire.Version) (qos byte, ok bool) {
 	return 0, false
 }
 
+// connackAccepts reports whether a CONNACK accepts the client, and its
+// Session Present flag.
+func connackAccepts(p mqttwire.Packet) (ok, sessionPresent bool) {
+	if p.Type != mqttwire.CONNACK || len(p.Body) < 2 || p.Body[1] != 0 {
+		return false, false
+	}
+	return true, p.Body[0]&1 != 0
+}
+
 // sessionExpiry tells the limiter a v5 Session Expiry Interval that a
 // DISCONNECT or CONNACK sets, so that what it remembers of the session
 // lasts as long as the broker keeps it.

@@ -93,9 +93,6 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		}
 		if p.Type == mqttwire.DISCONNECT {
 			sess.disconnected.Store(true)
-			if lim != nil {
-				sessionExpiry(lim, p, v)
-			}
 		}
 		// Limits see every packet before the ACL: topic sizes are
 		// checked before an alias is stored, and SUBSCRIBE before the
@@ -127,6 +124,9 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		}
 		if lim != nil {
 			lim.Sent(in)
+			if p.Type == mqttwire.DISCONNECT {
+				sessionExpiry(lim, p, v) // forwarded: the broker takes it
+			}
 			if p.Type == mqttwire.PUBLISH {
 				if reason := s.pace(sess, client, r, p, &now, flush); reason != "" {
 					return reason
@@ -239,16 +239,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 		}
 		if first {
 			first = false
-			if p.Type == mqttwire.CONNACK && sess.Version == mqttwire.V5 {
-				if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
-					if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
-						sess.topicAliasMax.Store(n)
-					}
-				}
-				if sess.limiter != nil {
-					sessionExpiry(sess.limiter, p, sess.Version)
-				}
-			}
+			s.connackSeen(sess, p)
 			if !s.judgeResumedSession(sess, p) {
 				sess.closeAll(closeBroker)
 				return closeBroker
@@ -283,6 +274,31 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 		}
 	}
+}
+
+// connackSeen takes from the broker's first packet, its CONNACK, what the
+// session's enforcement needs: the v5 Topic Alias Maximum the client was
+// given, and for the limits whether the broker accepted the client and
+// resumed a session (MQTT 3.1 cannot say: a client that did not ask for
+// a clean start is taken as resumed) and the Session Expiry it set.
+func (s *Server) connackSeen(sess *Session, p mqttwire.Packet) {
+	if p.Type != mqttwire.CONNACK {
+		return
+	}
+	if sess.Version == mqttwire.V5 {
+		if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
+			if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
+				sess.topicAliasMax.Store(n)
+			}
+		}
+	}
+	if sess.limiter == nil {
+		return
+	}
+	if ok, present := connackAccepts(p); ok {
+		sess.limiter.Started(present || (sess.Version == mqttwire.V31 && !sess.cleanStart))
+	}
+	sessionExpiry(sess.limiter, p, sess.Version)
 }
 
 // replacePacket writes what was held before p, then out (nil: p is

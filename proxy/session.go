@@ -47,6 +47,7 @@ type Session struct {
 	limiter         Limiter
 	keepAlive       time.Duration // effective keepalive; 0: none
 	keepAliveCapped bool
+	cleanStart      bool // the CONNECT as forwarded asked for a clean start
 	// resumable: the client did not ask for a clean start, so the broker
 	// may resume a session it kept (see judgeResumedSession).
 	resumable bool

@@ -34,7 +34,8 @@ type topicState struct {
 	droppedQoS2   map[uint16]struct{}
 	// aliases are the client's v5 Topic Aliases; tainted ones were set
 	// by a PUBLISH the broker never saw.
-	aliases map[uint16]*alias
+	aliases    map[uint16]*alias
+	aliasBytes int // topic bytes held by aliases
 
 	// pending SUBSCRIBEs forwarded with filters taken out: the SUBACK
 	// codes to send, pendingFilter where the broker's code goes. Shared
@@ -43,6 +44,11 @@ type topicState struct {
 	pending  map[uint16][]byte
 	pendingN atomic.Int32
 }
+
+// maxAliasBytes bounds the topic bytes a client's Topic Aliases hold:
+// the broker may allow 65,535 aliases, each of a topic up to the length
+// limit.
+const maxAliasBytes = 1 << 20
 
 type alias struct {
 	topic   []byte
@@ -98,6 +104,14 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 			if a == nil {
 				a = new(alias)
 				ts.aliases[pub.TopicAlias] = a
+			}
+			if ts.aliasBytes += len(topic) - len(a.topic); ts.aliasBytes > maxAliasBytes {
+				s.limitHit(sess, "topic_alias_bytes")
+				if !flush(r.HeldBefore(in.Packet)) {
+					return topicEnd, closeBroker
+				}
+				s.disconnect(sess, client, mqttwire.QuotaExceeded)
+				return topicEnd, closeLimit
 			}
 			a.topic = append(a.topic[:0], topic...)
 			a.tainted = false

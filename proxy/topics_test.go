@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -315,5 +316,36 @@ func TestSecurityEventsRateLimited(t *testing.T) {
 		if lines := strings.Count(px.logs.String(), event); lines > 60 {
 			t.Fatalf("%d %s log lines for %d bad clients", lines, event, n)
 		}
+	}
+}
+
+// A broker may allow 65,535 Topic Aliases: what the client's aliases
+// hold is bounded in bytes too (v5 DISCONNECT 0x97 beyond), so denied
+// PUBLISHes with long topics cannot pin memory.
+func TestTopicAliasBytesBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptLoop(t, ln, func(c net.Conn) {
+		r := mqttwire.NewReader(c, 256, 1<<20)
+		if p, err := r.Next(); err != nil || p.Type != mqttwire.CONNECT {
+			return
+		}
+		props := mqttwire.AppendProperty(nil, mqttwire.PropTopicAliasMaximum, 65535, nil)
+		_, _ = c.Write(mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Success, props))
+		_, _ = io.Copy(io.Discard, c)
+	})
+	px := startProxy(t, withRights(Config{Backend: ln.Addr().String()}), nil)
+	c, ack := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("aliases")})
+	if ack.Type != mqttwire.CONNACK {
+		t.Fatalf("CONNACK %x", ack.Raw)
+	}
+	topic := "denied/" + strings.Repeat("t", 60_000)
+	for n := uint16(1); n <= 20; n++ {
+		c.Send(publishPkt(mqttwire.V5, topic, 0, 0, mqttwire.AppendProperty(nil, mqttwire.PropTopicAlias, uint32(n), nil), "m"))
+	}
+	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.QuotaExceeded) {
+		t.Fatalf("20 aliases of 60 kB: %s %x, want DISCONNECT 0x97", p.Type, p.Raw)
 	}
 }

@@ -417,3 +417,42 @@ func TestDeniedFiltersDoNotCountAsSubscriptions(t *testing.T) {
 		t.Fatalf("a third held filter over a cap of 2: SUBACK %x, want 0x97", codes)
 	}
 }
+
+// Found by review: a clean-start CONNECT the proxy refuses (here for a
+// will the client may not publish) never reached the broker, whose
+// session keeps its subscriptions; so the count stays too.
+func TestRefusedCleanStartKeepsTheCount(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=2", "MQTTGATE_ACL_NO_MATCH=deny",
+		"MQTTGATE_ACL_FILE="+writeFile(t, "acl", "topic readwrite ok/#\n"))
+	expiry := mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, 3600, nil)
+	connect := func(c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet) {
+		conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ClientID, c.Properties = []byte("kept"), expiry
+		return proxytest.NewRawSession(t, conn, mqttwire.V5, c)
+	}
+	c, ack := connect(&mqttwire.Connect{CleanStart: true})
+	if ack.Body[1] != 0 {
+		t.Fatalf("CONNACK %x", ack.Raw)
+	}
+	c.Send(proxytest.SubscribePacket(mqttwire.V5, 1, "ok/1", "ok/2"))
+	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{1, 1}) {
+		t.Fatalf("SUBACK %x", codes)
+	}
+	c.Send([]byte{0xe0, 0})
+	proxytest.WaitFor(t, "session closed", func() bool { return strings.Contains(g.logs.String(), `"event":"close"`) })
+	if _, ack := connect(&mqttwire.Connect{CleanStart: true, WillFlag: true, WillTopic: []byte("no/will"), WillPayload: []byte("x")}); ack.Body[1] != byte(mqttwire.NotAuthorized) {
+		t.Fatalf("clean start with a forbidden will: CONNACK %x, want 0x87", ack.Raw)
+	}
+	c, ack = connect(&mqttwire.Connect{})
+	if ack.Body[1] != 0 || ack.Body[0]&1 == 0 {
+		t.Fatalf("resuming: CONNACK %x, want Session Present", ack.Raw)
+	}
+	c.Send(proxytest.SubscribePacket(mqttwire.V5, 2, "ok/3"))
+	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
+		t.Fatalf("a third filter on the kept session after a refused clean start: SUBACK %x, want 0x97", codes)
+	}
+}

@@ -111,6 +111,8 @@ func (x sessionLimits) Take(n int, now time.Time) time.Duration { return x.s.Tak
 
 func (x sessionLimits) Acked(id uint16, qos byte) { x.s.Acked(id, qos) }
 
+func (x sessionLimits) Started(sessionPresent bool) { x.s.Started(sessionPresent) }
+
 func (x sessionLimits) Expiry(seconds uint32) { x.s.Expiry(seconds) }
 
 func (x sessionLimits) Close(now time.Time) { x.s.Close(now) }

@@ -253,9 +253,10 @@ func (s *Store) Reload() (changed bool, err error) {
 		cfg.VerifyConnection = verifyConnection(s.opts.VerifyDepth, crl, time.Now)
 	}
 	// Tickets are sealed with this state's own keys (Go rotates them as
-	// usual), so a reload that changes the client CA, the CRL or a
-	// certificate invalidates every ticket issued before it: chains
-	// verified against the old bundle are not resumed against the new.
+	// usual; the no-ALPN config, a clone, shares them), so a reload that
+	// changes the client CA, the CRL or a certificate invalidates every
+	// ticket issued before it: chains verified against the old bundle are
+	// not resumed against the new.
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) { return cfg.EncryptTicket(cs, ss) }
 	cfg.UnwrapSession = func(id []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		ss, err := cfg.DecryptTicket(id, cs)
