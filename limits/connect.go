@@ -48,8 +48,8 @@ func (c *Connects) Check(id *identity.Identity, addr netip.Addr, cn *mqttwire.Co
 		}
 	}
 	if c.Limits != nil {
-		if v := c.Limits.ClientID(cn.ClientID); v.Kind != "" {
-			return v.Code, v.Kind
+		if d := c.Limits.ClientID(cn.ClientID); d.Verdict != mqttwire.Forward {
+			return d.Code, d.Why
 		}
 	}
 	return 0, ""

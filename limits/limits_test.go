@@ -240,10 +240,10 @@ func subscribe(t *testing.T, filters ...string) *mqttwire.Subscribe {
 
 // subscribeAll checks a SUBSCRIBE of filters and, when the limits let it
 // through, records every filter as forwarded, as the proxy does.
-func subscribeAll(t *testing.T, s *Session, filters ...string) Violation {
+func subscribeAll(t *testing.T, s *Session, filters ...string) mqttwire.Decision {
 	t.Helper()
 	v := s.Subscribe(subscribe(t, filters...))
-	if v.Kind == "" {
+	if v.Why == "" {
 		for _, f := range filters {
 			s.Subscribed([]byte(f))
 		}
@@ -260,27 +260,27 @@ func TestSessionLimits(t *testing.T) {
 	l := PacketLimits{MaxTopicLength: 10, MaxTopicLevels: 3, MaxClientIDLength: 4, MaxSubscriptions: 3, MaxFiltersPerSubscribe: 2, MaxInflight: 2}
 	s := open(l)
 	for topic, kind := range map[string]string{"a/b/c": "", "a/b/c/d": "max_topic_levels", "0123456789a": "max_topic_length"} {
-		if v := s.Publish([]byte(topic), 0, 0); v.Kind != kind || (kind != "" && !v.End) {
+		if v := s.Publish([]byte(topic), 0, 0); v.Why != kind || (kind != "" && v.Verdict != mqttwire.End) {
 			t.Errorf("publish %q: %+v, want %q", topic, v, kind)
 		}
 	}
-	if v := l.ClientID([]byte("12345")); v.Kind != "max_client_id_length" || v.Code != mqttwire.ClientIdentifierNotValid {
+	if v := l.ClientID([]byte("12345")); v.Why != "max_client_id_length" || v.Code != mqttwire.ClientIdentifierNotValid {
 		t.Errorf("client id: %+v", v)
 	}
-	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "max_filters_per_subscribe" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Why != "max_filters_per_subscribe" {
 		t.Errorf("three filters: %+v", v)
 	}
-	if v := subscribeAll(t, s, "a", "b"); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b"); v.Why != "" {
 		t.Errorf("two: %+v", v)
 	}
-	if v := subscribeAll(t, s, "a", "c"); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "c"); v.Why != "" {
 		t.Errorf("one new, one held: %+v", v)
 	}
-	if v := subscribeAll(t, s, "d"); v.Kind != "max_subscriptions" || v.Code != mqttwire.QuotaExceeded {
+	if v := subscribeAll(t, s, "d"); v.Why != "max_subscriptions" || v.Code != mqttwire.QuotaExceeded {
 		t.Errorf("fourth: %+v", v)
 	}
 	s.Unsubscribe(subscribe(t, "a"))
-	if v := subscribeAll(t, s, "d"); v.Kind != "" {
+	if v := subscribeAll(t, s, "d"); v.Why != "" {
 		t.Errorf("after unsubscribe: %+v", v)
 	}
 }
@@ -292,39 +292,39 @@ func TestSessionLimits(t *testing.T) {
 func TestInflightByPacketID(t *testing.T) {
 	s := open(PacketLimits{MaxInflight: 2})
 	for id := uint16(1); id <= 2; id++ {
-		if v := s.Publish([]byte("q"), 2, id); v.Kind != "" {
+		if v := s.Publish([]byte("q"), 2, id); v.Why != "" {
 			t.Fatalf("in flight %d: %+v", id, v)
 		}
 		s.Sent(2, id)
 	}
-	if v := s.Publish([]byte("q"), 2, 2); v.Kind != "" {
+	if v := s.Publish([]byte("q"), 2, 2); v.Why != "" {
 		t.Fatalf("id 2 again (DUP): %+v", v)
 	}
 	s.Commit() // before the PUBLISHes are written on
 	for id := uint16(100); id < 110; id++ {
 		s.Acked(id, 2)
 	}
-	if v := s.Publish([]byte("q"), 2, 3); v.Kind != "max_inflight" || v.Code != mqttwire.ReceiveMaximumExceeded || !v.End {
+	if v := s.Publish([]byte("q"), 2, 3); v.Why != "max_inflight" || v.Code != mqttwire.ReceiveMaximumExceeded || v.Verdict != mqttwire.End {
 		t.Fatalf("third in flight after acks for ids never used: %+v", v)
 	}
 	s.Acked(1, 2)
-	if v := s.Publish([]byte("q"), 2, 3); v.Kind != "" {
+	if v := s.Publish([]byte("q"), 2, 3); v.Why != "" {
 		t.Fatalf("after id 1 was acknowledged: %+v", v)
 	}
 	// A QoS 1 PUBLISH reusing id 3 of a QoS 2 flow in flight: its PUBACK
 	// ends its own flow, not the QoS 2 one.
 	s.Sent(2, 3)
 	s.Commit()
-	if v := s.Publish([]byte("q"), 1, 3); v.Kind != "max_inflight" {
+	if v := s.Publish([]byte("q"), 1, 3); v.Why != "max_inflight" {
 		t.Fatalf("QoS 1 with the id of a QoS 2 flow, two in flight: %+v", v)
 	}
 	s.Acked(3, 1)
-	if v := s.Publish([]byte("q"), 2, 5); v.Kind != "max_inflight" {
+	if v := s.Publish([]byte("q"), 2, 5); v.Why != "max_inflight" {
 		t.Fatalf("a PUBACK for id 3 ended its QoS 2 flow: %+v", v)
 	}
 	s.Acked(3, 2)
 	for range 5 { // checked, never sent
-		if v := s.Publish([]byte("q"), 1, 4); v.Kind != "" {
+		if v := s.Publish([]byte("q"), 1, 4); v.Why != "" {
 			t.Fatalf("checked only: %+v", v)
 		}
 	}
@@ -344,26 +344,26 @@ func TestSubscriptionsPerSession(t *testing.T) {
 		return s
 	}
 	s := conn(true, true, time.Hour)
-	if v := subscribeAll(t, s, "a", "b"); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b"); v.Why != "" {
 		t.Fatal(v)
 	}
 	s.Close(now)
 	s = conn(false, true, time.Hour)
-	if v := subscribeAll(t, s, "c", "d"); v.Kind != "max_subscriptions" {
+	if v := subscribeAll(t, s, "c", "d"); v.Why != "max_subscriptions" {
 		t.Fatalf("after a reconnect to the kept session: %+v, want max_subscriptions", v)
 	}
 	taker := conn(false, true, time.Hour) // the broker hands the session over
-	if v := subscribeAll(t, taker, "c"); v.Kind != "" {
+	if v := subscribeAll(t, taker, "c"); v.Why != "" {
 		t.Fatal(v)
 	}
-	if v := subscribeAll(t, s, "d"); v.Kind != "max_subscriptions" {
+	if v := subscribeAll(t, s, "d"); v.Why != "max_subscriptions" {
 		t.Fatalf("two connections of one session counted apart: %+v", v)
 	}
 	s.Close(now)
 	taker.Close(now)
 	now = now.Add(2 * time.Hour) // the broker has forgotten it
 	s = conn(false, true, time.Hour)
-	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Why != "" {
 		t.Fatalf("after the session expired: %+v", v)
 	}
 	s.Close(now)
@@ -374,18 +374,18 @@ func TestSubscriptionsPerSession(t *testing.T) {
 	s.Close(now)
 	now = now.Add(time.Minute)
 	s = conn(false, true, time.Second)
-	if v := subscribeAll(t, s, "d"); v.Kind != "max_subscriptions" {
+	if v := subscribeAll(t, s, "d"); v.Why != "max_subscriptions" {
 		t.Fatalf("a minute after a DISCONNECT set an hour's expiry: %+v, want the session's count", v)
 	}
 	s.Expiry(0) // this connection ends the session
 	s.Close(now)
 	s = conn(false, true, time.Hour)
-	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Why != "" {
 		t.Fatalf("after a DISCONNECT with expiry 0: %+v", v)
 	}
 	s.Close(now)
 	s = conn(true, false, 0)
-	if v := subscribeAll(t, s, "a", "b", "c"); v.Kind != "" {
+	if v := subscribeAll(t, s, "a", "b", "c"); v.Why != "" {
 		t.Fatalf("after a clean start: %+v", v)
 	}
 	s.Close(now)
@@ -413,7 +413,7 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	refused.Close(now)
 	s = open(false, true)
 	s.Started(true)
-	if v := s.Subscribe(subscribe(t, "c")); v.Kind != "max_subscriptions" {
+	if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
 		t.Fatalf("after a refused clean start: %+v, want the kept session's count", v)
 	}
 	// A (no expiry) is taken over by B (persists); A closes last.
@@ -425,7 +425,7 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	a.Close(now)
 	s = open(false, true)
 	s.Started(true)
-	if v := s.Subscribe(subscribe(t, "c")); v.Kind != "max_subscriptions" {
+	if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
 		t.Fatalf("after a takeover whose old connection closed last: %+v, want the kept session's count", v)
 	}
 	// C takes over from D, then D's DISCONNECT says expiry 0: the broker
@@ -438,7 +438,7 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	c.Close(now)
 	s = open(false, true)
 	s.Started(true)
-	if v := s.Subscribe(subscribe(t, "c")); v.Kind != "max_subscriptions" {
+	if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
 		t.Fatalf("after a taken-over connection's DISCONNECT said expiry 0: %+v, want the kept session's count", v)
 	}
 	s.Close(now)

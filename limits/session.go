@@ -24,31 +24,34 @@ type PacketLimits struct {
 	PublishBytesRate       float64 // bytes per second per identity
 }
 
-// Violation is a limit a packet broke; the zero value is none.
-type Violation struct {
-	Kind string              // max_topic_length, max_topic_levels, ...
-	Code mqttwire.ReasonCode // the v5 code to answer with
-	// End: the session ends (DISCONNECT with Code for v5). Otherwise the
-	// packet alone is refused (a SUBACK failing its filters).
-	End bool
+// The limits answer in mqttwire's decision vocabulary: a Decision that
+// refuses the packet alone (Refuse: a SUBACK failing its filters) or ends
+// the session (End: DISCONNECT with the code for v5); Why names the limit.
+
+func refuse(why string, code mqttwire.ReasonCode) mqttwire.Decision {
+	return mqttwire.Decision{Verdict: mqttwire.Refuse, Code: code, Why: why}
+}
+
+func end(why string, code mqttwire.ReasonCode) mqttwire.Decision {
+	return mqttwire.Decision{Verdict: mqttwire.End, Code: code, Why: why}
 }
 
 // ClientID checks a CONNECT's client id.
-func (l *PacketLimits) ClientID(id []byte) Violation {
+func (l *PacketLimits) ClientID(id []byte) mqttwire.Decision {
 	if l.MaxClientIDLength > 0 && len(id) > l.MaxClientIDLength {
-		return Violation{"max_client_id_length", mqttwire.ClientIdentifierNotValid, true}
+		return end("max_client_id_length", mqttwire.ClientIdentifierNotValid)
 	}
-	return Violation{}
+	return mqttwire.Decision{}
 }
 
-func (l *PacketLimits) topic(t []byte, code mqttwire.ReasonCode) Violation {
+func (l *PacketLimits) topic(t []byte, code mqttwire.ReasonCode) mqttwire.Decision {
 	if l.MaxTopicLength > 0 && len(t) > l.MaxTopicLength {
-		return Violation{Kind: "max_topic_length", Code: code}
+		return refuse("max_topic_length", code)
 	}
 	if l.MaxTopicLevels > 0 && bytes.Count(t, []byte{'/'})+1 > l.MaxTopicLevels {
-		return Violation{Kind: "max_topic_levels", Code: code}
+		return refuse("max_topic_levels", code)
 	}
-	return Violation{}
+	return mqttwire.Decision{}
 }
 
 // RateBurst is the share of a second's rate a client may send at once:
@@ -338,21 +341,21 @@ func (ss *Sessions) pruneSessionsLocked(now time.Time) {
 // Publish checks a client PUBLISH: its topic as sent (before an alias
 // is stored) and, for QoS 1 and 2, room in flight. It records nothing:
 // Sent does, once the PUBLISH is forwarded.
-func (s *Session) Publish(topic []byte, qos byte, id uint16) Violation {
-	if v := s.l.topic(topic, mqttwire.TopicNameInvalid); v.Kind != "" {
-		v.End = true // a PUBLISH cannot be refused visibly at QoS 0
-		return v
+func (s *Session) Publish(topic []byte, qos byte, id uint16) mqttwire.Decision {
+	if d := s.l.topic(topic, mqttwire.TopicNameInvalid); d.Verdict != mqttwire.Forward {
+		d.Verdict = mqttwire.End // a PUBLISH cannot be refused visibly at QoS 0
+		return d
 	}
 	if qos == 0 || s.l.MaxInflight <= 0 || int(s.inflightN.Load())+len(s.pending) < s.l.MaxInflight {
-		return Violation{} // room (only this pump adds)
+		return mqttwire.Decision{} // room (only this pump adds)
 	}
 	s.Commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, held := slices.BinarySearch(s.inflight, flight(id, qos)); !held && len(s.inflight) >= s.l.MaxInflight {
-		return Violation{"max_inflight", mqttwire.ReceiveMaximumExceeded, true} // [MQTT-3.3.4-9]
+		return end("max_inflight", mqttwire.ReceiveMaximumExceeded) // [MQTT-3.3.4-9]
 	}
-	return Violation{}
+	return mqttwire.Decision{}
 }
 
 // Sent counts a forwarded QoS 1 or 2 PUBLISH in flight by packet id and
@@ -405,19 +408,19 @@ func (s *Session) filterKey(f []byte) uint64 { return maphash.Bytes(s.ss.seed, f
 // Subscribe checks a SUBSCRIBE: filter sizes, filters per packet, and the
 // distinct filters the session would hold with all of them. It records
 // nothing: Subscribed does, for each filter that is forwarded.
-func (s *Session) Subscribe(sub *mqttwire.Subscribe) Violation {
+func (s *Session) Subscribe(sub *mqttwire.Subscribe) mqttwire.Decision {
 	if s.l.MaxFiltersPerSubscribe > 0 && sub.Count > s.l.MaxFiltersPerSubscribe {
-		return Violation{Kind: "max_filters_per_subscribe", Code: mqttwire.QuotaExceeded}
+		return refuse("max_filters_per_subscribe", mqttwire.QuotaExceeded)
 	}
 	it := sub.Filters()
 	for f, ok := it.Next(); ok; f, ok = it.Next() {
-		if v := s.l.topic(f.Topic, mqttwire.TopicFilterInvalid); v.Kind != "" {
-			return v
+		if d := s.l.topic(f.Topic, mqttwire.TopicFilterInvalid); d.Verdict != mqttwire.Forward {
+			return d
 		}
 	}
 	st := s.subs
 	if st == nil {
-		return Violation{}
+		return mqttwire.Decision{}
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -429,9 +432,9 @@ func (s *Session) Subscribe(sub *mqttwire.Subscribe) Violation {
 		}
 	}
 	if len(st.filters)+added > s.l.MaxSubscriptions {
-		return Violation{Kind: "max_subscriptions", Code: mqttwire.QuotaExceeded}
+		return refuse("max_subscriptions", mqttwire.QuotaExceeded)
 	}
-	return Violation{}
+	return mqttwire.Decision{}
 }
 
 // Subscribed records a filter the session now holds (forwarded to the

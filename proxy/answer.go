@@ -13,7 +13,7 @@ func (s *Server) decided(sess *Session, client net.Conn, r *mqttwire.Reader, in 
 	}
 	closeReason := closeInspector
 	if limit {
-		s.limitHit(sess, d.Kind)
+		s.limitHit(sess, d.Why)
 		closeReason = closeLimit
 	}
 	if !flush(r.HeldBefore(in.Packet)) {
@@ -21,11 +21,11 @@ func (s *Server) decided(sess *Session, client net.Conn, r *mqttwire.Reader, in 
 	}
 	if d.Verdict == Refuse {
 		s.Stats.Refused.Add(1)
-		if v, reason := s.answer(sess, client, in, d.Reason); v != topicForward {
+		if v, reason := s.answer(sess, client, in, d.Code); v != topicForward {
 			return v, reason
 		}
 	}
-	s.disconnect(sess, client, d.Reason)
+	s.disconnect(sess, client, d.Code)
 	return topicEnd, closeReason
 }
 

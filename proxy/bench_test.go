@@ -52,7 +52,7 @@ type topicCheck struct{}
 
 func (topicCheck) Inspect(_ *Session, in *Inspected) Decision {
 	if in.Packet.Type == mqttwire.PUBLISH && len(in.Publish.Topic) > 0 && in.Publish.Topic[0] == '$' {
-		return Decision{Verdict: Refuse, Reason: mqttwire.NotAuthorized}
+		return Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized}
 	}
 	return Decision{}
 }
@@ -75,53 +75,13 @@ func forward(tb testing.TB, n int) *sinkConn {
 	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311}
 	sess.reader = mqttwire.NewReader(client, initialReadBuffer, mqttwire.DefaultMaxPacketSize)
 	sess.topics.rights = denyMarked{} // the ACL seam is on the path too
-	sess.limiter = benchLimits{limits.NewSessions(limits.PacketLimits{MaxTopicLength: 1024, MaxTopicLevels: 16, MaxInflight: 65535,
-		PublishRate: 1e12, PublishBytesRate: 1e15}).Open(limits.Start{Who: "bench"}, time.Now())} // and the limits, with rates that never hold it back
+	sess.limiter = limits.NewSessions(limits.PacketLimits{MaxTopicLength: 1024, MaxTopicLevels: 16, MaxInflight: 65535,
+		PublishRate: 1e12, PublishBytesRate: 1e15}).Open(limits.Start{Who: "bench"}, time.Now()) // and the limits, with rates that never hold it back
 	if reason := srv.clientToBroker(sess, client); reason != closeClient {
 		tb.Fatalf("pump ended with %q", reason)
 	}
 	return broker
 }
-
-// benchLimits is cmd's adapter in small: the real limits on the path.
-type benchLimits struct{ s *limits.Session }
-
-func (b benchLimits) Check(in *Inspected) Decision {
-	var v limits.Violation
-	switch in.Packet.Type {
-	case mqttwire.PUBLISH:
-		v = b.s.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID)
-	case mqttwire.SUBSCRIBE:
-		v = b.s.Subscribe(&in.Subscribe)
-	}
-	switch {
-	case v.Kind == "":
-		return Decision{}
-	case v.End:
-		return Decision{Verdict: Disconnect, Reason: v.Code, Kind: v.Kind}
-	}
-	return Decision{Verdict: Refuse, Reason: v.Code, Kind: v.Kind}
-}
-func (b benchLimits) Sent(in *Inspected) {
-	switch in.Packet.Type {
-	case mqttwire.PUBLISH:
-		b.s.Sent(in.Publish.QoS, in.Publish.PacketID)
-	case mqttwire.SUBSCRIBE:
-		it := in.Subscribe.Filters()
-		for f, ok := it.Next(); ok; f, ok = it.Next() {
-			b.s.Subscribed(f.Topic)
-		}
-	case mqttwire.UNSUBSCRIBE:
-		b.s.Unsubscribe(&in.Subscribe)
-	}
-}
-func (b benchLimits) Subscribed(filter []byte)                { b.s.Subscribed(filter) }
-func (b benchLimits) Commit()                                 { b.s.Commit() }
-func (b benchLimits) Take(n int, now time.Time) time.Duration { return b.s.Take(n, now) }
-func (b benchLimits) Acked(id uint16, qos byte)               { b.s.Acked(id, qos) }
-func (b benchLimits) Started(sessionPresent bool)             { b.s.Started(sessionPresent) }
-func (b benchLimits) Expiry(seconds uint32)                   { b.s.Expiry(seconds) }
-func (b benchLimits) Close(now time.Time)                     { b.s.Close(now) }
 
 // The PUBLISH path (framing, validation, topic rights, limits, inspection, forwarding) allocates
 // per connection, never per packet.

@@ -50,47 +50,39 @@ type Inspected struct {
 	Subscribe mqttwire.Subscribe // when Packet.Type is SUBSCRIBE or UNSUBSCRIBE
 }
 
-// Verdict is what happens to an inspected packet.
-type Verdict uint8
+// Verdict and Decision are the decision vocabulary every stage speaks
+// (mqttwire's, so the deciders can return it without importing proxy).
+type (
+	Verdict  = mqttwire.Verdict
+	Decision = mqttwire.Decision
+)
 
 // Verdicts.
 const (
-	// Forward sends the packet to the broker unchanged.
-	Forward Verdict = iota
-	// Refuse keeps the packet from the broker and answers the client the
-	// way the protocol expects: PUBACK or PUBREC with Decision.Reason (v5)
-	// for a QoS 1 or 2 PUBLISH, nothing for QoS 0, a SUBACK or UNSUBACK
-	// failing every filter. Other packet types cannot be refused on their
-	// own: Refuse ends the connection as Disconnect does.
-	Refuse
-	// Disconnect ends the connection, with DISCONNECT Decision.Reason for v5.
-	Disconnect
+	Forward = mqttwire.Forward
+	Refuse  = mqttwire.Refuse
+	End     = mqttwire.End
 )
 
-// Decision is an Inspector's (or a Limiter's) answer.
-type Decision struct {
-	Verdict Verdict
-	Reason  mqttwire.ReasonCode
-	// Kind names the limit a Limiter's refusal is about, for counters
-	// and logs.
-	Kind string
-}
-
-// Limiter is one session's limits (the limits package provides it). Its
-// methods are called from the client pump, except Acked.
+// Limiter is one session's limits (limits.Session provides it). Its
+// methods are called from the client pump, except Acked and Started
+// (the broker pump) and Close.
 type Limiter interface {
-	// Check decides a client packet before the topic ACL, recording
-	// nothing (topic sizes before any alias is stored, room in flight,
-	// subscriptions the session would hold).
-	Check(p *Inspected) Decision
-	// Sent records a packet that every stage forwards whole: a PUBLISH in
-	// flight (taking effect at Commit), a SUBSCRIBE's filters, an
-	// UNSUBSCRIBE's. So a PUBLISH or filter something refused is never
-	// counted, and a refused UNSUBSCRIBE lowers nothing.
-	Sent(p *Inspected)
-	// Subscribed records one filter of a SUBSCRIBE forwarded with others
-	// taken out.
+	// Publish decides a PUBLISH before the topic ACL (its topic as sent,
+	// before an alias is stored; room in flight), recording nothing.
+	Publish(topic []byte, qos byte, id uint16) Decision
+	// Subscribe decides a SUBSCRIBE before the topic ACL (filter sizes,
+	// filters per packet, the subscriptions the session would hold),
+	// recording nothing.
+	Subscribe(sub *mqttwire.Subscribe) Decision
+	// Sent records a QoS 1 or 2 PUBLISH every stage forwards, in flight
+	// from Commit on.
+	Sent(qos byte, id uint16)
+	// Subscribed records a filter forwarded to the broker.
 	Subscribed(filter []byte)
+	// Unsubscribe forgets the filters of an UNSUBSCRIBE forwarded to the
+	// broker.
+	Unsubscribe(sub *mqttwire.Subscribe)
 	// Commit is called before forwarded packets are written to the
 	// broker (so before it can acknowledge them).
 	Commit()
@@ -99,17 +91,16 @@ type Limiter interface {
 	// (nothing taken). now may be the time of the read; the proxy asks
 	// again with the current time before it waits.
 	Take(n int, now time.Time) time.Duration
-	// Acked is called, from the broker pump, for each broker
-	// acknowledgement that ends a client PUBLISH's flow, with its packet
-	// id and the QoS of the flow it ends (PUBACK 1, PUBCOMP or a failed
-	// PUBREC 2).
+	// Acked is called for each broker acknowledgement that ends a client
+	// PUBLISH's flow, with its packet id and the QoS of the flow it ends
+	// (PUBACK 1, PUBCOMP or a failed PUBREC 2).
 	Acked(id uint16, qos byte)
-	// Started is called, from the broker pump, when the broker's CONNACK
-	// accepts the client, with its Session Present flag.
+	// Started is called when the broker's CONNACK accepts the client,
+	// with its Session Present flag.
 	Started(sessionPresent bool)
 	// Expiry is called with a v5 Session Expiry Interval set after the
-	// CONNECT: by the client's DISCONNECT (client pump) or the broker's
-	// CONNACK (broker pump).
+	// CONNECT: by the client's DISCONNECT (once forwarded) or the
+	// broker's CONNACK.
 	Expiry(seconds uint32)
 	// Close is called once when the session ends.
 	Close(now time.Time)

@@ -122,6 +122,17 @@ func finalAck(p mqttwire.Packet, v mqttwire.Version) (qos byte, ok bool) {
 	return 0, false
 }
 
+// limitCheck asks the limits about a client packet before the topic ACL.
+func limitCheck(lim Limiter, in *Inspected) Decision {
+	switch in.Packet.Type {
+	case mqttwire.PUBLISH:
+		return lim.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID)
+	case mqttwire.SUBSCRIBE:
+		return lim.Subscribe(&in.Subscribe)
+	}
+	return Decision{}
+}
+
 // connackAccepts reports whether a CONNACK accepts the client, and its
 // Session Present flag.
 func connackAccepts(p mqttwire.Packet) (ok, sessionPresent bool) {

@@ -467,7 +467,7 @@ func TestShutdownTellsV5Clients(t *testing.T) {
 type denyInspector struct{}
 
 func (denyInspector) Inspect(s *Session, in *Inspected) Decision {
-	refuse := Decision{Verdict: Refuse, Reason: mqttwire.NotAuthorized}
+	refuse := Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized}
 	switch in.Packet.Type {
 	case mqttwire.PUBLISH:
 		if bytes.HasPrefix(in.Publish.Topic, []byte("denied/")) {
@@ -854,7 +854,7 @@ type refuseUnsubscribe struct{}
 
 func (refuseUnsubscribe) Inspect(_ *Session, in *Inspected) Decision {
 	if in.Packet.Type == mqttwire.UNSUBSCRIBE {
-		return Decision{Verdict: Refuse, Reason: mqttwire.NotAuthorized}
+		return Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized}
 	}
 	return Decision{}
 }
@@ -866,7 +866,7 @@ func TestRefusedUnsubscribeKeepsTheCount(t *testing.T) {
 	sessions := limits.NewSessions(limits.PacketLimits{MaxSubscriptions: 1})
 	px := startProxy(t, Config{Backend: broker, Inspector: InspectorChain{refuseUnsubscribe{}},
 		Limits: func(s *Session, c *mqttwire.Connect) Limiter {
-			return benchLimits{sessions.Open(limits.Start{ClientID: string(c.ClientID), Who: "t", CleanStart: true}, time.Now())}
+			return sessions.Open(limits.Start{ClientID: string(c.ClientID), Who: "t", CleanStart: true}, time.Now())
 		}}, nil)
 	c, _ := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("unsub")})
 	c.Send(subscribePkt(mqttwire.V5, 1, "a"))

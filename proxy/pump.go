@@ -99,7 +99,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		// ACL rewrites it; a PUBLISH is counted in flight only once
 		// every stage forwards it.
 		if lim != nil {
-			if verdict, reason := s.decided(sess, client, r, in, lim.Check(in), flush, true); verdict != topicForward {
+			if verdict, reason := s.decided(sess, client, r, in, limitCheck(lim, in), flush, true); verdict != topicForward {
 				if verdict == topicEnd {
 					return reason
 				}
@@ -123,14 +123,21 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			}
 		}
 		if lim != nil {
-			lim.Sent(in)
-			if p.Type == mqttwire.DISCONNECT {
-				sessionExpiry(lim, p, v) // forwarded: the broker takes it
-			}
-			if p.Type == mqttwire.PUBLISH {
+			switch p.Type {
+			case mqttwire.PUBLISH:
+				lim.Sent(in.Publish.QoS, in.Publish.PacketID)
 				if reason := s.pace(sess, client, r, p, &now, flush); reason != "" {
 					return reason
 				}
+			case mqttwire.SUBSCRIBE:
+				it := in.Subscribe.Filters()
+				for f, ok := it.Next(); ok; f, ok = it.Next() {
+					lim.Subscribed(f.Topic)
+				}
+			case mqttwire.UNSUBSCRIBE:
+				lim.Unsubscribe(&in.Subscribe)
+			case mqttwire.DISCONNECT:
+				sessionExpiry(lim, p, v) // forwarded: the broker takes it
 			}
 		}
 	}

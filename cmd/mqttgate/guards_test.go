@@ -9,4 +9,5 @@ import (
 var (
 	_ proxy.ConnectChecker = (*limits.Connects)(nil)
 	_ proxy.ConnGate       = (*limits.Conns)(nil)
+	_ proxy.Limiter        = (*limits.Session)(nil)
 )

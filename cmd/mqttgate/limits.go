@@ -57,7 +57,7 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 		Rate: c.ConnectRate, RatePerIP: c.ConnectRatePerIP}, bans)
 	sessions := limits.NewSessions(*pl)
 	pc.Limits = func(s *proxy.Session, cn *mqttwire.Connect) proxy.Limiter {
-		return sessionLimits{sessions.Open(sessionStart(s, cn), time.Now())}
+		return sessions.Open(sessionStart(s, cn), time.Now())
 	}
 	pc.RateDisconnect = c.RateAction == "disconnect"
 	pc.MaxKeepAlive = c.MaxKeepAlive
@@ -68,54 +68,6 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 	pc.Connects = connects
 	return bans, nil
 }
-
-// sessionLimits lets the proxy use a limits.Session.
-type sessionLimits struct{ s *limits.Session }
-
-func (x sessionLimits) Check(in *proxy.Inspected) proxy.Decision {
-	var v limits.Violation
-	switch in.Packet.Type {
-	case mqttwire.PUBLISH:
-		v = x.s.Publish(in.Publish.Topic, in.Publish.QoS, in.Publish.PacketID)
-	case mqttwire.SUBSCRIBE:
-		v = x.s.Subscribe(&in.Subscribe)
-	}
-	switch {
-	case v.Kind == "":
-		return proxy.Decision{}
-	case v.End:
-		return proxy.Decision{Verdict: proxy.Disconnect, Reason: v.Code, Kind: v.Kind}
-	}
-	return proxy.Decision{Verdict: proxy.Refuse, Reason: v.Code, Kind: v.Kind}
-}
-
-func (x sessionLimits) Sent(in *proxy.Inspected) {
-	switch in.Packet.Type {
-	case mqttwire.PUBLISH:
-		x.s.Sent(in.Publish.QoS, in.Publish.PacketID)
-	case mqttwire.SUBSCRIBE:
-		it := in.Subscribe.Filters()
-		for f, ok := it.Next(); ok; f, ok = it.Next() {
-			x.s.Subscribed(f.Topic)
-		}
-	case mqttwire.UNSUBSCRIBE:
-		x.s.Unsubscribe(&in.Subscribe)
-	}
-}
-
-func (x sessionLimits) Subscribed(filter []byte) { x.s.Subscribed(filter) }
-
-func (x sessionLimits) Commit() { x.s.Commit() }
-
-func (x sessionLimits) Take(n int, now time.Time) time.Duration { return x.s.Take(n, now) }
-
-func (x sessionLimits) Acked(id uint16, qos byte) { x.s.Acked(id, qos) }
-
-func (x sessionLimits) Started(sessionPresent bool) { x.s.Started(sessionPresent) }
-
-func (x sessionLimits) Expiry(seconds uint32) { x.s.Expiry(seconds) }
-
-func (x sessionLimits) Close(now time.Time) { x.s.Close(now) }
 
 // sessionStart is what the limits need of an admitted CONNECT.
 func sessionStart(s *proxy.Session, c *mqttwire.Connect) limits.Start {

@@ -1,0 +1,30 @@
+package mqttwire
+
+// Verdict is what a stage decides about one packet.
+type Verdict uint8
+
+// Verdicts.
+const (
+	// Forward sends the packet on.
+	Forward Verdict = iota
+	// Refuse keeps the packet from the broker and answers the client the
+	// way the protocol expects: PUBACK or PUBREC with the code (v5) for a
+	// QoS 1 or 2 PUBLISH, nothing for QoS 0, a SUBACK or UNSUBACK failing
+	// every filter. A packet that cannot be refused alone ends the
+	// session instead.
+	Refuse
+	// End ends the session, with DISCONNECT and the code for v5.
+	End
+)
+
+// Decision is a stage's answer about one packet, in the one vocabulary
+// the deciders (limits, topic rights, inspectors) speak and the proxy
+// enforces. The zero value forwards.
+type Decision struct {
+	Verdict Verdict
+	// Code is the v5 reason code the client is told; the encoders map it
+	// to a 3.1.1 return code.
+	Code ReasonCode
+	// Why names the rule or limit that decided, for logs and counters.
+	Why string
+}
