@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
+	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
 func engineFor(t testing.TB, name, content string) *Engine {
@@ -35,14 +36,14 @@ type check struct {
 func run(t *testing.T, v *View, who string, checks []check) {
 	t.Helper()
 	for _, c := range checks {
-		var d Decision
+		var d ruling
 		switch c.kind {
 		case "pub":
-			d = v.Publish([]byte(c.topic), c.qos, c.retain)
+			d = v.publish([]byte(c.topic), c.qos, c.retain)
 		case "sub":
-			d = v.Subscribe([]byte(c.topic), c.qos)
+			d = v.subscribe([]byte(c.topic), c.qos)
 		case "recv":
-			d = v.Receive([]byte(c.topic))
+			d = v.receive([]byte(c.topic))
 		}
 		if d.Allow != c.allow {
 			t.Errorf("%s %s %q (qos %d retain %v): allow %v by %s, want %v", who, c.kind, c.topic, c.qos, c.retain, d.Allow, d.Source, c.allow)
@@ -157,16 +158,16 @@ func TestPlaceholdersCannotWiden(t *testing.T) {
 		for _, id := range []string{"#", "+", "a/+", "a/b", ""} {
 			v := e.View(Client{ClientID: id, Username: id})
 			for _, topic := range []string{"t/x/y", "t/#", "t/+/y", "u/x", "t/a/b/c", "u/a/+"} {
-				if d := v.Publish([]byte(topic), 0, false); d.Allow {
+				if d := v.publish([]byte(topic), 0, false); d.Allow {
 					t.Errorf("%s: client id %q may publish to %q (%s)", name, id, topic, d.Source)
 				}
-				if d := v.Subscribe([]byte(topic), 0); d.Allow {
+				if d := v.subscribe([]byte(topic), 0); d.Allow {
 					t.Errorf("%s: client id %q may subscribe to %q (%s)", name, id, topic, d.Source)
 				}
 			}
 		}
 		v := e.View(Client{ClientID: "ok", Username: "ok"})
-		if !v.Publish([]byte("t/ok/x"), 0, false).Allow || !v.Subscribe([]byte("u/ok"), 0).Allow {
+		if !v.publish([]byte("t/ok/x"), 0, false).Allow || !v.subscribe([]byte("u/ok"), 0).Allow {
 			t.Errorf("%s: a plain client id lost its rights", name)
 		}
 	}
@@ -210,21 +211,21 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := e.View(Client{ClientID: "c"})
-	if !v.Publish([]byte("a/1"), 0, false).Allow {
+	if !v.publish([]byte("a/1"), 0, false).Allow {
 		t.Fatal("a/1 denied")
 	}
 	os.WriteFile(f, []byte("pattern readwrite b/#\n"), 0o644)
 	if changed, err := e.Reload(false); !changed || err != nil {
 		t.Fatal(changed, err)
 	}
-	if v.Publish([]byte("a/1"), 0, false).Allow || !v.Publish([]byte("b/1"), 0, false).Allow {
+	if v.publish([]byte("a/1"), 0, false).Allow || !v.publish([]byte("b/1"), 0, false).Allow {
 		t.Fatal("reload not applied to the view")
 	}
 	os.WriteFile(f, []byte("pattern readwrite b/#\nbogus line\n"), 0o644)
 	if _, err := e.Reload(false); err == nil || !strings.Contains(err.Error(), "acl:2") {
 		t.Fatalf("broken reload: %v", err)
 	}
-	if !v.Publish([]byte("b/1"), 0, false).Allow {
+	if !v.publish([]byte("b/1"), 0, false).Allow {
 		t.Fatal("broken file took the rules out of service")
 	}
 }
@@ -264,7 +265,7 @@ func BenchmarkCheck100kRules(b *testing.B) {
 			if v.cache != nil {
 				clear(v.cache[:]) // an empty cache for every check
 			}
-			if !v.Publish(topics[i%len(topics)], 1, false).Allow {
+			if !v.publish(topics[i%len(topics)], 1, false).Allow {
 				b.Fatal("denied")
 			}
 			i++
@@ -274,7 +275,7 @@ func BenchmarkCheck100kRules(b *testing.B) {
 		b.ReportAllocs()
 		t := []byte("home/123/kitchen/temp")
 		for b.Loop() {
-			if !v.Publish(t, 1, false).Allow {
+			if !v.publish(t, 1, false).Allow {
 				b.Fatal("denied")
 			}
 		}
@@ -285,8 +286,8 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 	e := engineFor(t, "acl", "pattern readwrite a/%c/#\n")
 	v := e.View(Client{ClientID: "c"})
 	topic := []byte("a/c/x")
-	v.Publish(topic, 0, false)
-	if n := testing.AllocsPerRun(100, func() { v.Publish(topic, 0, false) }); n != 0 {
+	v.publish(topic, 0, false)
+	if n := testing.AllocsPerRun(100, func() { v.publish(topic, 0, false) }); n != 0 {
 		t.Fatalf("%v allocs per cached check", n)
 	}
 }
@@ -364,9 +365,45 @@ func BenchmarkSubscribeWorstFilters(b *testing.B) {
 					if v.cache != nil {
 						clear(v.cache[:])
 					}
-					v.Subscribe(fb, 1)
+					v.subscribe(fb, 1)
 				}
 			})
+		}
+	}
+}
+
+// The engine's options shape a denial into the decision the proxy
+// enforces: refuse the packet, end the session for a PUBLISH, or in dry
+// run only report it.
+func TestDecisionOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opts       Options
+		pub, sub   mqttwire.Verdict
+		dryRun     bool
+		allowedToo bool
+	}{
+		{Options{}, mqttwire.Refuse, mqttwire.Refuse, false, true},
+		{Options{DenyDisconnect: true}, mqttwire.End, mqttwire.Refuse, false, true},
+		{Options{DryRun: true}, mqttwire.Forward, mqttwire.Forward, true, true},
+	} {
+		e, err := NewEngine(tc.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := e.View(Client{ClientID: "c"})
+		p, s := v.Publish([]byte("t"), 0, false), v.Subscribe([]byte("t"), 0)
+		if p.Verdict != tc.pub || s.Verdict != tc.sub || p.DryRun != tc.dryRun || s.DryRun != tc.dryRun {
+			t.Errorf("%+v: publish %+v subscribe %+v", tc.opts, p, s)
+		}
+		if p.Verdict != mqttwire.Forward && p.Code != mqttwire.NotAuthorized {
+			t.Errorf("%+v: publish refused with %#x", tc.opts, p.Code)
+		}
+		if p.Why != "no match" {
+			t.Errorf("%+v: why %q", tc.opts, p.Why)
+		}
+		su := e.View(Client{ClientID: "c", Superuser: true}).Publish([]byte("t"), 0, false)
+		if su.Verdict != mqttwire.Forward || su.DryRun {
+			t.Errorf("%+v: superuser %+v", tc.opts, su)
 		}
 	}
 }

@@ -73,7 +73,7 @@ func TestSubscribeQoSCondition(t *testing.T) {
 		{"sub", "own/a", 1, false, true}, {"sub", "own/a", 2, false, false}, {"sub", "own/a", 0, false, false},
 		{"recv", "t0", 0, false, true}, // applied at SUBSCRIBE, not per delivery
 	})
-	if d := e.View(Client{ClientID: "c"}).Subscribe([]byte("t0"), 3); d.Allow {
+	if d := e.View(Client{ClientID: "c"}).subscribe([]byte("t0"), 3); d.Allow {
 		t.Errorf("QoS 3 granted by %s", d.Source)
 	}
 }
@@ -107,7 +107,7 @@ func TestQueueAndExclusivePrefixesJudgedAsTheRealFilter(t *testing.T) {
 func TestWalkBudgetFailsClosed(t *testing.T) {
 	e := engineFor(t, "acl.conf", ruleFile(4*walkBudget, `{allow, all, subscribe, ["s/#"]}.`+"\n", `{deny, all, subscribe, ["s/%[1]d/x"]}.`))
 	v := e.View(Client{ClientID: "c"})
-	if d := v.Subscribe([]byte("s/+/y"), 0); d.Allow || d.Source != "cost" {
+	if d := v.subscribe([]byte("s/+/y"), 0); d.Allow || d.Source != "cost" {
 		t.Errorf("s/+/y: %+v, want refused for its cost", d)
 	}
 	run(t, v, "c", []check{
@@ -206,13 +206,13 @@ func TestIndexesAgreeWithOracle(t *testing.T) {
 		for range 40 {
 			f, topic := filter(true), filter(false)
 			qos, retain := byte(rng.IntN(3)), rng.IntN(2) == 0
-			if got, want := v.Subscribe([]byte(f), qos).Allow, oracle(s.rules, "sub", f, qos, false); got != want {
+			if got, want := v.subscribe([]byte(f), qos).Allow, oracle(s.rules, "sub", f, qos, false); got != want {
 				t.Fatalf("round %d: subscribe %q qos %d: %v, oracle %v\n%s", round, f, qos, got, want, sb.String())
 			}
-			if got, want := v.Publish([]byte(topic), qos, retain).Allow, oracle(s.rules, "pub", topic, qos, retain); got != want {
+			if got, want := v.publish([]byte(topic), qos, retain).Allow, oracle(s.rules, "pub", topic, qos, retain); got != want {
 				t.Fatalf("round %d: publish %q qos %d retain %v: %v, oracle %v\n%s", round, topic, qos, retain, got, want, sb.String())
 			}
-			if got, want := v.Receive([]byte(topic)).Allow, oracle(s.rules, "recv", topic, 0, false); got != want {
+			if got, want := v.receive([]byte(topic)).Allow, oracle(s.rules, "recv", topic, 0, false); got != want {
 				t.Fatalf("round %d: receive %q: %v, oracle %v\n%s", round, topic, got, want, sb.String())
 			}
 		}

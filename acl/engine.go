@@ -17,6 +17,11 @@ type Options struct {
 	File string
 	// NoMatchAllow allows what no rule decides; the default denies.
 	NoMatchAllow bool
+	// DryRun reports denials (Decision.DryRun) and denies nothing.
+	DryRun bool
+	// DenyDisconnect ends the session on a denied PUBLISH instead of
+	// refusing the packet alone.
+	DenyDisconnect bool
 }
 
 // Engine holds the rules in service. Reload swaps in a new file; views

@@ -29,11 +29,11 @@ func fuzzFile(t *testing.T, name string, parse func(string, []byte) (*RuleSet, e
 	for _, c := range []Client{{ClientID: "c", Username: "a"}, {ClientID: "#", Username: "+"}, {}} {
 		v := e.View(c)
 		for _, tp := range []string{"a", "a/b", "x/y/z", "#", "+/#", "$SYS/x", "$share/g/a/#"} {
-			v.Publish([]byte(tp), 1, false)
-			if v.Subscribe([]byte(tp), 1).Allow && (tp == "$SYS/x") {
+			v.publish([]byte(tp), 1, false)
+			if v.subscribe([]byte(tp), 1).Allow && (tp == "$SYS/x") {
 				t.Fatalf("$SYS subscription allowed by %s", name)
 			}
-			v.Receive([]byte(tp))
+			v.receive([]byte(tp))
 		}
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"strings"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
+	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
-// Decision is the answer to one check.
-type Decision struct {
+// ruling is the answer to one check, before the engine's options shape
+// it into the decision the proxy enforces.
+type ruling struct {
 	Allow bool
 	// Source names the rule that decided ("acl.conf:12", "jwt", ...) or
 	// the default ("superuser", "$SYS", "no match", "wildcard").
@@ -60,7 +62,7 @@ type centry struct {
 	key   uint64
 	kind  byte
 	topic string
-	d     Decision
+	d     ruling
 	gen   *RuleSet
 }
 
@@ -127,16 +129,47 @@ func (v *View) current() *RuleSet {
 	return v.set
 }
 
-// Publish decides whether the client may publish to topic.
-func (v *View) Publish(topic []byte, qos byte, retain bool) Decision {
+// Publish decides whether the client may publish to topic (and a will).
+func (v *View) Publish(topic []byte, qos byte, retain bool) mqttwire.Decision {
+	return v.eng.answer(v.publish(topic, qos, retain), true)
+}
+
+// Subscribe decides whether the client may subscribe to the filter at
+// the QoS it requests for it (see subscribe).
+func (v *View) Subscribe(filter []byte, qos byte) mqttwire.Decision {
+	return v.eng.answer(v.subscribe(filter, qos), false)
+}
+
+// Receive decides whether a message on topic may be delivered to the
+// client (see receive).
+func (v *View) Receive(topic []byte) mqttwire.Decision {
+	return v.eng.answer(v.receive(topic), false)
+}
+
+// answer shapes a ruling into the decision the proxy enforces: a denial
+// refuses the packet (Not authorized), ends the session instead for a
+// PUBLISH with DenyDisconnect, and in dry run is only reported.
+func (e *Engine) answer(r ruling, publish bool) mqttwire.Decision {
+	switch {
+	case r.Allow:
+		return mqttwire.Decision{Why: r.Source}
+	case e.opts.DryRun:
+		return mqttwire.Decision{Why: r.Source, DryRun: true}
+	case publish && e.opts.DenyDisconnect:
+		return mqttwire.Decision{Verdict: mqttwire.End, Code: mqttwire.NotAuthorized, Why: r.Source}
+	}
+	return mqttwire.Decision{Verdict: mqttwire.Refuse, Code: mqttwire.NotAuthorized, Why: r.Source}
+}
+
+func (v *View) publish(topic []byte, qos byte, retain bool) ruling {
 	if v.c.Superuser {
-		return Decision{true, "superuser"}
+		return ruling{true, "superuser"}
 	}
 	if isSys(topic) {
-		return Decision{false, "$SYS"}
+		return ruling{false, "$SYS"}
 	}
 	if qos > 2 {
-		return Decision{false, "qos"}
+		return ruling{false, "qos"}
 	}
 	var r int8
 	if retain {
@@ -145,35 +178,35 @@ func (v *View) Publish(topic []byte, qos byte, retain bool) Decision {
 	return v.cached(kindPublish, topic, int(qos), r)
 }
 
-// Subscribe decides whether the client may subscribe to the filter at
+// subscribe decides whether the client may subscribe to the filter at
 // the QoS it requests for it. A rule with a QoS condition that does not
 // admit qos does not match, as in EMQX, which refuses such a filter
 // rather than granting it at a lower QoS. A shared subscription
 // ($share/group/F) and EMQX's $queue/F and $exclusive/F are judged by F,
 // the filter whose messages the broker delivers.
-func (v *View) Subscribe(filter []byte, qos byte) Decision {
+func (v *View) subscribe(filter []byte, qos byte) ruling {
 	if v.c.Superuser {
-		return Decision{true, "superuser"}
+		return ruling{true, "superuser"}
 	}
 	f := stripPrefixes(filter)
 	if isSys(f) {
-		return Decision{false, "$SYS"}
+		return ruling{false, "$SYS"}
 	}
 	if qos > 2 {
-		return Decision{false, "qos"}
+		return ruling{false, "qos"}
 	}
 	return v.cached(kindSubscribe, f, int(qos), -1)
 }
 
-// Receive decides whether a message on topic may be delivered to the
+// receive decides whether a message on topic may be delivered to the
 // client: its subscribe rights, for the topic name. A rule's QoS
 // condition does not enter: it was applied when the client subscribed.
-func (v *View) Receive(topic []byte) Decision {
+func (v *View) receive(topic []byte) ruling {
 	if v.c.Superuser {
-		return Decision{true, "superuser"}
+		return ruling{true, "superuser"}
 	}
 	if isSys(topic) {
-		return Decision{false, "$SYS"}
+		return ruling{false, "$SYS"}
 	}
 	return v.cached(kindReceive, topic, anyQoS, -1)
 }
@@ -211,7 +244,7 @@ func hasPrefix(f []byte, p string) bool { return len(f) > len(p) && string(f[:le
 
 // cached looks the decision up by kind, QoS, retain and topic; a miss
 // decides and remembers it. Only a miss allocates (the topic is copied).
-func (v *View) cached(kind byte, topic []byte, qos int, retain int8) Decision {
+func (v *View) cached(kind byte, topic []byte, qos int, retain int8) ruling {
 	set := v.current()
 	if v.cache == nil {
 		v.cache = new([cacheSize]centry)
@@ -227,11 +260,11 @@ func (v *View) cached(kind byte, topic []byte, qos int, retain int8) Decision {
 	return d
 }
 
-func (v *View) noMatch() Decision {
+func (v *View) noMatch() ruling {
 	if v.eng.noMatchAllow {
-		return Decision{true, "no match"}
+		return ruling{true, "no match"}
 	}
-	return Decision{false, "no match"}
+	return ruling{false, "no match"}
 }
 
 // decide returns the first rule, in order, that the view's own rules or
@@ -246,7 +279,7 @@ func (v *View) noMatch() Decision {
 // depths, and a few of them together every topic: it is granted only by
 // a rule whose filter covers it, never by a rule about every topic nor by
 // an allowing default.
-func (v *View) decide(kind byte, t string, qos int, retain int8) Decision {
+func (v *View) decide(kind byte, t string, qos int, retain int8) ruling {
 	wide := kind == kindSubscribe && allWild(t)
 	first := int32(math.MaxInt32)
 	var src *Rule
@@ -272,14 +305,14 @@ func (v *View) decide(kind byte, t string, qos int, retain int8) Decision {
 			src = &v.set.rules[w.id]
 		}
 		if w.spent && (src == nil || src.Allow) {
-			return Decision{false, "cost"}
+			return ruling{false, "cost"}
 		}
 	}
 	switch {
 	case src != nil:
-		return Decision{src.Allow, src.Source}
+		return ruling{src.Allow, src.Source}
 	case wide:
-		return Decision{false, "wildcard"}
+		return ruling{false, "wildcard"}
 	}
 	return v.noMatch()
 }

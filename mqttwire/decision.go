@@ -25,6 +25,10 @@ type Decision struct {
 	// Code is the v5 reason code the client is told; the encoders map it
 	// to a 3.1.1 return code.
 	Code ReasonCode
+	// DryRun: the decider would have refused (Why says why) but only
+	// reports it: the packet is forwarded, and the refusal logged and
+	// counted as one.
+	DryRun bool
 	// Why names the rule or limit that decided, for logs and counters.
 	Why string
 }

@@ -78,12 +78,12 @@ func (s *Server) checkDelivery(sess *Session, p mqttwire.Packet) deliveryVerdict
 			topic = ts.brokerAliases[pub.TopicAlias]
 		}
 	}
-	allowed, by := ts.recv.Receive(topic)
-	if allowed {
-		return deliveryForward
+	d := ts.recv.Receive(topic)
+	refused, logged := denied(d)
+	if logged {
+		s.topicDenied(sess, "deliver", topic, d)
 	}
-	s.topicDenied(sess, "deliver", topic, by)
-	if s.cfg.TopicDryRun {
+	if !refused {
 		return deliveryForward
 	}
 	var ack []byte

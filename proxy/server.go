@@ -35,17 +35,13 @@ type Config struct {
 
 	Authenticator Authenticator // nil refuses every client: fail closed
 	// Topics, when set, gives each admitted session its topic rights
-	// (ACLs): checked for every PUBLISH, SUBSCRIBE filter and will.
+	// (ACLs): checked for every PUBLISH, SUBSCRIBE filter and will. What
+	// a denial does (refuse, end the session, dry run) is theirs to say.
 	Topics func(*Session) TopicRights
-	// TopicDenyDisconnect ends the session on a denied PUBLISH (v5 with
-	// DISCONNECT 0x87) instead of dropping it and answering the client.
-	TopicDenyDisconnect bool
 	// TopicCheckDelivery also checks every PUBLISH the broker sends
 	// against the client's subscribe rights and drops what it may not
 	// receive (acknowledging it to the broker).
 	TopicCheckDelivery bool
-	// TopicDryRun decides, logs and counts denials but forwards anyway.
-	TopicDryRun bool
 	// Limits, when set, gives each admitted session its packet limits.
 	Limits func(*Session, *mqttwire.Connect) Limiter
 	// RateDisconnect ends a session over its rate (v5 DISCONNECT 0x96)

@@ -12,16 +12,25 @@ import (
 // TopicRights is one session's topic authorization (the acl package
 // provides it). It is asked from the session's client pump only, so it
 // may keep unsynchronised per-session state such as a decision cache.
+//
+// Each answers in the decision vocabulary: Forward, Refuse or End with
+// the code the client is told and Why (the rule, for the log); a denial
+// in dry run is a Forward with DryRun set, logged and counted as denied.
 type TopicRights interface {
-	// Publish decides a PUBLISH or a will message; by names the rule
-	// that decided, for the log.
-	Publish(topic []byte, qos byte, retain bool) (allowed bool, by string)
+	// Publish decides a PUBLISH or a will message.
+	Publish(topic []byte, qos byte, retain bool) Decision
 	// Subscribe decides one topic filter of a SUBSCRIBE at the maximum
 	// QoS its subscription options request.
-	Subscribe(filter []byte, qos byte) (allowed bool, by string)
+	Subscribe(filter []byte, qos byte) Decision
 	// Receive decides whether a message the broker sends on topic may be
-	// delivered (Config.TopicCheckDelivery).
-	Receive(topic []byte) (allowed bool, by string)
+	// delivered (the delivery check).
+	Receive(topic []byte) Decision
+}
+
+// denied reports whether d keeps a packet from going on, and whether it
+// is a denial to log (dry run included).
+func denied(d Decision) (refused, logged bool) {
+	return d.Verdict != Forward, d.Verdict != Forward || d.DryRun
 }
 
 // topicState is what enforcing topic rights needs per session.
@@ -85,8 +94,6 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 	ts := &sess.topics
 	pub := &in.Publish
 	topic := pub.Topic
-	var allowed bool
-	var by string
 	tainted := false
 	if pub.TopicAlias != 0 {
 		// An alias above the Topic Alias Maximum the broker gave the
@@ -121,16 +128,15 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 			topic, tainted = a.topic, a.tainted
 		}
 	}
-	if tainted {
-		by = "topic alias set by a denied PUBLISH"
-	} else {
-		allowed, by = ts.rights.Publish(topic, pub.QoS, pub.Retain)
+	d := Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized, Why: "topic alias set by a denied PUBLISH"}
+	if !tainted {
+		d = ts.rights.Publish(topic, pub.QoS, pub.Retain)
 	}
-	if allowed {
-		return topicForward, ""
+	refused, logged := denied(d)
+	if logged {
+		s.topicDenied(sess, "publish", topic, d)
 	}
-	s.topicDenied(sess, "publish", topic, by)
-	if s.cfg.TopicDryRun {
+	if !refused {
 		return topicForward, ""
 	}
 	if pub.TopicAlias != 0 && len(pub.Topic) > 0 {
@@ -139,11 +145,11 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 	if !flush(r.HeldBefore(in.Packet)) {
 		return topicEnd, closeBroker
 	}
-	if s.cfg.TopicDenyDisconnect {
-		s.disconnect(sess, client, mqttwire.NotAuthorized)
+	if d.Verdict == End {
+		s.disconnect(sess, client, d.Code)
 		return topicEnd, closeTopicDenied
 	}
-	return s.answer(sess, client, in, mqttwire.NotAuthorized)
+	return s.answer(sess, client, in, d.Code)
 }
 
 // badAlias ends the session over an invalid Topic Alias (v5 DISCONNECT
@@ -171,18 +177,22 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 		if !ok {
 			break
 		}
-		if allowed, by := ts.rights.Subscribe(f.Topic, f.QoS()); !allowed {
-			s.topicDenied(sess, "subscribe", f.Topic, by)
+		d := ts.rights.Subscribe(f.Topic, f.QoS())
+		refused, logged := denied(d)
+		if logged {
+			s.topicDenied(sess, "subscribe", f.Topic, d)
+		}
+		if refused {
 			if codes == nil {
 				codes = make([]byte, sub.Count)
 				for j := range codes {
 					codes[j] = pendingFilter
 				}
 			}
-			codes[i] = byte(mqttwire.NotAuthorized)
+			codes[i] = byte(d.Code)
 		}
 	}
-	if codes == nil || s.cfg.TopicDryRun {
+	if codes == nil {
 		return topicForward, ""
 	}
 	if !flush(r.HeldBefore(in.Packet)) {
@@ -262,23 +272,23 @@ func (s *Server) checkWill(sess *Session, c *mqttwire.Connect) bool {
 	if !c.WillFlag || sess.topics.rights == nil {
 		return true
 	}
-	allowed, by := sess.topics.rights.Publish(c.WillTopic, c.WillQoS, c.WillRetain)
-	if allowed {
-		return true
+	d := sess.topics.rights.Publish(c.WillTopic, c.WillQoS, c.WillRetain)
+	refused, logged := denied(d)
+	if logged {
+		s.topicDenied(sess, "will", c.WillTopic, d)
 	}
-	s.topicDenied(sess, "will", c.WillTopic, by)
-	return s.cfg.TopicDryRun
+	return !refused
 }
 
 // topicDenied counts and logs (at a bounded rate) one denial.
-func (s *Server) topicDenied(sess *Session, action string, topic []byte, by string) {
+func (s *Server) topicDenied(sess *Session, action string, topic []byte, d Decision) {
 	s.Stats.TopicDenied.Add(1)
 	ev := s.securityEvent(zerolog.WarnLevel, sess).Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
-		Str("client_id", sess.ClientID).Str("action", action).Bytes("topic", topic).Str("rule", by)
+		Str("client_id", sess.ClientID).Str("action", action).Bytes("topic", topic).Str("rule", d.Why)
 	if sess.Username != "" && !s.cfg.UsernameIsSecret {
 		ev = ev.Str("username", sess.Username)
 	}
-	if s.cfg.TopicDryRun {
+	if d.DryRun {
 		ev = ev.Bool("dry_run", true)
 	}
 	ev.Msg("denied by ACL")

@@ -14,19 +14,41 @@ import (
 	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
-// denyMarked denies every topic and filter that contains "denied".
-type denyMarked struct{}
+// denyMarked denies every topic and filter that contains "denied" (and
+// deliveries of "hidden"); its options shape the denial as the acl
+// package's do.
+type denyMarked struct{ dryRun, endOnPublish bool }
 
-func (denyMarked) Publish(topic []byte, _ byte, _ bool) (bool, string) {
-	return !bytes.Contains(topic, []byte("denied")), "test rule"
+// denial is what denyMarked answers for a marked topic.
+func (m denyMarked) denial(publish bool) Decision {
+	switch {
+	case m.dryRun:
+		return Decision{Why: "test rule", DryRun: true}
+	case publish && m.endOnPublish:
+		return Decision{Verdict: End, Code: mqttwire.NotAuthorized, Why: "test rule"}
+	}
+	return Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized, Why: "test rule"}
 }
 
-func (denyMarked) Subscribe(filter []byte, _ byte) (bool, string) {
-	return !bytes.Contains(filter, []byte("denied")), "test rule"
+func (m denyMarked) Publish(topic []byte, _ byte, _ bool) Decision {
+	if !bytes.Contains(topic, []byte("denied")) {
+		return Decision{Why: "test rule"}
+	}
+	return m.denial(true)
 }
 
-func (denyMarked) Receive(topic []byte) (bool, string) {
-	return !bytes.Contains(topic, []byte("hidden")), "test rule"
+func (m denyMarked) Subscribe(filter []byte, _ byte) Decision {
+	if !bytes.Contains(filter, []byte("denied")) {
+		return Decision{Why: "test rule"}
+	}
+	return m.denial(false)
+}
+
+func (m denyMarked) Receive(topic []byte) Decision {
+	if !bytes.Contains(topic, []byte("hidden")) {
+		return Decision{Why: "test rule"}
+	}
+	return m.denial(false)
 }
 
 func withRights(cfg Config) Config {
@@ -190,8 +212,7 @@ func boolInt(b bool) int {
 // Dry run: decided, logged and counted, but forwarded.
 func TestTopicDryRun(t *testing.T) {
 	broker := startMosquitto(t)
-	cfg := withRights(Config{Backend: broker})
-	cfg.TopicDryRun = true
+	cfg := Config{Backend: broker, Topics: func(*Session) TopicRights { return denyMarked{dryRun: true} }}
 	px := startProxy(t, cfg, nil)
 	c, _ := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("dry")})
 	c.Send(subscribePkt(mqttwire.V5, 1, "denied/x"))
@@ -215,8 +236,7 @@ func TestTopicDryRun(t *testing.T) {
 // The disconnect setting ends the session on a denied PUBLISH.
 func TestTopicDenyDisconnect(t *testing.T) {
 	broker := startMosquitto(t)
-	cfg := withRights(Config{Backend: broker})
-	cfg.TopicDenyDisconnect = true
+	cfg := Config{Backend: broker, Topics: func(*Session) TopicRights { return denyMarked{endOnPublish: true} }}
 	px := startProxy(t, cfg, nil)
 	c, _ := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("d")})
 	c.Send(publishPkt(mqttwire.V5, "denied/x", 0, 0, nil, "x"))

@@ -22,7 +22,8 @@ func (c *config) checkACL() error {
 
 // buildACL loads the ACL file and sets the proxy's topic checks.
 func (c *config) buildACL(pc *proxy.Config, log zerolog.Logger) (*acl.Engine, error) {
-	e, err := acl.NewEngine(acl.Options{File: c.ACLFile, NoMatchAllow: c.ACLNoMatch == "allow"})
+	e, err := acl.NewEngine(acl.Options{File: c.ACLFile, NoMatchAllow: c.ACLNoMatch == "allow",
+		DryRun: c.ACLMode == "dry-run", DenyDisconnect: c.ACLDenyAction == "disconnect"})
 	if err != nil {
 		return nil, bad("ACL_FILE", "%v", err)
 	}
@@ -36,28 +37,8 @@ func (c *config) buildACL(pc *proxy.Config, log zerolog.Logger) (*acl.Engine, er
 		log.Warn().Msg("MQTTGATE_ACL_MODE=dry-run: ACL denials are logged and counted, not enforced")
 	}
 	pc.Topics = func(s *proxy.Session) proxy.TopicRights {
-		return aclRights{e.View(acl.ClientFrom(s.Identity, s.ClientAddr.Addr()))}
+		return e.View(acl.ClientFrom(s.Identity, s.ClientAddr.Addr()))
 	}
-	pc.TopicDenyDisconnect = c.ACLDenyAction == "disconnect"
-	pc.TopicDryRun = c.ACLMode == "dry-run"
 	pc.TopicCheckDelivery = c.ACLCheckDelivery
 	return e, nil
-}
-
-// aclRights lets the proxy ask an acl.View.
-type aclRights struct{ v *acl.View }
-
-func (r aclRights) Publish(topic []byte, qos byte, retain bool) (bool, string) {
-	d := r.v.Publish(topic, qos, retain)
-	return d.Allow, d.Source
-}
-
-func (r aclRights) Subscribe(filter []byte, qos byte) (bool, string) {
-	d := r.v.Subscribe(filter, qos)
-	return d.Allow, d.Source
-}
-
-func (r aclRights) Receive(topic []byte) (bool, string) {
-	d := r.v.Receive(topic)
-	return d.Allow, d.Source
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/mqttgate/mqttgate/acl"
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/proxy"
 )
@@ -10,4 +11,5 @@ var (
 	_ proxy.ConnectChecker = (*limits.Connects)(nil)
 	_ proxy.ConnGate       = (*limits.Conns)(nil)
 	_ proxy.Limiter        = (*limits.Session)(nil)
+	_ proxy.TopicRights    = (*acl.View)(nil)
 )
