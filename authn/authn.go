@@ -145,23 +145,12 @@ func NewChain(cfg Config) *Chain {
 	return &Chain{cfg: cfg, counts: map[countKey]*atomic.Int64{}, logs: logs}
 }
 
-// Peer is what the proxy knows of a connection besides its CONNECT.
-type Peer struct {
-	Addr     netip.AddrPort
-	Listener string
-	Cert     *x509.Certificate // verified client certificate, or nil
-}
-
-// Outcome is the chain's answer for one CONNECT.
-type Outcome struct {
-	Admit  bool
-	Reason mqttwire.ReasonCode // v5 CONNACK code of a refusal
-	// Identity is set when admitted.
-	Identity *identity.Identity
-	// Connect, when not nil, is the CONNECT to forward instead of the
-	// client's: the certificate identity replaced what the client sent.
-	Connect *mqttwire.Connect
-}
+// Peer and Outcome are the identity package's, the seam the proxy
+// speaks: *Chain is its Authenticator.
+type (
+	Peer    = identity.Peer
+	Outcome = identity.Admission
+)
 
 // Authenticate runs the chain for one CONNECT.
 func (ch *Chain) Authenticate(ctx context.Context, c *mqttwire.Connect, p Peer) Outcome {

@@ -205,7 +205,7 @@ func TestRefusalLoggedWithoutSecretAndCounted(t *testing.T) {
 // leaves (the identity, the security-log budget).
 func TestDependencies(t *testing.T) {
 	proxytest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "proxy/proxytest")
-	proxytest.OnlyDepends(t, "./identity")
+	proxytest.OnlyDepends(t, "./identity", "mqttwire", "proxy/proxytest")
 }
 
 // A flood of refusals is logged at a bounded rate; every one is counted.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -162,7 +163,7 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 	var adm Admission // no authenticator: refused
 	if s.cfg.Authenticator != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
-		adm = s.cfg.Authenticator.Authenticate(ctx, sess, c)
+		adm = s.cfg.Authenticator.Authenticate(ctx, c, identity.Peer{Addr: sess.ClientAddr, Listener: sess.Listener, Cert: sess.ClientCert()})
 		cancel()
 	}
 	if !adm.Admit {
@@ -174,12 +175,15 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 		s.refuse(sess, conn, c.Version, code)
 		return nil, nil, closeAuth
 	}
-	if !adm.Expires.IsZero() && !time.Now().Before(adm.Expires) {
+	if adm.Identity != nil {
+		sess.expires = adm.Identity.Expires
+	}
+	if !sess.expires.IsZero() && !time.Now().Before(sess.expires) {
 		s.Stats.AuthRefused.Add(1)
 		s.refuse(sess, conn, c.Version, mqttwire.NotAuthorized)
 		return nil, nil, closeExpired
 	}
-	sess.Identity, sess.expires = adm.Identity, adm.Expires
+	sess.Identity = adm.Identity
 	forward, admitted = p.Raw, c
 	if adm.Connect != nil {
 		forward, admitted = mqttwire.AppendConnect(nil, adm.Connect), adm.Connect

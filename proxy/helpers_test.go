@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
@@ -230,6 +231,6 @@ func acceptLoop(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 // admitAll is the tests' authenticator where authentication is not the point.
 type admitAll struct{}
 
-func (admitAll) Authenticate(context.Context, *Session, *mqttwire.Connect) Admission {
+func (admitAll) Authenticate(context.Context, *mqttwire.Connect, identity.Peer) Admission {
 	return Admission{Admit: true}
 }

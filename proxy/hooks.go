@@ -10,29 +10,14 @@ import (
 )
 
 // Authenticator decides, at CONNECT and before anything reaches the
-// broker, whether a client is admitted. The authn package implements it.
+// broker, whether a client is admitted (*authn.Chain is one).
 type Authenticator interface {
-	Authenticate(ctx context.Context, s *Session, c *mqttwire.Connect) Admission
+	Authenticate(ctx context.Context, c *mqttwire.Connect, p identity.Peer) Admission
 }
 
-// Admission is an Authenticator's answer. Its zero value refuses: only
-// Admit: true lets a client in.
-type Admission struct {
-	Admit bool
-	// Reason is the v5 CONNACK reason code a refusal is sent with (mapped
-	// to a v3 return code for older clients); NotAuthorized when unset.
-	Reason mqttwire.ReasonCode
-	// Connect, when not nil, is forwarded instead of the client's CONNECT
-	// (identity mapping). The proxy encodes it.
-	Connect *mqttwire.Connect
-	// Identity is who the client is (kept on the Session for the limits,
-	// the ACLs and the Inspector).
-	Identity *identity.Identity
-	// Expires, when not zero, is when the admission runs out (a token's
-	// expiry): the client is then disconnected, a v5 client with
-	// DISCONNECT Not authorized.
-	Expires time.Time
-}
+// Admission is an Authenticator's answer (identity's, the seam both
+// sides speak). Its zero value refuses: only Admit lets a client in.
+type Admission = identity.Admission
 
 // Inspector sees every packet a client sends after CONNECT, already
 // validated and past the limits and the topic rights, and decides its

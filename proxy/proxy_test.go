@@ -19,6 +19,7 @@ import (
 	"github.com/pires/go-proxyproto/tlvparse"
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
@@ -544,7 +545,7 @@ func TestInspectorRefusesPublish(t *testing.T) {
 // Admission for user nobody, and maps everyone else to user "mapped".
 type testAuth struct{}
 
-func (testAuth) Authenticate(_ context.Context, _ *Session, c *mqttwire.Connect) Admission {
+func (testAuth) Authenticate(_ context.Context, c *mqttwire.Connect, _ identity.Peer) Admission {
 	switch string(c.Username) {
 	case "mallory":
 		return Admission{Reason: mqttwire.BadUserNameOrPassword}
@@ -663,8 +664,8 @@ func TestNoAuthenticatorRefusesEveryone(t *testing.T) {
 // expiringAuth admits every client until a moment shortly after CONNECT.
 type expiringAuth struct{ after time.Duration }
 
-func (a expiringAuth) Authenticate(context.Context, *Session, *mqttwire.Connect) Admission {
-	return Admission{Admit: true, Expires: time.Now().Add(a.after)}
+func (a expiringAuth) Authenticate(context.Context, *mqttwire.Connect, identity.Peer) Admission {
+	return Admission{Admit: true, Identity: &identity.Identity{Expires: time.Now().Add(a.after)}}
 }
 
 // A client whose credentials run out is disconnected: v5 with DISCONNECT

@@ -1,8 +1,15 @@
-// Package identity is who a client is once authentication admitted it:
-// the one type the authn package produces and the acl package consumes.
+// Package identity is who a client is once authentication admitted it,
+// and the seam between authentication and the proxy: the types the authn
+// package produces and the proxy, the acl and the limits packages consume.
 package identity
 
-import "time"
+import (
+	"crypto/x509"
+	"net/netip"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
 
 // Identity is an admitted client. It is built once at CONNECT and read-only
 // afterwards.
@@ -23,6 +30,30 @@ type Identity struct {
 	Rules []Rule
 	// Source names the authenticator that admitted the client.
 	Source string
+}
+
+// Peer is what is known of a connecting client besides its CONNECT.
+type Peer struct {
+	Addr     netip.AddrPort
+	Listener string            // "tls" or "tcp"
+	Cert     *x509.Certificate // the client certificate when it was verified, or nil
+}
+
+// Admission is authentication's answer for one CONNECT, as the
+// authentication chain gives it and the proxy enforces it. Its zero
+// value refuses: only Admit lets a client in.
+type Admission struct {
+	Admit bool
+	// Reason is the v5 CONNACK code a refusal is sent with (mapped to a
+	// 3.1.1 return code for older clients); NotAuthorized when unset.
+	Reason mqttwire.ReasonCode
+	// Identity is who the admitted client is; its Expires, when not
+	// zero, is when the admission runs out (a token's exp): the client is
+	// then disconnected (v5 DISCONNECT Not authorized).
+	Identity *Identity
+	// Connect, when not nil, is forwarded instead of the client's CONNECT
+	// (the certificate identity replaced what the client sent).
+	Connect *mqttwire.Connect
 }
 
 // Action is what a rule is about.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/netip"
 	"net/url"
@@ -13,8 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/authn"
-	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
@@ -141,18 +138,6 @@ func (c *config) buildAuthn(log zerolog.Logger) (_ *authn.Chain, files []reloada
 		log.Warn().Msg("MQTTGATE_ALLOW_ANONYMOUS=true: clients without credentials are admitted")
 	}
 	return authn.NewChain(cfg), files, closers, nil
-}
-
-// chainAuth lets the proxy use the chain.
-type chainAuth struct{ chain *authn.Chain }
-
-func (a chainAuth) Authenticate(ctx context.Context, s *proxy.Session, c *mqttwire.Connect) proxy.Admission {
-	out := a.chain.Authenticate(ctx, c, authn.Peer{Addr: s.ClientAddr, Listener: s.Listener, Cert: s.ClientCert()})
-	adm := proxy.Admission{Admit: out.Admit, Reason: out.Reason, Connect: out.Connect}
-	if out.Identity != nil {
-		adm.Identity, adm.Expires = out.Identity, out.Identity.Expires
-	}
-	return adm
 }
 
 // usernameIsSecret: with tokens in the user name field, user names are

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/mqttgate/mqttgate/acl"
+	"github.com/mqttgate/mqttgate/authn"
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/proxy"
 )
@@ -12,4 +13,5 @@ var (
 	_ proxy.ConnGate       = (*limits.Conns)(nil)
 	_ proxy.Limiter        = (*limits.Session)(nil)
 	_ proxy.TopicRights    = (*acl.View)(nil)
+	_ proxy.Authenticator  = (*authn.Chain)(nil)
 )

@@ -140,7 +140,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 	g.files = files
 	pc := c.proxyConfig(log)
-	pc.Authenticator = chainAuth{chain}
+	pc.Authenticator = chain
 	pc.UsernameIsSecret = c.usernameIsSecret()
 	engine, err := c.buildACL(&pc, log)
 	if err != nil {
