@@ -6,15 +6,33 @@ import (
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
-// decided carries out a limiter's or an inspector's decision on a packet.
-func (s *Server) decided(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, d Decision, flush func([]byte) bool, limit bool) (topicVerdict, string) {
+// source is the stage a decision came from, for counting and the close
+// reason.
+type source uint8
+
+const (
+	byLimits source = iota
+	byTopics
+	byInspector
+)
+
+// enforce carries out a stage's decision on a client packet, the same way
+// whatever the stage: Forward goes on; Refuse sends the packets read
+// before it, then the answer the client's protocol expects (answer, with
+// the QoS 2 bookkeeping); End sends them, then DISCONNECT with the code
+// (v5), and ends the session. A packet that cannot be refused alone ends
+// the session too.
+func (s *Server) enforce(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, d Decision, flush func([]byte) bool, from source) (topicVerdict, string) {
 	if d.Verdict == Forward {
 		return topicForward, ""
 	}
 	closeReason := closeInspector
-	if limit {
+	switch from {
+	case byLimits:
 		s.limitHit(sess, d.Why)
 		closeReason = closeLimit
+	case byTopics:
+		closeReason = closeTopicDenied // counted and logged when decided
 	}
 	if !flush(r.HeldBefore(in.Packet)) {
 		return topicEnd, closeBroker

@@ -99,7 +99,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		// ACL rewrites it; a PUBLISH is counted in flight only once
 		// every stage forwards it.
 		if lim != nil {
-			if verdict, reason := s.decided(sess, client, r, in, limitCheck(lim, in), flush, true); verdict != topicForward {
+			if verdict, reason := s.enforce(sess, client, r, in, limitCheck(lim, in), flush, byLimits); verdict != topicForward {
 				if verdict == topicEnd {
 					return reason
 				}
@@ -115,7 +115,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			}
 		}
 		if s.cfg.Inspector != nil {
-			if verdict, reason := s.decided(sess, client, r, in, s.cfg.Inspector.Inspect(sess, in), flush, false); verdict != topicForward {
+			if verdict, reason := s.enforce(sess, client, r, in, s.cfg.Inspector.Inspect(sess, in), flush, byInspector); verdict != topicForward {
 				if verdict == topicEnd {
 					return reason
 				}

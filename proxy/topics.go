@@ -142,14 +142,7 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 	if pub.TopicAlias != 0 && len(pub.Topic) > 0 {
 		ts.aliases[pub.TopicAlias].tainted = true // the broker will not learn this alias
 	}
-	if !flush(r.HeldBefore(in.Packet)) {
-		return topicEnd, closeBroker
-	}
-	if d.Verdict == End {
-		s.disconnect(sess, client, d.Code)
-		return topicEnd, closeTopicDenied
-	}
-	return s.answer(sess, client, in, d.Code)
+	return s.enforce(sess, client, r, in, d, flush, byTopics)
 }
 
 // badAlias ends the session over an invalid Topic Alias (v5 DISCONNECT
