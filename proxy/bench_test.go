@@ -3,9 +3,12 @@ package proxy
 import (
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/mqttgate/mqttgate/acl"
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
@@ -65,6 +68,19 @@ var benchPublish = func() []byte {
 	return append([]byte{0x32, byte(len(body))}, body...)
 }()
 
+// benchACL is an ACL file that allows the benchmark's topic.
+func benchACL(tb testing.TB) *acl.Engine {
+	file := filepath.Join(tb.TempDir(), "acl")
+	if err := os.WriteFile(file, []byte("topic deny factory/line-3/+/secret\ntopic readwrite factory/#\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	e, err := acl.NewEngine(acl.Options{File: file})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
 // forward runs the client-to-broker pump over n PUBLISH packets.
 func forward(tb testing.TB, n int) *sinkConn {
 	srv, err := New(Config{Backend: "127.0.0.1:1", Inspector: InspectorChain{topicCheck{}}})
@@ -74,7 +90,7 @@ func forward(tb testing.TB, n int) *sinkConn {
 	client, broker := &repeatConn{pkt: benchPublish, n: n}, &sinkConn{}
 	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311}
 	sess.reader = mqttwire.NewReader(client, initialReadBuffer, mqttwire.DefaultMaxPacketSize)
-	sess.topics.rights = denyMarked{} // the ACL seam is on the path too
+	sess.topics.rights = benchACL(tb).View(acl.Client{}) // the real ACL is on the path too
 	sess.limiter = limits.NewSessions(limits.PacketLimits{MaxTopicLength: 1024, MaxTopicLevels: 16, MaxInflight: 65535,
 		PublishRate: 1e12, PublishBytesRate: 1e15}).Open(limits.Start{Who: "bench"}, time.Now()) // and the limits, with rates that never hold it back
 	if reason := srv.clientToBroker(sess, client); reason != closeClient {
