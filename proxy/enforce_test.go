@@ -132,3 +132,25 @@ func TestEnforceSameBytesWhateverTheSource(t *testing.T) {
 		t.Errorf("refused PINGREQ: %s %x, want DISCONNECT 0x87", p.Type, p.Raw)
 	}
 }
+
+// Packets read before a session-ending packet in the same read reach
+// the broker, in order: here a PUBLISH, then one with a Topic Alias the
+// client was never given (v5 DISCONNECT 0x94).
+func TestPacketsBeforeASessionEndReachTheBroker(t *testing.T) {
+	broker, seen := packetBroker(t)
+	px := startProxy(t, withRights(Config{Backend: broker}), nil)
+	c, _ := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("batch")})
+	alias := mqttwire.AppendProperty(nil, mqttwire.PropTopicAlias, 5, nil)
+	c.Send(append(publishPkt(mqttwire.V5, "ok/1", 0, 0, nil, "first"), publishPkt(mqttwire.V5, "ok/2", 0, 0, alias, "bad")...))
+	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.TopicAliasInvalid) {
+		t.Fatalf("%s %x, want DISCONNECT 0x94", p.Type, p.Raw)
+	}
+	select {
+	case typ := <-seen:
+		if typ != mqttwire.PUBLISH {
+			t.Fatalf("the broker received a %s first", typ)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the PUBLISH read before the session-ending one never reached the broker")
+	}
+}
