@@ -409,13 +409,19 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	s.Started(false)
 	subscribeAll(t, s, "a", "b")
 	s.Close(now)
+	// resume reconnects to the kept session and expects its count.
+	resume := func(after string) *Session {
+		t.Helper()
+		s := open(false, true)
+		s.Started(true)
+		if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
+			t.Fatalf("after %s: %+v, want the kept session's count", after, v)
+		}
+		return s
+	}
 	refused := open(true, false) // refused before the broker saw it: no Started
 	refused.Close(now)
-	s = open(false, true)
-	s.Started(true)
-	if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
-		t.Fatalf("after a refused clean start: %+v, want the kept session's count", v)
-	}
+	s = resume("a refused clean start")
 	// A (no expiry) is taken over by B (persists); A closes last.
 	a := s
 	a.Expiry(0)
@@ -423,11 +429,7 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	b.Started(true)
 	b.Close(now)
 	a.Close(now)
-	s = open(false, true)
-	s.Started(true)
-	if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
-		t.Fatalf("after a takeover whose old connection closed last: %+v, want the kept session's count", v)
-	}
+	s = resume("a takeover whose old connection closed last")
 	// C takes over from D, then D's DISCONNECT says expiry 0: the broker
 	// had already dropped D, so it has no say.
 	d := s
@@ -436,11 +438,7 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	d.Expiry(0)
 	d.Close(now)
 	c.Close(now)
-	s = open(false, true)
-	s.Started(true)
-	if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
-		t.Fatalf("after a taken-over connection's DISCONNECT said expiry 0: %+v, want the kept session's count", v)
-	}
+	s = resume("a taken-over connection's DISCONNECT said expiry 0")
 	s.Close(now)
 }
 
