@@ -632,3 +632,26 @@ func TestConnects(t *testing.T) {
 		t.Fatalf("bob with the client id alice flapped with: %#x", code)
 	}
 }
+
+// The keepalive cap and the over-rate action are the limits' to decide.
+func TestKeepAliveAndOverRate(t *testing.T) {
+	s := open(PacketLimits{MaxKeepAlive: time.Minute, RateDisconnect: true})
+	for _, c := range []struct {
+		asked  uint16
+		want   time.Duration
+		capped bool
+	}{{30, 30 * time.Second, false}, {120, time.Minute, true}, {0, time.Minute, true}} {
+		if d, capped := s.KeepAlive(c.asked); d != c.want || capped != c.capped {
+			t.Errorf("asked %ds: %v %v, want %v %v", c.asked, d, capped, c.want, c.capped)
+		}
+	}
+	if d := s.OverRate(); d.Verdict != mqttwire.End || d.Code != mqttwire.MessageRateTooHigh {
+		t.Errorf("over rate with RateDisconnect: %+v", d)
+	}
+	if d, capped := open(PacketLimits{}).KeepAlive(0); d != 0 || capped {
+		t.Errorf("no cap, none asked: %v %v", d, capped)
+	}
+	if d := open(PacketLimits{}).OverRate(); d.Verdict != mqttwire.Forward {
+		t.Errorf("over rate, throttling: %+v", d)
+	}
+}

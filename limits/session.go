@@ -22,6 +22,11 @@ type PacketLimits struct {
 	MaxInflight            int     // QoS 1/2 PUBLISHes not yet acknowledged by the broker
 	PublishRate            float64 // messages per second per identity
 	PublishBytesRate       float64 // bytes per second per identity
+	// RateDisconnect ends a session over its rate (v5 0x96) instead of
+	// holding its reads back.
+	RateDisconnect bool
+	// MaxKeepAlive caps the client's keepalive (0: no cap).
+	MaxKeepAlive time.Duration
 }
 
 // The limits answer in mqttwire's decision vocabulary: a Decision that
@@ -464,6 +469,28 @@ func (s *Session) Unsubscribe(sub *mqttwire.Subscribe) {
 	for f, ok := it.Next(); ok; f, ok = it.Next() {
 		delete(st.filters, s.filterKey(f.Topic))
 	}
+}
+
+// KeepAlive is the keepalive a session gets for the one its CONNECT
+// asks: at most MaxKeepAlive, which a client asking for none (0) gets
+// too. capped reports that the client must be told (v5 Server Keep
+// Alive).
+func (s *Session) KeepAlive(asked uint16) (d time.Duration, capped bool) {
+	d = time.Duration(asked) * time.Second
+	if m := s.l.MaxKeepAlive; m > 0 && (d == 0 || d > m) {
+		return m, true
+	}
+	return d, false
+}
+
+// OverRate decides a PUBLISH whose tokens are not there yet: hold the
+// reads until they are (Forward: backpressure), or end the session (v5
+// 0x96) with RateDisconnect.
+func (s *Session) OverRate() mqttwire.Decision {
+	if s.l.RateDisconnect {
+		return end("publish_rate", mqttwire.MessageRateTooHigh)
+	}
+	return mqttwire.Decision{}
 }
 
 // Take spends the tokens of one PUBLISH of n bytes before it is

@@ -199,10 +199,11 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 // keepalive, its limits and topic rights, and refuses a will it may not
 // publish.
 func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Connect) string {
-	sess.keepAlive, sess.keepAliveCapped = effectiveKeepAlive(c.KeepAlive, s.cfg.MaxKeepAlive)
 	sess.cleanStart = admitted.CleanStart
+	sess.keepAlive = time.Duration(c.KeepAlive) * time.Second
 	if s.cfg.Limits != nil {
 		sess.limiter = s.cfg.Limits(sess, admitted)
+		sess.keepAlive, sess.keepAliveCapped = sess.limiter.KeepAlive(c.KeepAlive)
 	}
 	if s.cfg.Topics == nil {
 		return ""

@@ -31,6 +31,10 @@ func (refuseMarked) Subscribe(sub *mqttwire.Subscribe) Decision {
 	return Decision{}
 }
 
+func (refuseMarked) KeepAlive(a uint16) (time.Duration, bool) {
+	return time.Duration(a) * time.Second, false
+}
+func (refuseMarked) OverRate() Decision                { return Decision{} }
 func (refuseMarked) Sent(byte, uint16)                 {}
 func (refuseMarked) Subscribed([]byte)                 {}
 func (refuseMarked) Unsubscribe(*mqttwire.Subscribe)   {}

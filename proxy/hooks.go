@@ -71,6 +71,13 @@ type Limiter interface {
 	// Commit is called before forwarded packets are written to the
 	// broker (so before it can acknowledge them).
 	Commit()
+	// KeepAlive is the keepalive the session gets for the one its
+	// CONNECT asks, and whether the client must be told (v5 Server Keep
+	// Alive).
+	KeepAlive(asked uint16) (d time.Duration, capped bool)
+	// OverRate decides a PUBLISH whose rate tokens are not there yet:
+	// Forward holds the reads until they are, End ends the session.
+	OverRate() Decision
 	// Take spends the rate tokens of one forwarded PUBLISH of n bytes
 	// before it is written on, or returns how long to wait for them
 	// (nothing taken). now may be the time of the read; the proxy asks

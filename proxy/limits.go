@@ -69,16 +69,6 @@ func (s *Server) limitHit(sess *Session, kind string) {
 	ev.Msg("limit reached")
 }
 
-// effectiveKeepAlive is the client's keepalive capped by the maximum; a
-// client asking for none (0) gets the maximum when there is one.
-func effectiveKeepAlive(asked uint16, max time.Duration) (d time.Duration, capped bool) {
-	d = time.Duration(asked) * time.Second
-	if max > 0 && (d == 0 || d > max) {
-		return max, true
-	}
-	return d, false
-}
-
 // rewriteConnack adds to a successful v5 CONNACK the Maximum Packet Size
 // the proxy enforces and, when the proxy capped the keepalive, the Server
 // Keep Alive, unless the broker set them. nil: send the broker's as is.

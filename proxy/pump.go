@@ -181,9 +181,9 @@ func (s *Server) pace(sess *Session, client net.Conn, r *mqttwire.Reader, p mqtt
 // configured to disconnect.
 func (s *Server) throttle(sess *Session, client net.Conn, d time.Duration) string {
 	s.Stats.Throttled.Add(1)
-	if s.cfg.RateDisconnect {
-		s.limitHit(sess, "publish_rate")
-		s.disconnect(sess, client, mqttwire.MessageRateTooHigh)
+	if dec := sess.limiter.OverRate(); dec.Verdict == End {
+		s.limitHit(sess, dec.Why)
+		s.disconnect(sess, client, dec.Code)
 		return closeLimit
 	}
 	t := time.NewTimer(d)

@@ -44,9 +44,6 @@ type Config struct {
 	TopicCheckDelivery bool
 	// Limits, when set, gives each admitted session its packet limits.
 	Limits func(*Session, *mqttwire.Connect) Limiter
-	// RateDisconnect ends a session over its rate (v5 DISCONNECT 0x96)
-	// instead of holding it back.
-	RateDisconnect bool
 	// Conns, when set, admits connections before the TLS handshake.
 	Conns ConnGate
 	// Connects, when set, may refuse a CONNECT (bans, client id length)
@@ -56,10 +53,6 @@ type Config struct {
 	// hits, ACL denials, refused connections); share it with the
 	// authentication chain's. Default: logbudget.New().
 	SecurityLog *logbudget.Budget
-	// MaxKeepAlive caps the client's keepalive (0: no cap). The proxy
-	// closes a client silent for 1.5 times its keepalive either way, and
-	// tells a v5 client the cap in CONNACK (Server Keep Alive).
-	MaxKeepAlive time.Duration
 	// UsernameIsSecret keeps user names out of the logs (when clients send
 	// a token in the user name field).
 	UsernameIsSecret bool

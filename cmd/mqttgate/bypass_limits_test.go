@@ -460,3 +460,22 @@ func TestRefusedCleanStartKeepsTheCount(t *testing.T) {
 		t.Fatalf("a third filter on the kept session after a refused clean start: SUBACK %x, want 0x97", codes)
 	}
 }
+
+// MQTTGATE_RATE_ACTION=disconnect: over its rate a v5 client is told
+// (DISCONNECT 0x96) instead of slowed down.
+func TestRateActionDisconnect(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_PUBLISH_RATE=5", "MQTTGATE_RATE_ACTION=disconnect")
+	c, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("too-fast")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []byte
+	for range 10 {
+		batch = append(batch, proxytest.PublishPacket(mqttwire.V5, "fast/x", 0, 0, nil, "m")...)
+	}
+	c.Send(batch)
+	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.MessageRateTooHigh) {
+		t.Fatalf("ten at once at 5 messages/s: %s %x, want DISCONNECT 0x96", p.Type, p.Raw)
+	}
+}

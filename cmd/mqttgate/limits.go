@@ -52,15 +52,14 @@ func (c *config) buildLimits(pc *proxy.Config, log zerolog.Logger) (*limits.Bans
 	}
 	pl := &limits.PacketLimits{MaxTopicLength: c.MaxTopicLength, MaxTopicLevels: c.MaxTopicLevels,
 		MaxClientIDLength: c.MaxClientIDLength, MaxSubscriptions: c.MaxSubscriptions, MaxFiltersPerSubscribe: c.MaxFiltersPerSubscribe,
-		MaxInflight: c.MaxInflight, PublishRate: c.PublishRate, PublishBytesRate: c.PublishBytesRate}
+		MaxInflight: c.MaxInflight, PublishRate: c.PublishRate, PublishBytesRate: c.PublishBytesRate,
+		RateDisconnect: c.RateAction == "disconnect", MaxKeepAlive: c.MaxKeepAlive}
 	pc.Conns = limits.NewConns(limits.ConnLimits{MaxTotal: c.MaxConnections, MaxPerIP: c.MaxConnectionsPerIP,
 		Rate: c.ConnectRate, RatePerIP: c.ConnectRatePerIP}, bans)
 	sessions := limits.NewSessions(*pl)
 	pc.Limits = func(s *proxy.Session, cn *mqttwire.Connect) proxy.Limiter {
 		return sessions.Open(sessionStart(s, cn), time.Now())
 	}
-	pc.RateDisconnect = c.RateAction == "disconnect"
-	pc.MaxKeepAlive = c.MaxKeepAlive
 	connects := &limits.Connects{Bans: bans, Limits: pl, Log: log, IdentityIsSecret: c.usernameIsSecret()}
 	if c.FlappingMax > 0 {
 		connects.Flapping = &limits.Flapping{Max: c.FlappingMax, Window: c.FlappingWindow, Ban: c.FlappingBan}
