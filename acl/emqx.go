@@ -2,12 +2,12 @@ package acl
 
 import (
 	"fmt"
-	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
+	"github.com/mqttgate/mqttgate/limits/cidr"
 )
 
 // parseEMQX reads EMQX's acl.conf: Erlang terms, each ending with a dot,
@@ -339,7 +339,7 @@ func emqxWho(t term) (who, error) {
 			if a.kind != 's' {
 				return who{}, fmt.Errorf("who %s: want address strings", t)
 			}
-			p, err := parsePrefix(a.s)
+			p, err := cidr.Parse(a.s)
 			if err != nil {
 				return who{}, fmt.Errorf("who %s: %w", t, err)
 			}
@@ -367,18 +367,6 @@ func emqxWho(t term) (who, error) {
 		return w, nil
 	}
 	return who{}, fmt.Errorf("who %s: unknown key %q", t, key)
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 func emqxAction(t term, r *Rule) error {

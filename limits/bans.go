@@ -9,13 +9,13 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/google/renameio/v2"
+	"github.com/mqttgate/mqttgate/limits/cidr"
 )
 
 // Ban kinds.
@@ -51,7 +51,7 @@ func (b Ban) check() error {
 			return fmt.Errorf("%s ban without a value", b.Kind)
 		}
 	case BanIP:
-		if _, err := parsePrefix(b.Value); err != nil {
+		if _, err := cidr.Parse(b.Value); err != nil {
 			return fmt.Errorf("ip ban %q: %w", b.Value, err)
 		}
 	case BanIdentity:
@@ -68,19 +68,6 @@ func (b Ban) check() error {
 		return fmt.Errorf("%s ban %q without until", b.Kind, b.Value)
 	}
 	return nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // ParseBans reads a bans file: {"bans": [{"kind": ..., "value": ...,
@@ -129,7 +116,7 @@ func newBanSet(list []Ban) *banSet {
 			k := b.User + "\x00" + b.Value
 			s.identity[k] = later(s.identity[k], b)
 		case BanIP:
-			p, _ := parsePrefix(b.Value)
+			p, _ := cidr.Parse(b.Value)
 			s.ips = append(s.ips, ipBan{p, b})
 		}
 	}

@@ -11,6 +11,6 @@ import (
 // included), never on the proxy, authn or the ACLs; logbudget on nothing
 // of this module.
 func TestDependencies(t *testing.T) {
-	proxytest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "proxy/proxytest")
+	proxytest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "limits/cidr", "proxy/proxytest")
 	proxytest.OnlyDepends(t, "./logbudget")
 }

@@ -110,6 +110,11 @@ type ConnectChecker interface {
 	Closed(clientID string, id *identity.Identity, addr netip.Addr)
 }
 
+// AccessPolicy says who may connect from where (limits.AccessRules).
+type AccessPolicy interface {
+	Allowed(a netip.Addr) bool
+}
+
 // ConnGate admits connections before any TLS work (caps, rates, IP bans).
 type ConnGate interface {
 	// Open admits a connection from a on a listener ("tls" or "tcp");

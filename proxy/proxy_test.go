@@ -21,6 +21,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/limits"
+	"github.com/mqttgate/mqttgate/limits/cidr"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 	"github.com/mqttgate/mqttgate/proxy/devpki"
@@ -216,8 +217,8 @@ func rawRead(t *testing.T, c net.Conn, b []byte, n int) []byte {
 
 func TestInboundProxyHeader(t *testing.T) {
 	broker, headers := recordingBroker(t)
-	trusted, _ := ParsePrefixes("127.0.0.1/32")
-	access, _ := ParseAccessRules("deny 198.51.100.0/24, allow all")
+	trusted, _ := cidr.ParseList("127.0.0.1/32")
+	access, _ := limits.ParseAccessRules("deny 198.51.100.0/24, allow all")
 	px := startProxy(t, Config{Backend: broker, BackendProxyProtocol: true, ProxyProtocolTrusted: trusted, Access: access}, nil)
 
 	send := func(src string) []byte {
@@ -269,8 +270,8 @@ func rawExchangeN(t *testing.T, c net.Conn, b []byte, n int) []byte {
 // once: the proxy does not wait for it to send anything.
 func TestUntrustedPeerDeniedBeforeAnyRead(t *testing.T) {
 	broker, _ := recordingBroker(t)
-	trusted, _ := ParsePrefixes("127.0.0.2")
-	access, _ := ParseAccessRules("deny 127.0.0.1, allow all")
+	trusted, _ := cidr.ParseList("127.0.0.2")
+	access, _ := limits.ParseAccessRules("deny 127.0.0.1, allow all")
 	px := startProxy(t, Config{Backend: broker, ProxyProtocolTrusted: trusted, Access: access, HandshakeTimeout: time.Minute}, nil)
 	c, err := net.Dial("tcp", px.addr)
 	if err != nil {
@@ -288,7 +289,7 @@ func TestUntrustedPeerDeniedBeforeAnyRead(t *testing.T) {
 
 func TestForgedProxyHeaderFromUntrustedPeerRefused(t *testing.T) {
 	broker, _ := recordingBroker(t)
-	trusted, _ := ParsePrefixes("127.0.0.2")
+	trusted, _ := cidr.ParseList("127.0.0.2")
 	px := startProxy(t, Config{Backend: broker, BackendProxyProtocol: true, ProxyProtocolTrusted: trusted}, nil)
 	c, err := net.Dial("tcp", px.addr)
 	if err != nil {

@@ -28,7 +28,7 @@ type Config struct {
 	DrainTimeout         time.Duration // how long Shutdown waits for clients to leave
 	MaxPacketSize        int
 
-	Access *AccessRules // nil allows everyone
+	Access AccessPolicy // nil allows everyone
 	// ProxyProtocolTrusted enables inbound PROXY headers (v1 and v2) from
 	// these peers only; a header from any other peer is refused.
 	ProxyProtocolTrusted []netip.Prefix

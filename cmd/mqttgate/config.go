@@ -15,6 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/authn"
+	"github.com/mqttgate/mqttgate/limits"
+	"github.com/mqttgate/mqttgate/limits/cidr"
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
@@ -122,7 +124,7 @@ type config struct {
 type parsed struct {
 	clientAuth      certstore.ClientAuth
 	groups          []tls.CurveID
-	access          *proxy.AccessRules
+	access          *limits.AccessRules
 	trusted         []netip.Prefix
 	logLevel        zerolog.Level
 	usernameFrom    authn.CertField
@@ -215,10 +217,10 @@ func (c *config) check() error {
 	if c.TLSReloadInterval < time.Second {
 		return bad("TLS_RELOAD_INTERVAL", "%v: at least 1s", c.TLSReloadInterval)
 	}
-	if c.parsed.access, err = proxy.ParseAccessRules(c.AccessRules); err != nil {
+	if c.parsed.access, err = limits.ParseAccessRules(c.AccessRules); err != nil {
 		return bad("ACCESS_RULES", "%v", err)
 	}
-	trusted, err := proxy.ParsePrefixes(c.ProxyProtocolTrusted)
+	trusted, err := cidr.ParseList(c.ProxyProtocolTrusted)
 	if err != nil {
 		return bad("PROXY_PROTOCOL_TRUSTED", "%v", err)
 	}

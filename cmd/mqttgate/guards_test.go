@@ -14,4 +14,5 @@ var (
 	_ proxy.Limiter        = (*limits.Session)(nil)
 	_ proxy.TopicRights    = (*acl.View)(nil)
 	_ proxy.Authenticator  = (*authn.Chain)(nil)
+	_ proxy.AccessPolicy   = (*limits.AccessRules)(nil)
 )
