@@ -16,6 +16,10 @@ const (
 	byInspector
 )
 
+var sourceNames = [...]string{byLimits: "limits", byTopics: "topics", byInspector: "inspector"}
+
+func (f source) String() string { return sourceNames[f] }
+
 // enforce carries out a stage's decision on a client packet, the same way
 // whatever the stage: Forward goes on; Refuse sends the packets read
 // before it, then the answer the client's protocol expects (answer, with
@@ -25,6 +29,9 @@ const (
 func (s *Server) enforce(sess *Session, client net.Conn, r *mqttwire.Reader, in *Inspected, d Decision, flush func([]byte) bool, from source) (topicVerdict, string) {
 	if d.Verdict == Forward {
 		return topicForward, ""
+	}
+	if m := s.cfg.Meter; m != nil {
+		m.Decided(from.String(), d)
 	}
 	closeReason := closeInspector
 	switch from {

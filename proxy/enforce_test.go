@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +45,27 @@ func (refuseMarked) Acked(uint16, byte)                {}
 func (refuseMarked) Started(bool)                      {}
 func (refuseMarked) Expiry(uint32)                     {}
 func (refuseMarked) Close(time.Time)                   {}
+
+// countingMeter counts decisions by stage and why.
+type countingMeter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (m *countingMeter) Decided(stage string, d Decision) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == nil {
+		m.n = map[string]int{}
+	}
+	m.n[stage+" "+d.Why]++
+}
+
+func (m *countingMeter) count(k string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n[k]
+}
 
 // The same decision gets the same bytes whatever stage made it: the
 // limits, the topic rights or an inspector, for 3.1.1 and 5.0, for a
@@ -89,7 +111,8 @@ func TestEnforceSameBytesWhateverTheSource(t *testing.T) {
 	for _, name := range []string{"limits", "topics", "inspector"} {
 		for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
 			broker, seen := packetBroker(t)
-			px := startProxy(t, sources[name](Config{Backend: broker}), nil)
+			meter := &countingMeter{}
+			px := startProxy(t, sources[name](Config{Backend: broker, Meter: meter}), nil)
 			c, ack := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("enforce")})
 			if ack.Type != mqttwire.CONNACK {
 				t.Fatalf("%s %s: CONNACK %x", name, v, ack.Raw)
@@ -117,6 +140,10 @@ func TestEnforceSameBytesWhateverTheSource(t *testing.T) {
 			case typ := <-seen:
 				t.Errorf("%s %s: the broker received a %s", name, v, typ)
 			default:
+			}
+			why := map[string]string{"limits": "test limit", "topics": "test rule", "inspector": "test policy"}[name]
+			if n := meter.count(name + " " + why); n != 4 { // three PUBLISHes and a SUBSCRIBE
+				t.Errorf("%s %s: the meter counted %d refusals, want 4", name, v, n)
 			}
 		}
 	}

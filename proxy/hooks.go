@@ -110,6 +110,17 @@ type ConnectChecker interface {
 	Closed(clientID string, id *identity.Identity, addr netip.Addr)
 }
 
+// Meter counts what the stages decide: every decision that refuses a
+// packet or ends a session passes through enforce and is counted there;
+// so are each filter the ACL takes out of a SUBSCRIBE and each dry-run
+// denial, where they are decided. The operations plane turns it
+// into metrics; nil (the default) counts nothing and costs nothing.
+type Meter interface {
+	// Decided is called once per such decision; stage is "limits",
+	// "topics" or "inspector", and d.Why names the rule or limit.
+	Decided(stage string, d Decision)
+}
+
 // AccessPolicy says who may connect from where (limits.AccessRules).
 type AccessPolicy interface {
 	Allowed(a netip.Addr) bool

@@ -469,7 +469,7 @@ func TestShutdownTellsV5Clients(t *testing.T) {
 type denyInspector struct{}
 
 func (denyInspector) Inspect(s *Session, in *Inspected) Decision {
-	refuse := Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized}
+	refuse := Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized, Why: "test policy"}
 	switch in.Packet.Type {
 	case mqttwire.PUBLISH:
 		if bytes.HasPrefix(in.Publish.Topic, []byte("denied/")) {

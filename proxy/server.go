@@ -29,6 +29,8 @@ type Config struct {
 	MaxPacketSize        int
 
 	Access AccessPolicy // nil allows everyone
+	// Meter, when set, counts every refusing decision (see Meter).
+	Meter Meter
 	// ProxyProtocolTrusted enables inbound PROXY headers (v1 and v2) from
 	// these peers only; a header from any other peer is refused.
 	ProxyProtocolTrusted []netip.Prefix

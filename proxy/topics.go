@@ -176,6 +176,9 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 			s.topicDenied(sess, "subscribe", f.Topic, d)
 		}
 		if refused {
+			if m := s.cfg.Meter; m != nil {
+				m.Decided(byTopics.String(), d) // per filter: the SUBACK is built here, not by enforce
+			}
 			if codes == nil {
 				codes = make([]byte, sub.Count)
 				for j := range codes {
@@ -283,6 +286,9 @@ func (s *Server) topicDenied(sess *Session, action string, topic []byte, d Decis
 	}
 	if d.DryRun {
 		ev = ev.Bool("dry_run", true)
+		if m := s.cfg.Meter; m != nil {
+			m.Decided(byTopics.String(), d) // forwarded: enforce never sees it
+		}
 	}
 	ev.Msg("denied by ACL")
 }
