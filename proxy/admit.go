@@ -213,10 +213,10 @@ func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Con
 	// session the broker kept for its client id, with subscriptions the
 	// proxy never judged for this client (another user's, made under
 	// other rules): its deliveries are judged from the CONNACK on if the
-	// broker reports Session Present. MQTT 3.1's CONNACK does not say, so
-	// such a 3.1 client is always judged.
+	// broker reports Session Present (a 3.1 client is taken as resumed:
+	// its CONNACK does not say; see connackSeen).
 	sess.resumable = !sess.cleanStart
-	if s.cfg.TopicCheckDelivery || (sess.resumable && c.Version == mqttwire.V31) {
+	if s.cfg.TopicCheckDelivery {
 		sess.topics.recv = s.cfg.Topics(sess) // its own: each pump's rights are its alone
 	}
 	sess.brokerShared = sess.topics.recv != nil || sess.resumable

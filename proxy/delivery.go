@@ -10,11 +10,8 @@ import (
 // the client's own read rights, whatever Config.TopicCheckDelivery says.
 // It reports false when the broker resumed a session the client asked
 // to start clean [MQTT-3.2.2-1]: then nothing can be trusted.
-func (s *Server) judgeResumedSession(sess *Session, p mqttwire.Packet) bool {
-	if p.Type != mqttwire.CONNACK || sess.topics.rights == nil || sess.Version == mqttwire.V31 || len(p.Body) < 2 {
-		return true
-	}
-	if p.Body[0]&1 == 0 || p.Body[1] != 0 {
+func (s *Server) judgeResumedSession(sess *Session, present bool) bool {
+	if !present || sess.topics.rights == nil {
 		return true
 	}
 	if !sess.resumable {

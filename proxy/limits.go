@@ -123,18 +123,9 @@ func limitCheck(lim Limiter, in *Inspected) Decision {
 	return Decision{}
 }
 
-// connackAccepts reports whether a CONNACK accepts the client, and its
-// Session Present flag.
-func connackAccepts(p mqttwire.Packet) (ok, sessionPresent bool) {
-	if p.Type != mqttwire.CONNACK || len(p.Body) < 2 || p.Body[1] != 0 {
-		return false, false
-	}
-	return true, p.Body[0]&1 != 0
-}
-
 // sessionExpiry tells the limiter a v5 Session Expiry Interval that a
-// DISCONNECT or CONNACK sets, so that what it remembers of the session
-// lasts as long as the broker keeps it.
+// client's DISCONNECT sets (the broker's CONNACK: connackSeen), so that
+// what it remembers of the session lasts as long as the broker keeps it.
 func sessionExpiry(lim Limiter, p mqttwire.Packet, v mqttwire.Version) {
 	if v != mqttwire.V5 {
 		return

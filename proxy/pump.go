@@ -252,8 +252,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 		}
 		if first {
 			first = false
-			s.connackSeen(sess, p)
-			if !s.judgeResumedSession(sess, p) {
+			if !s.connackSeen(sess, p) {
 				sess.closeAll(closeBroker)
 				return closeBroker
 			}
@@ -289,29 +288,38 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 	}
 }
 
-// connackSeen takes from the broker's first packet, its CONNACK, what the
-// session's enforcement needs: the v5 Topic Alias Maximum the client was
-// given, and for the limits whether the broker accepted the client and
-// resumed a session (MQTT 3.1 cannot say: a client that did not ask for
-// a clean start is taken as resumed) and the Session Expiry it set.
-func (s *Server) connackSeen(sess *Session, p mqttwire.Packet) {
-	if p.Type != mqttwire.CONNACK {
-		return
+// connackSeen takes from the broker's first packet, its CONNACK, once,
+// what the session's enforcement needs: whether the broker accepted the
+// client and resumed a session (MQTT 3.1's CONNACK cannot say: a client
+// that did not ask for a clean start is taken as resumed), the v5 Topic
+// Alias Maximum the client was given and the Session Expiry the broker
+// set. It turns the delivery check on for a resumed session
+// (judgeResumedSession), and reports false when the session must end.
+func (s *Server) connackSeen(sess *Session, p mqttwire.Packet) bool {
+	if p.Type != mqttwire.CONNACK || len(p.Body) < 2 || p.Body[1] != 0 {
+		return true // not accepted: the client reads why from it
 	}
+	present := p.Body[0]&1 != 0
+	if sess.Version == mqttwire.V31 {
+		present = !sess.cleanStart
+	}
+	var expiry uint32
+	var expirySet bool
 	if sess.Version == mqttwire.V5 {
 		if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
 			if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
 				sess.topicAliasMax.Store(n)
 			}
+			expiry, _, expirySet = a.Properties.Lookup(mqttwire.PropSessionExpiry)
 		}
 	}
-	if sess.limiter == nil {
-		return
+	if lim := sess.limiter; lim != nil {
+		lim.Started(present)
+		if expirySet {
+			lim.Expiry(expiry)
+		}
 	}
-	if ok, present := connackAccepts(p); ok {
-		sess.limiter.Started(present || (sess.Version == mqttwire.V31 && !sess.cleanStart))
-	}
-	sessionExpiry(sess.limiter, p, sess.Version)
+	return s.judgeResumedSession(sess, present)
 }
 
 // replacePacket writes what was held before p, then out (nil: p is
