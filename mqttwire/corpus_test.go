@@ -19,7 +19,17 @@ func seeds() map[string][][]byte {
 		"FuzzPublish":   pub,
 		"FuzzSubscribe": sub,
 		"FuzzAck":       acks,
+		"FuzzValidUTF8": bytesOf("", "factory/line-3/press-12/temperature", "a/b\x00c/d/e/f/g", "caf\u00e9/\u00e9\u00e9\u00e9\u00e9\u00e9",
+			"abcdefg\x80", "abcdefgh\xed\xa0\x80", "\xf4\x90\x80\x80abcdefgh", "abcdefghijklmno\x00", "\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x01"),
 	}
+}
+
+func bytesOf(ss ...string) [][]byte {
+	b := make([][]byte, len(ss))
+	for i, s := range ss {
+		b[i] = []byte(s)
+	}
+	return b
 }
 
 // Seeds is seeds, for the external test that writes them with

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"unicode/utf8"
 )
 
 // The seed corpora live in testdata/fuzz/<FuzzName>; `go test` runs them as
@@ -217,6 +218,16 @@ func FuzzAck(f *testing.F) {
 					t.Fatalf("%s round trip: %+v -> %+v %v", a.Type, a, a2, err)
 				}
 			}
+		}
+	})
+}
+
+// FuzzValidUTF8: the word-at-a-time check agrees with the plain definition
+// (valid UTF-8, no U+0000) wherever the odd byte falls.
+func FuzzValidUTF8(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := ValidUTF8(b), utf8.Valid(b) && bytes.IndexByte(b, 0) < 0; got != want {
+			t.Fatalf("ValidUTF8(%q) = %v, want %v", b, got, want)
 		}
 	})
 }

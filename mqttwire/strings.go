@@ -7,9 +7,19 @@ import (
 
 // ValidUTF8 reports whether b is a well-formed MQTT UTF-8 string: valid
 // UTF-8 without surrogates and without U+0000 [MQTT-1.5.4-1], [MQTT-1.5.4-2].
+// Topics are mostly ASCII, so eight bytes at a time are first checked for
+// a high bit or a zero byte; only a string with either goes byte by byte.
 func ValidUTF8(b []byte) bool {
+	const lows, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if (x|(x-lows)&^x)&highs != 0 { // a byte >= 0x80, or a zero byte
+			break
+		}
+	}
 	ascii := true
-	for _, c := range b {
+	for _, c := range b[i:] {
 		if c == 0 {
 			return false
 		}
@@ -17,7 +27,7 @@ func ValidUTF8(b []byte) bool {
 			ascii = false
 		}
 	}
-	return ascii || utf8.Valid(b)
+	return ascii || utf8.Valid(b[i:])
 }
 
 func readUint16(b []byte) (uint16, []byte, error) {
