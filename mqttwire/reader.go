@@ -39,7 +39,14 @@ type Reader struct {
 	busy       bool
 	filled     bool // the first read since everything was written filled its space
 	packets    int  // packets framed since everything was written
-	tiny       [tinyRead]byte
+	tiny       *[tinyRead]byte // allocated at the first wait of a Reader whose source is no ReadWaiter
+}
+
+// A ReadWaiter is a source that can wait until a read would not block,
+// without a buffer to read into: a pooled Reader over one waits for the
+// next bytes holding no memory for them at all.
+type ReadWaiter interface {
+	WaitReadable() error
 }
 
 // shrinkAfter is how many small packets in a row give back a grown buffer.
@@ -108,8 +115,9 @@ func NewReader(r io.Reader, size, max int) *Reader {
 
 // UsePool makes the Reader take its buffer from p (which sets the initial
 // size) and give it back whenever every byte read has been dealt with, so
-// an idle connection holds none: it then waits for the next bytes in a
-// small array of its own, and reads straight into a pool buffer again
+// an idle connection holds none: it then waits for the next bytes with
+// no buffer (a ReadWaiter source) or in a small array of its own, and
+// reads straight into a pool buffer again
 // while data keeps arriving faster than that array can take it. Call it
 // before the first Next.
 func (r *Reader) UsePool(p *BufferPool) {
@@ -241,9 +249,30 @@ func (r *Reader) fill(need int) error {
 	return r.readError(err)
 }
 
-// fillTiny waits for the next bytes holding no buffer, then moves them to
-// one from the pool.
+// fillTiny waits for the next bytes holding no buffer (a ReadWaiter's
+// wait, or a read into the small array), then moves them to one from the
+// pool.
 func (r *Reader) fillTiny() error {
+	if w, ok := r.r.(ReadWaiter); ok {
+		if err := w.WaitReadable(); err != nil {
+			return r.readError(err)
+		}
+		r.bufp = r.pool.get()
+		n, err := r.r.Read(*r.bufp)
+		if n == 0 {
+			r.pool.p.Put(r.bufp)
+			r.bufp = nil
+			return r.readError(err)
+		}
+		r.buf = *r.bufp
+		r.end = n
+		r.filled = n == len(r.buf)
+		r.lastFilled = r.filled
+		return nil
+	}
+	if r.tiny == nil {
+		r.tiny = new([tinyRead]byte)
+	}
 	n, err := r.r.Read(r.tiny[:])
 	if n == 0 {
 		return r.readError(err)

@@ -205,6 +205,70 @@ func TestPooledReaderHoldsNoBufferWhileIdle(t *testing.T) {
 	}
 }
 
+// waitingSource is a socketReader that can wait for readability, as the
+// proxy's raw TCP connections can: the Reader waits holding nothing.
+type waitingSource struct {
+	socketReader
+	waited  int   // WaitReadable calls
+	waitErr error // returned by WaitReadable once the arrivals are gone
+}
+
+func (w *waitingSource) WaitReadable() error {
+	w.waited++
+	if w.r.buf != nil || w.r.bufp != nil {
+		panic("WaitReadable with a buffer held")
+	}
+	if len(w.arrivals) == 0 && w.waitErr != nil {
+		return w.waitErr
+	}
+	return nil
+}
+
+// Over a ReadWaiter, a pooled Reader waits with no buffer and no small
+// array either, then reads into a pool buffer; it frames the same
+// packets, and a failed wait is the Reader's error.
+func TestPooledReaderOverReadWaiterHoldsNothing(t *testing.T) {
+	ping := pkt(0xc0)
+	big := cat([]byte{0x30, 0x83, 0x04, 0, 1, 't'}, bytes.Repeat([]byte{'x'}, 512))
+	for _, tc := range []struct {
+		name    string
+		waitErr error
+		want    error
+	}{{"eof", nil, io.EOF}, {"closed", io.ErrClosedPipe, io.ErrClosedPipe}} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &waitingSource{socketReader: socketReader{arrivals: [][]byte{ping, big, bytes.Repeat(ping, 300), ping}}, waitErr: tc.waitErr}
+			r := NewReader(src, 64, DefaultMaxPacketSize)
+			r.UsePool(NewBufferPool(1024))
+			src.r = r
+			r.HoldPackets()
+			var got []byte
+			var err error
+			for {
+				var p Packet
+				if p, err = r.Next(); err != nil {
+					break
+				}
+				got = append(got, p.Raw...)
+				if !r.Buffered() {
+					r.Written()
+				}
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Next ended with %v, want %v", err, tc.want)
+			}
+			if want := cat(ping, big, bytes.Repeat(ping, 300), ping); !bytes.Equal(got, want) {
+				t.Fatalf("framed %d bytes, want %d", len(got), len(want))
+			}
+			if r.tiny != nil || src.waited < 3 {
+				t.Fatalf("small array allocated %v, %d waits: want none and at least 3", r.tiny != nil, src.waited)
+			}
+			if r.buf != nil || r.bufp != nil {
+				t.Fatal("the Reader kept a buffer at the end")
+			}
+		})
+	}
+}
+
 // Steady traffic through a pooled Reader reuses the pool's buffers.
 func TestPooledReaderAllocatesNothing(t *testing.T) {
 	pool := NewBufferPool(1024)

@@ -30,6 +30,8 @@ type directConn struct {
 	rn        int
 	rerr      syscall.Errno
 	readFunc  func(uintptr) bool
+	peekFunc  func(uintptr) bool
+	peek      [1]byte
 	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr
 	wbuf      []byte
 	wn        int
@@ -50,7 +52,7 @@ func direct(c net.Conn) net.Conn {
 	}
 	d := &directConn{TCPConn: tc, rc: rc}
 	// Method values made once: a closure per call would allocate.
-	d.readFunc, d.writeFunc = d.readFD, d.writeFD
+	d.readFunc, d.peekFunc, d.writeFunc = d.readFD, d.peekFD, d.writeFD
 	return d
 }
 
@@ -87,6 +89,34 @@ func (c *directConn) readFD(fd uintptr) bool {
 			return false
 		default:
 			c.rerr = e
+		}
+		return true
+	}
+}
+
+// WaitReadable waits until a read will not block (bytes, end of stream or
+// an error are there), holding no buffer: the idle wait of a pooled
+// mqttwire.Reader.
+func (c *directConn) WaitReadable() error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.rerr = 0
+	if err := c.rc.Read(c.peekFunc); err != nil { // closed, or the read deadline passed
+		return c.opError("read", err)
+	}
+	return nil // the read that follows reports what is there, errors included
+}
+
+// peekFD looks whether a byte (or the end of the stream, or an error) is
+// there, leaving it in the socket; false asks the poller to wait.
+func (c *directConn) peekFD(fd uintptr) bool {
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peek[0])), 1, syscall.MSG_PEEK, 0, 0)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
 		return true
 	}

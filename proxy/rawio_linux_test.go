@@ -96,6 +96,60 @@ func TestDirectConnDeadlineAndClose(t *testing.T) {
 	}
 }
 
+// WaitReadable returns once bytes or the end of the stream are there,
+// leaving them for the read; and ends with the deadline or Close.
+func TestDirectConnWaitReadable(t *testing.T) {
+	raw, peer := tcpPair(t)
+	d := raw.(*directConn)
+	waited := make(chan error, 1)
+	go func() { waited <- d.WaitReadable() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("WaitReadable returned %v with nothing sent", err)
+	case <-time.After(50 * time.Millisecond): // a wait that must not end: nothing to wait on
+	}
+	if _, err := peer.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("WaitReadable = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitReadable did not return when bytes arrived")
+	}
+	buf := make([]byte, 16)
+	if n, err := raw.Read(buf); err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("Read after the wait = %q, %v; want ping (the wait consumed nothing)", buf[:n], err)
+	}
+	peer.Close()
+	if err := d.WaitReadable(); err != nil {
+		t.Fatalf("WaitReadable at the end of the stream = %v, want nil", err)
+	}
+	if n, err := raw.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("Read after the wait = %d, %v; want EOF", n, err)
+	}
+
+	raw2, _ := tcpPair(t)
+	d2 := raw2.(*directConn)
+	_ = d2.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if err := d2.WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitReadable past the deadline = %v, want a timeout", err)
+	}
+	_ = d2.SetReadDeadline(time.Time{})
+	go func() { waited <- d2.WaitReadable() }()
+	d2.Close()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("WaitReadable on a closed conn = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a blocked WaitReadable did not end when the conn was closed")
+	}
+}
+
 func TestDirectConnAllocatesNothing(t *testing.T) {
 	raw, peer := tcpPair(t)
 	msg, buf := []byte("0123456789"), make([]byte, 64)
