@@ -37,8 +37,8 @@ type Reader struct {
 	largep     *[]byte
 	lastFilled bool // the last read filled the space it had
 	busy       bool
-	filled     bool // the first read since everything was written filled its space
-	packets    int  // packets framed since everything was written
+	filled     bool            // the first read since everything was written filled its space
+	packets    int             // packets framed since everything was written
 	tiny       *[tinyRead]byte // allocated at the first wait of a Reader whose source is no ReadWaiter
 }
 
