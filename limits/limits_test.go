@@ -442,6 +442,76 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	s.Close(now)
 }
 
+// The QoS 2 flows the broker keeps with a persistent session stay in
+// flight across reconnects, until the broker finishes them, and pass to
+// a connection that takes the session over; a clean start, a session the
+// broker forgot, or one that does not persist frees them.
+func TestQoS2InFlightAcrossReconnects(t *testing.T) {
+	ss := NewSessions(PacketLimits{MaxInflight: 2})
+	now := time.Now()
+	open := func(clean, persists, present bool) *Session {
+		s := ss.Open(Start{ClientID: "x", Who: "alice", CleanStart: clean, Persists: persists}, now)
+		s.Started(present)
+		return s
+	}
+	send := func(s *Session, qos byte, ids ...uint16) {
+		t.Helper()
+		for _, id := range ids {
+			if v := s.Publish([]byte("q"), qos, id); v.Why != "" {
+				t.Fatalf("id %d: %+v", id, v)
+			}
+			s.Sent(qos, id)
+		}
+		s.Commit()
+	}
+	full := func(s *Session, when string, want bool) {
+		t.Helper()
+		if v := s.Publish([]byte("q"), 2, 99); (v.Why == "max_inflight") != want {
+			t.Fatalf("%s: a new flow %+v, want refused %v", when, v, want)
+		}
+	}
+	s := open(true, true, false)
+	send(s, 2, 1, 2)
+	s.Close(now)
+	s = open(false, true, true)
+	full(s, "resumed with two unreleased QoS 2 flows", true)
+	s.Acked(1, 2) // the resent PUBREL's PUBCOMP
+	full(s, "one finished", false)
+	send(s, 1, 7) // QoS 1 is not kept: the client resends it
+	s.Close(now)
+	s = open(false, true, true)
+	full(s, "one QoS 2 flow left, QoS 1 not carried", false)
+	send(s, 2, 3)
+	full(s, "two QoS 2 flows again", true)
+
+	// Taken over: the old connection's flows pass to the new one.
+	b := open(false, true, true)
+	full(b, "taking over before the old connection closed", false)
+	s.Close(now)
+	full(b, "after the connection it took over closed", true)
+	b.Close(now)
+
+	for _, tc := range []struct {
+		name                  string
+		clean, present, later bool
+	}{
+		{"a clean start", true, false, false},
+		{"a session the broker forgot", false, false, false},
+	} {
+		s = open(tc.clean, true, tc.present)
+		full(s, tc.name, false)
+		send(s, 2, 5, 6)
+		s.Close(now)
+	}
+	s = open(false, true, true)
+	full(s, "resumed after a session forgotten and refilled", true)
+	s.Expiry(0) // the session ends with the connection
+	s.Close(now)
+	s = open(false, true, true)
+	full(s, "after a session that did not persist", false)
+	s.Close(now)
+}
+
 // The memory of sessions without a connection is bounded.
 func TestOfflineSessionsBounded(t *testing.T) {
 	ss := NewSessions(PacketLimits{MaxSubscriptions: 3})

@@ -109,10 +109,18 @@ type Start struct {
 	Expiry   time.Duration
 }
 
-// subState is the filters one broker session holds, hashed.
+// subState is what the proxy knows of one broker session: the filters
+// it holds, hashed, and the QoS 2 flows the broker keeps for it.
 type subState struct {
 	mu      sync.Mutex
 	filters map[uint64]struct{}
+
+	// qos2 are the client's QoS 2 flows, sorted, that the broker has not
+	// finished and keeps with the session while no accepted connection
+	// holds them: the next connection that resumes the session starts
+	// with them in flight, so reconnecting frees no room. Guarded by
+	// Sessions.mu.
+	qos2 []uint32
 
 	// Guarded by Sessions.mu:
 	conns    int           // connections using it
@@ -167,7 +175,7 @@ func (ss *Sessions) Open(st Start, now time.Time) *Session {
 	s := &Session{ss: ss, l: &ss.l, start: st}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.l.MaxSubscriptions > 0 {
+	if ss.l.MaxSubscriptions > 0 || ss.l.MaxInflight > 0 {
 		s.subs, s.private = ss.sessionLocked(st, now)
 	}
 	if ss.l.PublishRate > 0 || ss.l.PublishBytesRate > 0 {
@@ -235,8 +243,46 @@ func (s *Session) Started(sessionPresent bool) {
 		st.mu.Lock()
 		st.filters = nil
 		st.mu.Unlock()
+		st.qos2 = nil
+	default: // resumed: its unfinished QoS 2 flows are this connection's
+		s.takeFlows(st.qos2)
+		st.qos2 = nil
 	}
 	st.persists, st.expiry, st.owner = s.start.Persists, s.start.Expiry, s
+}
+
+// takeFlows adds flows (sorted) to those in flight.
+func (s *Session) takeFlows(flows []uint32) {
+	if len(flows) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.inflight = mergeFlows(s.inflight, flows)
+	s.inflightN.Store(int32(len(s.inflight)))
+	s.mu.Unlock()
+}
+
+// qos2Flows returns a copy of the QoS 2 flows in flight.
+func (s *Session) qos2Flows() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []uint32
+	for _, f := range s.inflight {
+		if f&3 == 2 {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// mergeFlows returns the sorted union of a and b (both sorted).
+func mergeFlows(a, b []uint32) []uint32 {
+	for _, f := range b {
+		if i, held := slices.BinarySearch(a, f); !held {
+			a = slices.Insert(a, i, f)
+		}
+	}
+	return a
 }
 
 // Expiry notes a v5 Session Expiry Interval (seconds) set after CONNECT:
@@ -270,6 +316,18 @@ func (s *Session) Close(now time.Time) {
 		st.conns--
 		if st.owner == s {
 			st.owner = nil
+		}
+		if s.confirmed && ss.subs[s.start.ClientID] == st {
+			// The broker keeps this connection's unfinished QoS 2 flows
+			// with the session: they pass to the connection that took it
+			// over, or stay with the session for the next one.
+			if flows := s.qos2Flows(); len(flows) > 0 {
+				if o := st.owner; o != nil && o.confirmed {
+					o.takeFlows(flows)
+				} else {
+					st.qos2 = mergeFlows(st.qos2, flows)
+				}
+			}
 		}
 		if id := s.start.ClientID; st.conns == 0 && ss.subs[id] == st {
 			switch {
@@ -424,7 +482,7 @@ func (s *Session) Subscribe(sub *mqttwire.Subscribe) mqttwire.Decision {
 		}
 	}
 	st := s.subs
-	if st == nil {
+	if st == nil || s.l.MaxSubscriptions <= 0 {
 		return mqttwire.Decision{}
 	}
 	st.mu.Lock()
@@ -446,7 +504,7 @@ func (s *Session) Subscribe(sub *mqttwire.Subscribe) mqttwire.Decision {
 // broker in a SUBSCRIBE).
 func (s *Session) Subscribed(filter []byte) {
 	st := s.subs
-	if st == nil {
+	if st == nil || s.l.MaxSubscriptions <= 0 {
 		return
 	}
 	st.mu.Lock()
@@ -460,7 +518,7 @@ func (s *Session) Subscribed(filter []byte) {
 // Unsubscribe forgets the filters of an UNSUBSCRIBE forwarded to the broker.
 func (s *Session) Unsubscribe(sub *mqttwire.Subscribe) {
 	st := s.subs
-	if st == nil {
+	if st == nil || s.l.MaxSubscriptions <= 0 {
 		return
 	}
 	st.mu.Lock()

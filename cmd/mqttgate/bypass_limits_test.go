@@ -172,6 +172,68 @@ func TestInflightCannotBeReleasedWithUnknownIDs(t *testing.T) {
 	t.Fatal("12 unreleased QoS 2 messages with MAX_INFLIGHT=3: each id's QoS 1 PUBACK made room")
 }
 
+// Item 6, across reconnects: Mosquitto keeps a persistent session's
+// unreleased QoS 2 messages, so reconnecting frees no room in flight;
+// the PUBRELs resent on the new connection (and Mosquitto's PUBCOMPs) do.
+func TestInflightKeptAcrossReconnects(t *testing.T) {
+	backend := proxytest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_MAX_INFLIGHT=3")
+	for _, tc := range []struct {
+		v     mqttwire.Version
+		props []byte
+	}{
+		{mqttwire.V5, mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, 3600, nil)},
+		{mqttwire.V311, nil},
+	} {
+		id := []byte("unreleased-" + tc.v.String())
+		connect := func(clean bool) (*proxytest.RawClient, net.Conn) {
+			t.Helper()
+			conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, ack := proxytest.NewRawSession(t, conn, tc.v, &mqttwire.Connect{ClientID: id, CleanStart: clean, Properties: tc.props})
+			if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
+				t.Fatalf("%s: %x", tc.v, ack.Raw)
+			}
+			return c, conn
+		}
+		publish := func(c *proxytest.RawClient, pid uint16) mqttwire.Packet {
+			c.Send(proxytest.PublishPacket(tc.v, "q2/x", 2, pid, nil, "m"))
+			return c.Next()
+		}
+		c, conn := connect(tc.v == mqttwire.V5) // 3.1.1: clean session off keeps the session
+		for pid := uint16(1); pid <= 3; pid++ {
+			if p := publish(c, pid); p.Type != mqttwire.PUBREC {
+				t.Fatalf("%s PUBLISH %d: %s %x", tc.v, pid, p.Type, p.Raw)
+			}
+		}
+		conn.Close() // no DISCONNECT: the session and its three messages stay with Mosquitto
+
+		c, conn = connect(false)
+		c.Send(proxytest.PublishPacket(tc.v, "q2/x", 2, 4, nil, "m"))
+		switch p, open := c.NextOrClosed(); {
+		case open && p.Type == mqttwire.PUBREC:
+			t.Fatalf("%s: a fourth QoS 2 flow accepted after a reconnect with three unreleased", tc.v)
+		case tc.v == mqttwire.V5 && (!open || p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.ReceiveMaximumExceeded)):
+			t.Fatalf("%s: %s %x (open %v), want DISCONNECT 0x93", tc.v, p.Type, p.Raw, open)
+		case tc.v != mqttwire.V5 && open:
+			t.Fatalf("%s: %s %x, want the connection closed", tc.v, p.Type, p.Raw)
+		}
+		conn.Close()
+
+		c, conn = connect(false)
+		c.Send(mqttwire.AppendPubAck(nil, mqttwire.PUBREL, tc.v, 1, 0, nil))
+		if p := c.Next(); p.Type != mqttwire.PUBCOMP {
+			t.Fatalf("%s PUBREL 1: %s %x", tc.v, p.Type, p.Raw)
+		}
+		if p := publish(c, 4); p.Type != mqttwire.PUBREC {
+			t.Fatalf("%s: no room after Mosquitto finished one of three: %s %x", tc.v, p.Type, p.Raw)
+		}
+		conn.Close()
+	}
+}
+
 // Item 7: with MAX_SUBSCRIPTIONS=3, a persistent session keeps its
 // subscriptions across reconnects, and so does the count.
 func TestSubscriptionsCountedPerSession(t *testing.T) {

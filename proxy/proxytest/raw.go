@@ -57,6 +57,19 @@ func (c *RawClient) Next() mqttwire.Packet {
 	return p
 }
 
+// NextOrClosed reads one packet within 5 seconds, or reports that the
+// connection was closed (what a v3 client is told of a refusal); a
+// timeout fails the test.
+func (c *RawClient) NextOrClosed() (mqttwire.Packet, bool) {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := c.r.Next()
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.t.Fatalf("reading: %v", err)
+	}
+	return p, err == nil
+}
+
 // Within reports whether a packet arrives within d (and reads it).
 func (c *RawClient) Within(d time.Duration) bool {
 	_ = c.conn.SetReadDeadline(time.Now().Add(d))
