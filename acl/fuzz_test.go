@@ -3,7 +3,7 @@ package acl
 import (
 	"testing"
 
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 func seeds() map[string][][]byte {
@@ -15,7 +15,7 @@ func seeds() map[string][][]byte {
 }
 
 // TestSeedCorpus regenerates testdata/fuzz when ACL_WRITE_CORPUS=1.
-func TestSeedCorpus(t *testing.T) { proxytest.SeedCorpus(t, "ACL_WRITE_CORPUS", seeds()) }
+func TestSeedCorpus(t *testing.T) { mqtttest.SeedCorpus(t, "ACL_WRITE_CORPUS", seeds()) }
 
 // fuzzFile parses and, when that works, checks some topics: nothing
 // panics, and $SYS stays closed to ordinary clients.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // fixed answers the same for everyone.
@@ -204,8 +204,8 @@ func TestRefusalLoggedWithoutSecretAndCounted(t *testing.T) {
 // the limits (tests included); only on the wire format and the shared
 // leaves (the identity, the security-log budget).
 func TestDependencies(t *testing.T) {
-	proxytest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "proxy/proxytest")
-	proxytest.OnlyDepends(t, "./identity", "mqttwire", "proxy/proxytest")
+	mqtttest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "mqttwire/mqtttest")
+	mqtttest.OnlyDepends(t, "./identity", "mqttwire", "mqttwire/mqtttest")
 }
 
 // A flood of refusals is logged at a bounded rate; every one is counted.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 func seeds() map[string][][]byte {
@@ -58,7 +58,7 @@ func seeds() map[string][][]byte {
 }
 
 // TestSeedCorpus regenerates testdata/fuzz when AUTHN_WRITE_CORPUS=1.
-func TestSeedCorpus(t *testing.T) { proxytest.SeedCorpus(t, "AUTHN_WRITE_CORPUS", seeds()) }
+func TestSeedCorpus(t *testing.T) { mqtttest.SeedCorpus(t, "AUTHN_WRITE_CORPUS", seeds()) }
 
 // A password file that parses renders to a file that parses to the same users.
 func FuzzPasswordFile(f *testing.F) {

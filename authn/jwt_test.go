@@ -20,7 +20,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 func claimsValid(extra map[string]any) map[string]any {
@@ -54,7 +54,7 @@ func newJWT(t *testing.T, o JWTOptions) *JWT {
 }
 
 func TestJWTSignedByOpenSSL(t *testing.T) {
-	signers := map[string]*proxytest.JWTSigner{"RS256": proxytest.NewJWTSigner(t, "RS256"), "ES256": proxytest.NewJWTSigner(t, "ES256"), "EdDSA": proxytest.NewJWTSigner(t, "EdDSA")}
+	signers := map[string]*mqtttest.JWTSigner{"RS256": mqtttest.NewJWTSigner(t, "RS256"), "ES256": mqtttest.NewJWTSigner(t, "ES256"), "EdDSA": mqtttest.NewJWTSigner(t, "EdDSA")}
 	j := newJWT(t, JWTOptions{KeyFiles: []string{signers["RS256"].Pub, signers["ES256"].Pub, signers["EdDSA"].Pub},
 		Claims: map[string]string{"sub": "${username}"}})
 	ctx := t.Context()
@@ -70,10 +70,10 @@ func TestJWTSignedByOpenSSL(t *testing.T) {
 
 	rs := signers["RS256"]
 	pub, _ := os.ReadFile(rs.Pub)
-	noneToken := proxytest.JSONPart(t, map[string]any{"alg": "none", "typ": "JWT"}) + "." + proxytest.JSONPart(t, claimsValid(nil)) + "."
-	hsInput := proxytest.JSONPart(t, map[string]any{"alg": "HS256", "typ": "JWT"}) + "." + proxytest.JSONPart(t, claimsValid(nil))
+	noneToken := mqtttest.JSONPart(t, map[string]any{"alg": "none", "typ": "JWT"}) + "." + mqtttest.JSONPart(t, claimsValid(nil)) + "."
+	hsInput := mqtttest.JSONPart(t, map[string]any{"alg": "HS256", "typ": "JWT"}) + "." + mqtttest.JSONPart(t, claimsValid(nil))
 	hsToken := hsInput + "." + base64.RawURLEncoding.EncodeToString(opensslHMAC(t, pub, hsInput))
-	other := proxytest.NewJWTSigner(t, "RS256")
+	other := mqtttest.NewJWTSigner(t, "RS256")
 	for name, c := range map[string]struct {
 		token string
 		cause string
@@ -127,10 +127,10 @@ func opensslHMAC(t *testing.T, key []byte, input string) []byte {
 // With HS256 explicitly enabled, a token MACed with the public key is
 // still refused: the secret, never the public key, is the HMAC key.
 func TestJWTAlgorithmConfusion(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
+	rs := mqtttest.NewJWTSigner(t, "RS256")
 	pub, _ := os.ReadFile(rs.Pub)
 	j := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}, Secret: []byte("a-configured-secret-of-32-bytes!"), Algorithms: []string{"RS256", "HS256"}})
-	input := proxytest.JSONPart(t, map[string]any{"alg": "HS256", "typ": "JWT"}) + "." + proxytest.JSONPart(t, claimsValid(nil))
+	input := mqtttest.JSONPart(t, map[string]any{"alg": "HS256", "typ": "JWT"}) + "." + mqtttest.JSONPart(t, claimsValid(nil))
 	if res := j.Authenticate(t.Context(), tokenReq(input+"."+base64.RawURLEncoding.EncodeToString(opensslHMAC(t, pub, input)))); res.Verdict != Deny {
 		t.Fatalf("HS256 signed with the public key: %v", res.Verdict)
 	}
@@ -146,7 +146,7 @@ func TestJWTAlgorithmConfusion(t *testing.T) {
 }
 
 func TestJWTACLClaimAndSuperuser(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
+	rs := mqtttest.NewJWTSigner(t, "RS256")
 	j := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}, SuperuserClaim: "is_superuser"})
 	res := j.Authenticate(t.Context(), tokenReq(rs.Token(claimsValid(map[string]any{
 		"acl": map[string]any{"pub": []any{"t/${clientid}/#"}, "sub": []any{"cmd/${clientid}"}}, "is_superuser": true, "clientid": "dev1"}), nil)))
@@ -187,7 +187,7 @@ func jwksOf(t *testing.T, kid string, pubFile string) []byte {
 // Keys from a JWKS URL, by key id; a token with a new key id makes the
 // authenticator fetch the set again (key rotation).
 func TestJWTFromJWKSURL(t *testing.T) {
-	a, b := proxytest.NewJWTSigner(t, "RS256"), proxytest.NewJWTSigner(t, "ES256")
+	a, b := mqtttest.NewJWTSigner(t, "RS256"), mqtttest.NewJWTSigner(t, "ES256")
 	var body atomic.Value
 	body.Store(jwksOf(t, "key-a", a.Pub))
 	var fetches atomic.Int32
@@ -198,7 +198,7 @@ func TestJWTFromJWKSURL(t *testing.T) {
 	defer srv.Close()
 	j := newJWT(t, JWTOptions{JWKSURL: srv.URL, JWKSRefresh: time.Hour, JWKSMinInterval: 50 * time.Millisecond})
 	tokA := a.Token(claimsValid(nil), map[string]any{"kid": "key-a"})
-	proxytest.WaitFor(t, "first JWKS fetch", func() bool { return j.remote.Load() != nil })
+	mqtttest.WaitFor(t, "first JWKS fetch", func() bool { return j.remote.Load() != nil })
 	if res := j.Authenticate(t.Context(), tokenReq(tokA)); res.Verdict != Allow {
 		t.Fatalf("key-a: %v %s", res.Verdict, res.Detail)
 	}
@@ -207,7 +207,7 @@ func TestJWTFromJWKSURL(t *testing.T) {
 	}
 	body.Store(jwksOf(t, "key-b", b.Pub)) // rotated
 	tok := b.Token(claimsValid(nil), map[string]any{"kid": "key-b"})
-	proxytest.WaitFor(t, "rotated key in service", func() bool {
+	mqtttest.WaitFor(t, "rotated key in service", func() bool {
 		return j.Authenticate(t.Context(), tokenReq(tok)).Verdict == Allow
 	})
 	if n := fetches.Load(); n < 2 {
@@ -218,7 +218,7 @@ func TestJWTFromJWKSURL(t *testing.T) {
 // A JWKS file works like a PEM file; a JWKS with a symmetric key or a PEM
 // file with a private key is refused.
 func TestJWTKeyFiles(t *testing.T) {
-	es := proxytest.NewJWTSigner(t, "ES256")
+	es := mqtttest.NewJWTSigner(t, "ES256")
 	dir := t.TempDir()
 	jwks := filepath.Join(dir, "keys.json")
 	if err := os.WriteFile(jwks, jwksOf(t, "k1", es.Pub), 0o644); err != nil {
@@ -240,7 +240,7 @@ func TestJWTKeyFiles(t *testing.T) {
 
 // A token in the user name field: the identity's user name is its subject.
 func TestJWTFromUsername(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
+	rs := mqtttest.NewJWTSigner(t, "RS256")
 	j := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}, FromUsername: true})
 	tok := rs.Token(claimsValid(nil), nil)
 	ch := NewChain(Config{Authenticators: []Authenticator{j}})
@@ -257,7 +257,7 @@ func TestJWTFromUsername(t *testing.T) {
 // names another user is refused, and the token's ${clientid} rules hold
 // only when the token names the client id.
 func TestJWTIdentityIsTheTokens(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
+	rs := mqtttest.NewJWTSigner(t, "RS256")
 	j := newJWT(t, JWTOptions{KeyFiles: []string{rs.Pub}})
 	rules := map[string]any{"pub": []any{"t/${clientid}/#", "u/${username}/#"}, "sub": []any{"c/%c"}}
 	tok := func(extra map[string]any) string { return rs.Token(claimsValid(extra), nil) }

@@ -15,12 +15,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // Files written by the real mosquitto_passwd verify, in both its formats.
 func TestMosquittoPasswdFiles(t *testing.T) {
-	bin := proxytest.Need(t, "mosquitto_passwd")
+	bin := mqtttest.Need(t, "mosquitto_passwd")
 	file := filepath.Join(t.TempDir(), "passwd")
 	for _, args := range [][]string{
 		{"-c", "-b", file, "alice", "s3cret"},
@@ -57,7 +57,7 @@ func TestMosquittoPasswdFiles(t *testing.T) {
 // What HashPassword writes, mosquitto itself accepts: checked by running a
 // broker with the file and connecting with mosquitto_pub.
 func TestHashesAcceptedByMosquitto(t *testing.T) {
-	proxytest.Need(t, "mosquitto")
+	mqtttest.Need(t, "mosquitto")
 	pw := &Passwords{users: map[string]passwordHash{}}
 	for user, kind := range map[string]string{"p": HashPBKDF2, "s": HashSHA512} {
 		h, err := HashPassword(kind, []byte("pw-"+user), 0)
@@ -72,13 +72,13 @@ func TestHashesAcceptedByMosquitto(t *testing.T) {
 	if err := os.WriteFile(file, pw.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	broker := proxytest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+file+"\n")
+	broker := mqtttest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+file+"\n")
 	host, port, _ := strings.Cut(broker, ":")
 	for _, c := range []struct {
 		user, pass string
 		ok         bool
 	}{{"p", "pw-p", true}, {"s", "pw-s", true}, {"p", "pw-s", false}} {
-		out, err := exec.Command(proxytest.Need(t, "mosquitto_pub"), "-h", host, "-p", port, "-u", c.user, "-P", c.pass, "-t", "t", "-m", "m").CombinedOutput()
+		out, err := exec.Command(mqtttest.Need(t, "mosquitto_pub"), "-h", host, "-p", port, "-u", c.user, "-P", c.pass, "-t", "t", "-m", "m").CombinedOutput()
 		if (err == nil) != c.ok {
 			t.Errorf("%s/%s: err %v %s, want ok=%v", c.user, c.pass, err, out, c.ok)
 		}

@@ -3,7 +3,7 @@ package limits
 import (
 	"testing"
 
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // limits decides how much a client may do and who may connect: it
@@ -11,6 +11,6 @@ import (
 // included), never on the proxy, authn or the ACLs; logbudget on nothing
 // of this module.
 func TestDependencies(t *testing.T) {
-	proxytest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "limits/cidr", "proxy/proxytest")
-	proxytest.OnlyDepends(t, "./logbudget")
+	mqtttest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "limits/cidr", "mqttwire/mqtttest")
+	mqtttest.OnlyDepends(t, "./logbudget")
 }

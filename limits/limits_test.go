@@ -14,7 +14,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/authn/identity"
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 func TestBansPersistAndReload(t *testing.T) {
@@ -226,7 +226,7 @@ func TestConnLimits(t *testing.T) {
 
 func subscribe(t *testing.T, filters ...string) *mqttwire.Subscribe {
 	t.Helper()
-	pkt := proxytest.SubscribePacket(mqttwire.V311, 1, filters...)
+	pkt := mqtttest.SubscribePacket(mqttwire.V311, 1, filters...)
 	p, err := mqttwire.NewReader(bytes.NewReader(pkt), 256, 1<<16).Next()
 	if err != nil {
 		t.Fatal(err)
@@ -655,7 +655,7 @@ func seeds() map[string][][]byte {
 }
 
 // TestSeedCorpus regenerates testdata/fuzz when LIMITS_WRITE_CORPUS=1.
-func TestSeedCorpus(t *testing.T) { proxytest.SeedCorpus(t, "LIMITS_WRITE_CORPUS", seeds()) }
+func TestSeedCorpus(t *testing.T) { mqtttest.SeedCorpus(t, "LIMITS_WRITE_CORPUS", seeds()) }
 
 // Connects: bans by client id and user name before authentication, by
 // the identity's user name and identity ban after it, the client id's

@@ -33,5 +33,5 @@ func bytesOf(ss ...string) [][]byte {
 }
 
 // Seeds is seeds, for the external test that writes them with
-// proxytest.SeedCorpus (which imports this package).
+// mqtttest.SeedCorpus (which imports this package).
 var Seeds = seeds

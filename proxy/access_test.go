@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
-	"github.com/mqttgate/mqttgate/proxy/devpki"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 func TestSNISelectsCertificate(t *testing.T) {
@@ -78,7 +78,7 @@ func handshakeServer(t *testing.T, cfg *tls.Config) string {
 // Keys encrypted by openssl (PKCS#8, PBES2) load with the passphrase and
 // fail, naming the problem, without it or with a wrong one.
 func TestEncryptedKey(t *testing.T) {
-	openssl := proxytest.Need(t, "openssl")
+	openssl := mqtttest.Need(t, "openssl")
 	p := newPKI(t, certstore.ClientAuthNone)
 	enc := filepath.Join(t.TempDir(), "enc-key.pem")
 	out, err := exec.Command(openssl, "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", p.ServerKey, "-out", enc, "-passout", "pass:s3cret").CombinedOutput()

@@ -16,17 +16,17 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
-	"github.com/mqttgate/mqttgate/proxy/devpki"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func startMosquitto(t testing.TB) string { return proxytest.Mosquitto(t, "") }
+func startMosquitto(t testing.TB) string { return mqtttest.Mosquitto(t, "") }
 
-func freeAddr(t testing.TB) string { return proxytest.FreeAddr(t) }
+func freeAddr(t testing.TB) string { return mqtttest.FreeAddr(t) }
 
 // tcpLoopback returns both ends of a loopback TCP connection, closed with
 // the test, with a 10 s deadline so that a broken read or write fails the
@@ -93,13 +93,13 @@ func (p *pki) clientTLS(t testing.TB, who string) *tls.Config {
 type running struct {
 	srv  *Server
 	addr string
-	logs *proxytest.SyncBuffer
+	logs *mqtttest.SyncBuffer
 }
 
 // startProxy serves cfg on a loopback port; tlsCfg nil means plaintext.
 func startProxy(t testing.TB, cfg Config, tlsCfg *tls.Config) *running {
 	t.Helper()
-	logs := &proxytest.SyncBuffer{}
+	logs := &mqtttest.SyncBuffer{}
 	cfg.Logger = zerolog.New(logs)
 	if cfg.Authenticator == nil {
 		cfg.Authenticator = admitAll{}

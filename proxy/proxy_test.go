@@ -20,12 +20,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/authn/identity"
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/limits/cidr"
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
-	"github.com/mqttgate/mqttgate/proxy/devpki"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
 )
 
 func connectV311(id string) []byte {
@@ -735,7 +735,7 @@ func TestRevokedClientCertificateRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	crl := filepath.Join(f.Dir, "crl.pem")
-	bob := proxytest.CertOf(t, f.Clients["bob"][0])
+	bob := mqtttest.CertOf(t, f.Clients["bob"][0])
 	if err := f.Authority.WriteCRL(crl, bob); err != nil {
 		t.Fatal(err)
 	}

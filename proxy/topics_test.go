@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // denyMarked denies every topic and filter that contains "denied" (and
@@ -56,19 +56,19 @@ func withRights(cfg Config) Config {
 	return cfg
 }
 
-func dialRaw(t *testing.T, addr string, v mqttwire.Version, c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet) {
+func dialRaw(t *testing.T, addr string, v mqttwire.Version, c *mqttwire.Connect) (*mqtttest.RawClient, mqttwire.Packet) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return proxytest.NewRawClient(t, conn, v, c)
+	return mqtttest.NewRawClient(t, conn, v, c)
 }
 
 var (
-	publishPkt   = proxytest.PublishPacket
-	subscribePkt = proxytest.SubscribePacket
-	subackCodes  = proxytest.SubackCodes
+	publishPkt   = mqtttest.PublishPacket
+	subscribePkt = mqtttest.SubscribePacket
+	subackCodes  = mqtttest.SubackCodes
 )
 
 // Three filters, the middle one denied: the client sees one code per
@@ -288,7 +288,7 @@ func TestDeliveryCheck(t *testing.T) {
 	px := startProxy(t, cfg, nil)
 	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
 		c, _ := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("recv")})
-		c.Send(proxytest.SubscribePacket(v, 1, "x/#"))
+		c.Send(mqtttest.SubscribePacket(v, 1, "x/#"))
 		c.Next()
 		p := c.Next()
 		m, err := mqttwire.ParsePublish(p, v)
@@ -330,8 +330,8 @@ func TestSecurityEventsRateLimited(t *testing.T) {
 		_, _ = conn.Read(make([]byte, 1)) // closed by the proxy
 		conn.Close()
 	}
-	proxytest.WaitFor(t, "every connection counted", func() bool { return px.srv.Stats.NoConnect.Load() == n })
-	proxytest.WaitFor(t, "every connection closed", func() bool { return px.srv.Stats.Closed.Load() == n })
+	mqtttest.WaitFor(t, "every connection counted", func() bool { return px.srv.Stats.NoConnect.Load() == n })
+	mqtttest.WaitFor(t, "every connection closed", func() bool { return px.srv.Stats.Closed.Load() == n })
 	for _, event := range []string{`"event":"no_connect"`, `"event":"close"`} {
 		if lines := strings.Count(px.logs.String(), event); lines > 60 {
 			t.Fatalf("%d %s log lines for %d bad clients", lines, event, n)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 const mosquittoACLFile = `# Mosquitto syntax
@@ -42,7 +42,7 @@ func writeFile(t *testing.T, name, content string) string {
 func passwordFile(t *testing.T, users ...string) string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "passwd")
-	bin := proxytest.Need(t, "mosquitto_passwd")
+	bin := mqtttest.Need(t, "mosquitto_passwd")
 	for i, u := range users {
 		args := []string{"-b", file, u, u + "-pw"}
 		if i == 0 {
@@ -110,7 +110,7 @@ func TestMosquittoACLFileAsInMosquitto(t *testing.T) {
 	want := []string{"alice/x alice", "shared/bob bob", "devices/dev1/t alice"}
 	wantAlice := []string{"shared/bob bob"}
 
-	direct := proxytest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
+	direct := mqtttest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
 	host, port, _ := strings.Cut(direct, ":")
 	dconn := []string{"-h", host, "-p", port}
 	w, a := aclScenario(t, dconn, append(append([]string{}, dconn...), "-u", "root", "-P", "root-pw"))
@@ -118,7 +118,7 @@ func TestMosquittoACLFileAsInMosquitto(t *testing.T) {
 		t.Fatalf("Mosquitto itself: watcher %q alice %q; the test's expectations are wrong", w, a)
 	}
 
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+pw,
 		"MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny")
 	bhost, bport, _ := strings.Cut(backend, ":")
@@ -136,7 +136,7 @@ func TestMosquittoACLFileAsInMosquitto(t *testing.T) {
 // clients get one code per filter in order and messages on the allowed two
 // only; with rules from a Mosquitto file, an EMQX file, and a JWT claim.
 func TestSubackPerFilterFromEachSource(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "ES256")
+	rs := mqtttest.NewJWTSigner(t, "ES256")
 	pw := passwordFile(t, "dev")
 	sources := map[string][]string{
 		"mosquitto": {"MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE=" + pw,
@@ -147,7 +147,7 @@ func TestSubackPerFilterFromEachSource(t *testing.T) {
 	}
 	for name, env := range sources {
 		t.Run(name, func(t *testing.T) {
-			backend := proxytest.Mosquitto(t, "")
+			backend := mqtttest.Mosquitto(t, "")
 			g := startGate(t, backend, append(env, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_ACL_NO_MATCH=deny")...)
 			password := "dev-pw"
 			if name == "jwt" {
@@ -160,13 +160,13 @@ func TestSubackPerFilterFromEachSource(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c, ack := proxytest.NewRawClient(t, conn, v, &mqttwire.Connect{ClientID: []byte("dev-sub"),
+				c, ack := mqtttest.NewRawClient(t, conn, v, &mqttwire.Connect{ClientID: []byte("dev-sub"),
 					UsernameFlag: true, Username: []byte("dev"), PasswordFlag: true, Password: []byte(password)})
 				if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
 					t.Fatalf("v%d: CONNACK %x", v, ack.Raw)
 				}
-				c.Send(proxytest.SubscribePacket(v, 3, "a/1", "b/1", "c/1"))
-				if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{1, deny, 1}) {
+				c.Send(mqtttest.SubscribePacket(v, 3, "a/1", "b/1", "c/1"))
+				if got := mqtttest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{1, deny, 1}) {
 					t.Fatalf("v%d: SUBACK %x, want [01 %02x 01]", v, got, deny)
 				}
 				for _, topic := range []string{"b/1", "a/1", "c/1"} {
@@ -188,7 +188,7 @@ func TestSubackPerFilterFromEachSource(t *testing.T) {
 
 // A client id of # or a/+ gains nothing from a ${clientid} rule.
 func TestWildcardClientIDGainsNothing(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny",
 		"MQTTGATE_ACL_FILE="+writeFile(t, "acl.conf", `{allow, all, all, ["t/${clientid}/#"]}.`+"\n"))
 	bhost, bport, _ := strings.Cut(backend, ":")
@@ -207,7 +207,7 @@ func TestWildcardClientIDGainsNothing(t *testing.T) {
 // The ACL file is reloaded when it changes and on SIGHUP; established
 // connections get the new rules; a broken file keeps the old ones.
 func TestACLReload(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	file := writeFile(t, "acl", "pattern write one/#\n")
 	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+file, "MQTTGATE_FILE_POLL_INTERVAL=100ms")
 	bhost, bport, _ := strings.Cut(backend, ":")
@@ -216,9 +216,9 @@ func TestACLReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := proxytest.NewRawClient(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("kept")})
+	c, _ := mqtttest.NewRawClient(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("kept")})
 	publish := func(topic string, id uint16) byte {
-		c.Send(proxytest.PublishPacket(mqttwire.V5, topic, 1, id, nil, "m"))
+		c.Send(mqtttest.PublishPacket(mqttwire.V5, topic, 1, id, nil, "m"))
 		if p := c.Next(); len(p.Body) > 2 {
 			return p.Body[2]
 		}
@@ -230,7 +230,7 @@ func TestACLReload(t *testing.T) {
 	if err := os.WriteFile(file, []byte("pattern write two/#\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	proxytest.WaitFor(t, "ACL reload", func() bool { return strings.Contains(g.logs.String(), `"file":"MQTTGATE_ACL_FILE"`) })
+	mqtttest.WaitFor(t, "ACL reload", func() bool { return strings.Contains(g.logs.String(), `"file":"MQTTGATE_ACL_FILE"`) })
 	if code := publish("two/x", 2); code >= 0x80 {
 		t.Fatalf("two/x after the reload, same connection: %#x", code)
 	}
@@ -239,7 +239,7 @@ func TestACLReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = g.cmd.Process.Signal(syscall.SIGHUP)
-	proxytest.WaitFor(t, "broken ACL reported", func() bool { return strings.Contains(g.logs.String(), "acl:2: unknown keyword") })
+	mqtttest.WaitFor(t, "broken ACL reported", func() bool { return strings.Contains(g.logs.String(), "acl:2: unknown keyword") })
 	if code := publish("two/y", 3); code >= 0x80 {
 		t.Fatalf("a broken file changed the rules: %#x", code)
 	}
@@ -248,23 +248,23 @@ func TestACLReload(t *testing.T) {
 // MQTTGATE_ACL_CHECK_DELIVERY: a subscription made before a rule was
 // taken away delivers nothing more on what the new rules deny.
 func TestACLCheckDeliveryAfterReload(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	file := writeFile(t, "acl", "pattern read a/#\npattern read b/#\n")
 	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+file, "MQTTGATE_ACL_CHECK_DELIVERY=true")
 	conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := proxytest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("old-sub")})
-	c.Send(proxytest.SubscribePacket(mqttwire.V311, 1, "a/#", "b/#"))
-	if got := proxytest.SubackCodes(t, c.Next(), mqttwire.V311); !bytes.Equal(got, []byte{1, 1}) {
+	c, _ := mqtttest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("old-sub")})
+	c.Send(mqtttest.SubscribePacket(mqttwire.V311, 1, "a/#", "b/#"))
+	if got := mqtttest.SubackCodes(t, c.Next(), mqttwire.V311); !bytes.Equal(got, []byte{1, 1}) {
 		t.Fatalf("SUBACK %x", got)
 	}
 	if err := os.WriteFile(file, []byte("pattern read b/#\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_ = g.cmd.Process.Signal(syscall.SIGHUP)
-	proxytest.WaitFor(t, "ACL reload", func() bool { return strings.Contains(g.logs.String(), `"file":"MQTTGATE_ACL_FILE"`) })
+	mqtttest.WaitFor(t, "ACL reload", func() bool { return strings.Contains(g.logs.String(), `"file":"MQTTGATE_ACL_FILE"`) })
 	bhost, bport, _ := strings.Cut(backend, ":")
 	for _, topic := range []string{"a/x", "b/x"} {
 		if err := pub(t, "-h", bhost, "-p", bport, "-q", "1", "-t", topic, "-m", "m"); err != nil {
@@ -300,7 +300,7 @@ func subscribeAt(v mqttwire.Version, id uint16, qos byte, filters ...string) []b
 // before the next is sent), then the sentinel, and returns the topic of
 // the first message the client gets: the sentinel unless something
 // published before it got through.
-func firstDelivery(t *testing.T, c *proxytest.RawClient, v mqttwire.Version, backend, sentinel string, topics ...string) string {
+func firstDelivery(t *testing.T, c *mqtttest.RawClient, v mqttwire.Version, backend, sentinel string, topics ...string) string {
 	t.Helper()
 	host, port, _ := strings.Cut(backend, ":")
 	for _, topic := range append(topics, sentinel) {
@@ -319,7 +319,7 @@ func firstDelivery(t *testing.T, c *proxytest.RawClient, v mqttwire.Version, bac
 // by spelling, then {allow, all}): + and +/+/# in one SUBSCRIBE would
 // receive every topic. Both are refused; the literal filter is granted.
 func TestWildcardOnlyFiltersRefusedThroughGate(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_ACL_FILE="+writeFile(t, "acl.conf", `{allow, {username, "dashboard"}, subscribe, ["$SYS/#"]}.
 {deny, all, subscribe, ["$SYS/#", {eq, "#"}]}.
 {allow, all}.
@@ -330,8 +330,8 @@ func TestWildcardOnlyFiltersRefusedThroughGate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Send(proxytest.SubscribePacket(v, 1, "+", "+/+/#", "+/+", "done"))
-		if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{deny, deny, deny, 1}) {
+		c.Send(mqtttest.SubscribePacket(v, 1, "+", "+/+/#", "+/+", "done"))
+		if got := mqtttest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{deny, deny, deny, 1}) {
 			t.Fatalf("v%d: SUBACK %x, want [%02x %02x %02x 01]", v, got, deny, deny, deny)
 		}
 		if got := firstDelivery(t, c, v, backend, "done", "x", "a/b", "a/b/c"); got != "done" {
@@ -373,7 +373,7 @@ func TestWildcardOnlyFiltersAsInMosquitto(t *testing.T) {
 	}
 	filters := []string{"-t", "+", "-t", "+/+/#", "-t", "eve/#", "-q", "1"}
 
-	direct := proxytest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
+	direct := mqtttest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
 	host, port, _ := strings.Cut(direct, ":")
 	lines, _ := sub(t, append([]string{"-h", host, "-p", port, "-u", "eve", "-P", "eve-pw", "-i", "eve-d"}, filters...)...)
 	publishAll([]string{"-h", host, "-p", port, "-u", "root", "-P", "root-pw"})
@@ -381,7 +381,7 @@ func TestWildcardOnlyFiltersAsInMosquitto(t *testing.T) {
 		t.Fatalf("Mosquitto itself delivered %q; the test's expectations are wrong", got)
 	}
 
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+pw,
 		"MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny")
 	lines, _ = sub(t, append(append(g.tlsArgs(""), "-u", "eve", "-P", "eve-pw", "-i", "eve-g"), filters...)...)
@@ -396,7 +396,7 @@ func TestWildcardOnlyFiltersAsInMosquitto(t *testing.T) {
 // at QoS 0 and 1 only refuses it at QoS 2, as EMQX does (SUBACK 0x80 /
 // 0x87), and grants it at QoS 1; the refused filter gets no message.
 func TestSubscribeQoSConditionThroughGate(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+writeFile(t, "acl.conf",
 		`{allow, all, {subscribe, [{qos, [0, 1]}]}, ["t/#"]}.`+"\n"))
 	for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
@@ -406,11 +406,11 @@ func TestSubscribeQoSConditionThroughGate(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Send(subscribeAt(v, 1, 2, "t/two"))
-		if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{deny}) {
+		if got := mqtttest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{deny}) {
 			t.Fatalf("v%d: QoS 2 SUBACK %x, want %02x", v, got, deny)
 		}
 		c.Send(subscribeAt(v, 2, 1, "t/one"))
-		if got := proxytest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{1}) {
+		if got := mqtttest.SubackCodes(t, c.Next(), v); !bytes.Equal(got, []byte{1}) {
 			t.Fatalf("v%d: QoS 1 SUBACK %x, want 01", v, got)
 		}
 		if got := firstDelivery(t, c, v, backend, "t/one", "t/two"); got != "t/one" {

@@ -17,13 +17,13 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // Anonymous clients are refused unless MQTTGATE_ALLOW_ANONYMOUS says
 // otherwise, with CONNACK "not authorised", before the broker is involved.
 func TestAnonymousRefusedByDefault(t *testing.T) {
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false")
 	err := pub(t, append(g.tlsArgs(""), "-t", "a", "-m", "anon")...)
 	if err == nil || !strings.Contains(err.Error(), "not authori") {
@@ -44,7 +44,7 @@ func TestCertificateCNIsTheUsernameTheBrokerSees(t *testing.T) {
 	if err := os.WriteFile(acl, []byte("user alice\ntopic readwrite private/alice/#\nuser bob\ntopic readwrite private/bob/#\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	broker := proxytest.Mosquitto(t, "user root\nacl_file "+acl+"\n") // root: the file is in a private temporary directory
+	broker := mqtttest.Mosquitto(t, "user root\nacl_file "+acl+"\n") // root: the file is in a private temporary directory
 	g := startGate(t, broker, "MQTTGATE_TLS_CLIENT_AUTH=require", "MQTTGATE_AUTHN=cert", "MQTTGATE_CERT_IDENTITY=cn")
 	lines, _ := sub(t, append(g.tlsArgs("alice"), "-u", "bob", "-i", "alice-sub", "-t", "private/#", "-q", "1")...)
 	// bob claims alice's name; the broker sees bob and drops the publish.
@@ -62,7 +62,7 @@ func TestCertificateCNIsTheUsernameTheBrokerSees(t *testing.T) {
 // proxy; a change to the file is picked up; a broken one keeps the users.
 func TestPasswordFileFromMosquittoPasswd(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "passwd")
-	mpw := proxytest.Need(t, "mosquitto_passwd")
+	mpw := mqtttest.Need(t, "mosquitto_passwd")
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command(mpw, args...).CombinedOutput(); err != nil {
@@ -71,7 +71,7 @@ func TestPasswordFileFromMosquittoPasswd(t *testing.T) {
 	}
 	run("-c", "-b", file, "alice", "wonderland")
 	run("-H", "sha512", "-b", file, "bob", "builder")
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password",
 		"MQTTGATE_PASSWORD_FILE="+file, "MQTTGATE_FILE_POLL_INTERVAL=100ms")
 	lines, _ := sub(t, append(g.tlsArgs(""), "-u", "alice", "-P", "wonderland", "-t", "pw/#")...)
@@ -94,7 +94,7 @@ func TestPasswordFileFromMosquittoPasswd(t *testing.T) {
 
 	// Changed on disk: carol is in, bob is out, without a signal.
 	run("-c", "-b", file, "carol", "c")
-	proxytest.WaitFor(t, "password file reload", func() bool { return strings.Contains(g.logs.String(), `"event":"reloaded"`) })
+	mqtttest.WaitFor(t, "password file reload", func() bool { return strings.Contains(g.logs.String(), `"event":"reloaded"`) })
 	if err := pub(t, append(g.tlsArgs(""), "-u", "carol", "-P", "c", "-t", "pw/c", "-m", "carol")...); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestPasswordFileFromMosquittoPasswd(t *testing.T) {
 	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	proxytest.WaitFor(t, "failed reload logged", func() bool { return strings.Contains(g.logs.String(), "line 1") })
+	mqtttest.WaitFor(t, "failed reload logged", func() bool { return strings.Contains(g.logs.String(), "line 1") })
 	if err := pub(t, append(g.tlsArgs(""), "-u", "carol", "-P", "c", "-t", "pw/c", "-m", "still")...); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestPasswdCommand(t *testing.T) {
 	if !strings.Contains(string(b), "alice:$7$") || !strings.Contains(string(b), "bob:$2a$") || !strings.Contains(string(b), "carol:$6$") {
 		t.Fatalf("file:\n%s", b)
 	}
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+file)
 	for user, pass := range map[string]string{"alice": "a-pass", "bob": "b-pass", "carol": "c-pass"} {
 		if err := pub(t, append(g.tlsArgs(""), "-u", user, "-P", pass, "-t", "x", "-m", "m")...); err != nil {
@@ -167,9 +167,9 @@ func TestPasswdCommand(t *testing.T) {
 // one is refused; an admitted client is disconnected (v5: DISCONNECT 0x87)
 // when its token expires.
 func TestJWTThroughProxy(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
-	es := proxytest.NewJWTSigner(t, "ES256")
-	broker := proxytest.Mosquitto(t, "")
+	rs := mqtttest.NewJWTSigner(t, "RS256")
+	es := mqtttest.NewJWTSigner(t, "ES256")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt",
 		"MQTTGATE_JWT_KEYS="+rs.Pub+","+es.Pub, "MQTTGATE_JWT_AUDIENCE=mqtt", "MQTTGATE_JWT_LEEWAY=0s",
 		`MQTTGATE_JWT_CLAIMS={"sub":"${username}"}`)
@@ -248,10 +248,10 @@ func TestWebhookThroughProxy(t *testing.T) {
 	defer svc.Close()
 	defer close(release) // before Close, which waits for the slow handler
 	file := filepath.Join(t.TempDir(), "passwd")
-	if out, err := exec.Command(proxytest.Need(t, "mosquitto_passwd"), "-c", "-b", file, "carol", "c-pass").CombinedOutput(); err != nil {
+	if out, err := exec.Command(mqtttest.Need(t, "mosquitto_passwd"), "-c", "-b", file, "carol", "c-pass").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=http,password", "MQTTGATE_PASSWORD_FILE="+file,
 		"MQTTGATE_HTTP_AUTH_URL="+svc.URL+"/mqtt/auth", "MQTTGATE_HTTP_AUTH_TIMEOUT=500ms")
 	for _, c := range []struct {
@@ -279,8 +279,8 @@ func TestWebhookThroughProxy(t *testing.T) {
 // A token in the user name field works, and neither an accepted nor a
 // refused token reaches the log.
 func TestJWTInUsernameNeverLogged(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
-	broker := proxytest.Mosquitto(t, "")
+	rs := mqtttest.NewJWTSigner(t, "RS256")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub, "MQTTGATE_JWT_FROM=username")
 	good := rs.Token(map[string]any{"sub": "dev1", "exp": time.Now().Add(time.Hour).Unix()}, nil)
 	expired := rs.Token(map[string]any{"sub": "dev1", "exp": time.Now().Add(-time.Hour).Unix()}, nil)
@@ -290,7 +290,7 @@ func TestJWTInUsernameNeverLogged(t *testing.T) {
 	if err := pub(t, append(g.tlsArgs(""), "-u", expired, "-t", "u", "-m", "m")...); err == nil {
 		t.Fatal("expired token admitted")
 	}
-	proxytest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= 2 })
+	mqtttest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= 2 })
 	logs := g.logs.String()
 	for _, tok := range []string{good, expired} {
 		if strings.Contains(logs, tok[strings.LastIndex(tok, ".")+1:]) || strings.Contains(logs, tok[:strings.Index(tok, ".")]) {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // Issue 11: the attacks on who a client is, each run against the built
@@ -19,13 +19,13 @@ import (
 
 // dialGateCert connects a raw client presenting the named client
 // certificate of the gate's PKI.
-func dialGateCert(t *testing.T, g *gate, cert string, v mqttwire.Version, c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet) {
+func dialGateCert(t *testing.T, g *gate, cert string, v mqttwire.Version, c *mqttwire.Connect) (*mqtttest.RawClient, mqttwire.Packet) {
 	t.Helper()
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", g.addr, g.clientCertTLS(t, cert))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return proxytest.NewRawClient(t, conn, v, c)
+	return mqtttest.NewRawClient(t, conn, v, c)
 }
 
 // connackCode is a CONNACK's v5 reason code or v3 return code.
@@ -39,8 +39,8 @@ func connackCode(t *testing.T, p mqttwire.Packet) byte {
 
 // publishCode publishes at QoS 1 (v5) and returns the PUBACK's reason
 // code: 0x87 when the proxy refused, below 0x80 when the broker took it.
-func publishCode(c *proxytest.RawClient, topic string, id uint16) byte {
-	c.Send(proxytest.PublishPacket(mqttwire.V5, topic, 1, id, nil, "m"))
+func publishCode(c *mqtttest.RawClient, topic string, id uint16) byte {
+	c.Send(mqtttest.PublishPacket(mqttwire.V5, topic, 1, id, nil, "m"))
 	if p := c.Next(); len(p.Body) > 2 {
 		return p.Body[2]
 	}
@@ -92,8 +92,8 @@ const bypassACL = "user admin\ntopic readwrite #\n\nuser alice\ntopic readwrite 
 // bad user name or password (v5 0x86, v3 0x04); sent without a user name
 // it connects as alice, and admin's ACL section does not apply to it.
 func TestBypassJWTForAliceCannotConnectAsAdmin(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
-	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
+	rs := mqtttest.NewJWTSigner(t, "RS256")
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
 		"MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+writeFile(t, "acl", bypassACL))
 	alice := rs.Token(map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}, nil)
 	eachVersion(t, "token for alice as admin", 0x86, 0x04, plain(t, g, withClientID(credentials("admin", alice), "a1")))
@@ -118,8 +118,8 @@ func TestBypassJWTForAliceCannotConnectAsAdmin(t *testing.T) {
 // when the token names the client id (a clientid claim, equal to the
 // CONNECT's: another client id is refused 0x85/0x02).
 func TestBypassJWTRulePlaceholdersAreTheTokens(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
-	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
+	rs := mqtttest.NewJWTSigner(t, "RS256")
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
 		"MQTTGATE_ACL_NO_MATCH=deny")
 	token := func(extra map[string]any) string {
 		c := map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
@@ -155,7 +155,7 @@ func TestBypassJWTRulePlaceholdersAreTheTokens(t *testing.T) {
 // name admin: without admin's password the chain refuses (0x86/0x04);
 // with the certificate's own name it connects, under that name's ACLs.
 func TestBypassCertDoesNotVouchForAnotherUsername(t *testing.T) {
-	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_TLS_CLIENT_AUTH=require",
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_TLS_CLIENT_AUTH=require",
 		"MQTTGATE_AUTHN=cert,password", "MQTTGATE_PASSWORD_FILE="+passwordFile(t, "admin"),
 		"MQTTGATE_ACL_NO_MATCH=deny", "MQTTGATE_ACL_FILE="+writeFile(t, "acl", bypassACL))
 	eachVersion(t, "alice's certificate as admin without password", 0x86, 0x04, func(v mqttwire.Version) mqttwire.Packet {
@@ -185,7 +185,7 @@ func TestBypassCertDoesNotVouchForAnotherUsername(t *testing.T) {
 // id (and so his session), nor an empty one; a user name holding * is
 // matched literally.
 func TestBypassClientIDBoundToUsername(t *testing.T) {
-	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password",
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password",
 		"MQTTGATE_PASSWORD_FILE="+passwordFile(t, "alice", "a*", "alice-bob"), "MQTTGATE_CLIENTID_PATTERN=${username}-*")
 	for _, c := range []struct {
 		user, id string
@@ -224,7 +224,7 @@ func TestBypassWebhookBinaryPasswordsNotConfused(t *testing.T) {
 		io.WriteString(w, `{"result":"deny"}`)
 	}))
 	defer svc.Close()
-	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=http",
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=http",
 		"MQTTGATE_HTTP_AUTH_URL="+svc.URL, "MQTTGATE_HTTP_AUTH_CACHE_TTL=1m")
 	for _, c := range []struct {
 		password string
@@ -240,9 +240,9 @@ func TestBypassWebhookBinaryPasswordsNotConfused(t *testing.T) {
 // subject, even when the token itself is the CONNECT's user name
 // (MQTTGATE_JWT_FROM=username).
 func TestBypassUsernameBanAppliesToTheTokensSubject(t *testing.T) {
-	rs := proxytest.NewJWTSigner(t, "RS256")
+	rs := mqtttest.NewJWTSigner(t, "RS256")
 	bans := writeFile(t, "bans.json", `{"bans": [{"kind": "username", "value": "mallory", "until": "2099-01-01T00:00:00Z"}]}`)
-	g := startGate(t, proxytest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=jwt", "MQTTGATE_JWT_KEYS="+rs.Pub,
 		"MQTTGATE_JWT_FROM=username", "MQTTGATE_BANS_FILE="+bans)
 	exp := time.Now().Add(time.Hour).Unix()
 	mallory := rs.Token(map[string]any{"sub": "mallory", "exp": exp}, nil)

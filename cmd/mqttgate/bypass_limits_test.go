@@ -17,21 +17,21 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // The limit bypasses of the security review (issue 11, items 5-8, 12,
 // 16), each performed against the built binary.
 
 // watchBroker subscribes a raw client on the broker itself to filter.
-func watchBroker(t *testing.T, backend, filter string) *proxytest.RawClient {
+func watchBroker(t *testing.T, backend, filter string) *mqtttest.RawClient {
 	t.Helper()
 	conn, err := net.Dial("tcp", backend)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, _ := proxytest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("watch-" + filter)})
-	w.Send(proxytest.SubscribePacket(mqttwire.V311, 1, filter))
+	w, _ := mqtttest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("watch-" + filter)})
+	w.Send(mqtttest.SubscribePacket(mqttwire.V311, 1, filter))
 	w.Next()
 	return w
 }
@@ -40,16 +40,16 @@ func watchBroker(t *testing.T, backend, filter string) *proxytest.RawClient {
 // (which grew the read buffer) no longer all go on at once: the broker
 // sees one, then one each fifth of a second.
 func TestPublishRateCannotBeBurst(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_PUBLISH_RATE=5")
 	watch := watchBroker(t, backend, "burst/#")
 	c, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("burster")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch := proxytest.PublishPacket(mqttwire.V311, "burst/big", 0, 0, nil, strings.Repeat("x", 60<<10))
+	batch := mqtttest.PublishPacket(mqttwire.V311, "burst/big", 0, 0, nil, strings.Repeat("x", 60<<10))
 	for range 40 {
-		batch = append(batch, proxytest.PublishPacket(mqttwire.V311, "burst/x", 0, 0, nil, "m")...)
+		batch = append(batch, mqtttest.PublishPacket(mqttwire.V311, "burst/x", 0, 0, nil, "m")...)
 	}
 	c.Send(batch)
 	watch.Next() // the first goes at once
@@ -76,7 +76,7 @@ func TestPublishRateCannotBeBurst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.Send(proxytest.PublishPacket(mqttwire.V311, "burst/again", 0, 0, nil, strconv.Itoa(i)))
+		r.Send(mqtttest.PublishPacket(mqttwire.V311, "burst/again", 0, 0, nil, strconv.Itoa(i)))
 		for {
 			m := watch.Next()
 			if pub, _ := mqttwire.ParsePublish(m, mqttwire.V311); string(pub.Topic) == "burst/again" {
@@ -93,10 +93,10 @@ func TestPublishRateCannotBeBurst(t *testing.T) {
 // Nor can the rate be multiplied with connections: ten connections of
 // one identity share its buckets.
 func TestPublishRateSharedByAnIdentitysConnections(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_PUBLISH_RATE=5")
 	watch := watchBroker(t, backend, "par/#")
-	var conns []*proxytest.RawClient
+	var conns []*mqtttest.RawClient
 	for i := range 10 {
 		c, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("par-" + strconv.Itoa(i))})
 		if err != nil {
@@ -106,7 +106,7 @@ func TestPublishRateSharedByAnIdentitysConnections(t *testing.T) {
 	}
 	var batch []byte
 	for range 20 {
-		batch = append(batch, proxytest.PublishPacket(mqttwire.V311, "par/x", 0, 0, nil, "m")...)
+		batch = append(batch, mqtttest.PublishPacket(mqttwire.V311, "par/x", 0, 0, nil, "m")...)
 	}
 	for _, c := range conns {
 		c.Send(batch)
@@ -126,14 +126,14 @@ func TestPublishRateSharedByAnIdentitysConnections(t *testing.T) {
 // PUBRELs for ids never used (the broker answers each with PUBCOMP) make
 // no room: the fourth QoS 2 PUBLISH ends the session (v5 0x93).
 func TestInflightCannotBeReleasedWithUnknownIDs(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_INFLIGHT=3")
 	c, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("qos2")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for id := uint16(1); id <= 3; id++ {
-		c.Send(proxytest.PublishPacket(mqttwire.V5, "q2/x", 2, id, nil, "m"))
+		c.Send(mqtttest.PublishPacket(mqttwire.V5, "q2/x", 2, id, nil, "m"))
 		if p := c.Next(); p.Type != mqttwire.PUBREC {
 			t.Fatalf("PUBLISH %d: %s %x", id, p.Type, p.Raw)
 		}
@@ -144,7 +144,7 @@ func TestInflightCannotBeReleasedWithUnknownIDs(t *testing.T) {
 			t.Fatalf("PUBREL %d: %s %x", id, p.Type, p.Raw)
 		}
 	}
-	c.Send(proxytest.PublishPacket(mqttwire.V5, "q2/x", 2, 4, nil, "m"))
+	c.Send(mqtttest.PublishPacket(mqttwire.V5, "q2/x", 2, 4, nil, "m"))
 	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.ReceiveMaximumExceeded) {
 		t.Fatalf("fourth QoS 2 PUBLISH with three in flight: %s %x, want DISCONNECT 0x93", p.Type, p.Raw)
 	}
@@ -157,7 +157,7 @@ func TestInflightCannotBeReleasedWithUnknownIDs(t *testing.T) {
 	}
 	for id := uint16(1); id <= 12; id++ {
 		for _, qos := range []byte{2, 1} {
-			m.Send(proxytest.PublishPacket(mqttwire.V5, "q2/x", qos, id, nil, "m"))
+			m.Send(mqtttest.PublishPacket(mqttwire.V5, "q2/x", qos, id, nil, "m"))
 			switch p := m.Next(); {
 			case p.Type == mqttwire.DISCONNECT && p.Body[0] == byte(mqttwire.ReceiveMaximumExceeded):
 				if id > 3 {
@@ -176,7 +176,7 @@ func TestInflightCannotBeReleasedWithUnknownIDs(t *testing.T) {
 // unreleased QoS 2 messages, so reconnecting frees no room in flight;
 // the PUBRELs resent on the new connection (and Mosquitto's PUBCOMPs) do.
 func TestInflightKeptAcrossReconnects(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_INFLIGHT=3")
 	for _, tc := range []struct {
 		v     mqttwire.Version
@@ -186,20 +186,20 @@ func TestInflightKeptAcrossReconnects(t *testing.T) {
 		{mqttwire.V311, nil},
 	} {
 		id := []byte("unreleased-" + tc.v.String())
-		connect := func(clean bool) (*proxytest.RawClient, net.Conn) {
+		connect := func(clean bool) (*mqtttest.RawClient, net.Conn) {
 			t.Helper()
 			conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, ack := proxytest.NewRawSession(t, conn, tc.v, &mqttwire.Connect{ClientID: id, CleanStart: clean, Properties: tc.props})
+			c, ack := mqtttest.NewRawSession(t, conn, tc.v, &mqttwire.Connect{ClientID: id, CleanStart: clean, Properties: tc.props})
 			if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
 				t.Fatalf("%s: %x", tc.v, ack.Raw)
 			}
 			return c, conn
 		}
-		publish := func(c *proxytest.RawClient, pid uint16) mqttwire.Packet {
-			c.Send(proxytest.PublishPacket(tc.v, "q2/x", 2, pid, nil, "m"))
+		publish := func(c *mqtttest.RawClient, pid uint16) mqttwire.Packet {
+			c.Send(mqtttest.PublishPacket(tc.v, "q2/x", 2, pid, nil, "m"))
 			return c.Next()
 		}
 		c, conn := connect(tc.v == mqttwire.V5) // 3.1.1: clean session off keeps the session
@@ -211,7 +211,7 @@ func TestInflightKeptAcrossReconnects(t *testing.T) {
 		conn.Close() // no DISCONNECT: the session and its three messages stay with Mosquitto
 
 		c, conn = connect(false)
-		c.Send(proxytest.PublishPacket(tc.v, "q2/x", 2, 4, nil, "m"))
+		c.Send(mqtttest.PublishPacket(tc.v, "q2/x", 2, 4, nil, "m"))
 		switch p, open := c.NextOrClosed(); {
 		case open && p.Type == mqttwire.PUBREC:
 			t.Fatalf("%s: a fourth QoS 2 flow accepted after a reconnect with three unreleased", tc.v)
@@ -237,7 +237,7 @@ func TestInflightKeptAcrossReconnects(t *testing.T) {
 // Item 7: with MAX_SUBSCRIPTIONS=3, a persistent session keeps its
 // subscriptions across reconnects, and so does the count.
 func TestSubscriptionsCountedPerSession(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=3")
 	for _, tc := range []struct {
 		v      mqttwire.Version
@@ -253,12 +253,12 @@ func TestSubscriptionsCountedPerSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, ack := proxytest.NewRawSession(t, conn, tc.v, &mqttwire.Connect{ClientID: id, CleanStart: round == 0 && tc.v == mqttwire.V5, Properties: tc.props})
+			c, ack := mqtttest.NewRawSession(t, conn, tc.v, &mqttwire.Connect{ClientID: id, CleanStart: round == 0 && tc.v == mqttwire.V5, Properties: tc.props})
 			if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
 				t.Fatalf("%s round %d: %x", tc.v, round, ack.Raw)
 			}
-			c.Send(proxytest.SubscribePacket(tc.v, 1, fmt.Sprintf("r%d/a", round), fmt.Sprintf("r%d/b", round)))
-			codes := proxytest.SubackCodes(t, c.Next(), tc.v)
+			c.Send(mqtttest.SubscribePacket(tc.v, 1, fmt.Sprintf("r%d/a", round), fmt.Sprintf("r%d/b", round)))
+			codes := mqtttest.SubackCodes(t, c.Next(), tc.v)
 			switch {
 			case round == 0 && (codes[0] >= 0x80 || codes[1] >= 0x80):
 				t.Fatalf("%s: first two filters refused: %x", tc.v, codes)
@@ -276,7 +276,7 @@ func TestSubscriptionsCountedPerSession(t *testing.T) {
 // its subscription count (reconnecting after the CONNECT's second passed
 // gains nothing).
 func TestSubscriptionsCountedWhenDisconnectExtendsTheSession(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=3")
 	expiry := func(s uint32) []byte { return mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, s, nil) }
 	for round := range 2 {
@@ -284,18 +284,18 @@ func TestSubscriptionsCountedWhenDisconnectExtendsTheSession(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, ack := proxytest.NewRawSession(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("extender"), CleanStart: round == 0, Properties: expiry(1)})
+		c, ack := mqtttest.NewRawSession(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("extender"), CleanStart: round == 0, Properties: expiry(1)})
 		if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 || (round > 0 && ack.Body[0]&1 == 0) {
 			t.Fatalf("round %d: CONNACK %x, want success (with Session Present after the first)", round, ack.Raw)
 		}
-		c.Send(proxytest.SubscribePacket(mqttwire.V5, 1, fmt.Sprintf("x%d/a", round), fmt.Sprintf("x%d/b", round)))
-		codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5)
+		c.Send(mqtttest.SubscribePacket(mqttwire.V5, 1, fmt.Sprintf("x%d/a", round), fmt.Sprintf("x%d/b", round)))
+		codes := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5)
 		if round == 1 && (codes[0] != byte(mqttwire.QuotaExceeded) || codes[1] != byte(mqttwire.QuotaExceeded)) {
 			t.Fatalf("after the DISCONNECT extended the session: SUBACK %x with 2 kept + 2 new over a cap of 3, want 97 97", codes)
 		}
 		props := expiry(3600)
 		c.Send(append([]byte{0xe0, byte(2 + len(props)), 0, byte(len(props))}, props...)) // DISCONNECT, Session Expiry 3600
-		proxytest.WaitFor(t, "session closed", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= round+1 })
+		mqtttest.WaitFor(t, "session closed", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= round+1 })
 		conn.Close()
 		if round == 0 {
 			time.Sleep(1300 * time.Millisecond) // the attack: outlive the CONNECT's expiry
@@ -308,7 +308,7 @@ func TestSubscriptionsCountedWhenDisconnectExtendsTheSession(t *testing.T) {
 // MAX_CONNECTIONS_PER_IP=2, the third idle socket is closed at once, not
 // after the handshake timeout.
 func TestUntrustedPeerCappedAtAcceptBehindProxyProtocol(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_PROXY_PROTOCOL=true", "MQTTGATE_PROXY_PROTOCOL_TRUSTED=127.0.0.9/32",
 		"MQTTGATE_MAX_CONNECTIONS_PER_IP=2", "MQTTGATE_HANDSHAKE_TIMEOUT=30s")
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
@@ -369,18 +369,18 @@ func heapInuse(t *testing.T, pprof string) int64 {
 // (DISCONNECT 0x94), nor store a topic over the topic length limit
 // (DISCONNECT 0x90 before the ACL sees it).
 func TestLargeMessagesAndDeniedAliasesPinNoMemory(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
-	pprof := proxytest.FreeAddr(t)
+	backend := mqtttest.Mosquitto(t, "")
+	pprof := mqtttest.FreeAddr(t)
 	g := startGate(t, backend, "MQTTGATE_PPROF_ADDR="+pprof, "MQTTGATE_MAX_TOPIC_LENGTH=1000",
 		"MQTTGATE_ACL_FILE="+writeFile(t, "acl", "topic readwrite big/#\ntopic readwrite ok/#\n"), "MQTTGATE_ACL_NO_MATCH=deny")
 	const subs = 20
-	var clients []*proxytest.RawClient
+	var clients []*mqtttest.RawClient
 	for i := range subs {
 		c, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("idle-" + strconv.Itoa(i))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Send(proxytest.SubscribePacket(mqttwire.V311, 1, "big/#"))
+		c.Send(mqtttest.SubscribePacket(mqttwire.V311, 1, "big/#"))
 		c.Next()
 		clients = append(clients, c)
 	}
@@ -389,7 +389,7 @@ func TestLargeMessagesAndDeniedAliasesPinNoMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Send(proxytest.PublishPacket(mqttwire.V311, "big/m", 0, 0, nil, string(bytes.Repeat([]byte{'x'}, 1_000_000))))
+	p.Send(mqtttest.PublishPacket(mqttwire.V311, "big/m", 0, 0, nil, string(bytes.Repeat([]byte{'x'}, 1_000_000))))
 	for _, c := range clients {
 		if m := c.Next(); m.Type != mqttwire.PUBLISH || len(m.Raw) < 1_000_000 {
 			t.Fatalf("subscriber got %s of %d bytes", m.Type, len(m.Raw))
@@ -407,12 +407,12 @@ func TestLargeMessagesAndDeniedAliasesPinNoMemory(t *testing.T) {
 	}
 	alias := func(n uint16) []byte { return mqttwire.AppendProperty(nil, mqttwire.PropTopicAlias, uint32(n), nil) }
 	for n := uint16(1); n <= 10; n++ { // Mosquitto's default Topic Alias Maximum is 10
-		a.Send(proxytest.PublishPacket(mqttwire.V5, "denied/"+strings.Repeat("t", 900), 1, n, alias(n), "m"))
+		a.Send(mqtttest.PublishPacket(mqttwire.V5, "denied/"+strings.Repeat("t", 900), 1, n, alias(n), "m"))
 		if r := a.Next(); r.Type != mqttwire.PUBACK || r.Body[2] != byte(mqttwire.NotAuthorized) {
 			t.Fatalf("denied PUBLISH with alias %d: %s %x", n, r.Type, r.Raw)
 		}
 	}
-	a.Send(proxytest.PublishPacket(mqttwire.V5, "denied/x", 1, 11, alias(11), "m"))
+	a.Send(mqtttest.PublishPacket(mqttwire.V5, "denied/x", 1, 11, alias(11), "m"))
 	if r := a.Next(); r.Type != mqttwire.DISCONNECT || r.Body[0] != byte(mqttwire.TopicAliasInvalid) {
 		t.Fatalf("alias 11 above the maximum of 10: %s %x, want DISCONNECT 0x94", r.Type, r.Raw)
 	}
@@ -420,7 +420,7 @@ func TestLargeMessagesAndDeniedAliasesPinNoMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Send(proxytest.PublishPacket(mqttwire.V5, "denied/"+strings.Repeat("t", 2000), 1, 1, alias(1), "m"))
+	l.Send(mqtttest.PublishPacket(mqttwire.V5, "denied/"+strings.Repeat("t", 2000), 1, 1, alias(1), "m"))
 	if r := l.Next(); r.Type != mqttwire.DISCONNECT || r.Body[0] != byte(mqttwire.TopicNameInvalid) {
 		t.Fatalf("denied PUBLISH over the topic length limit: %s %x, want DISCONNECT 0x90", r.Type, r.Raw)
 	}
@@ -459,27 +459,27 @@ func TestOneClientCannotExhaustTheSecurityLog(t *testing.T) {
 // Filters the ACL denies are not held by the session, so they do not
 // count against MQTTGATE_MAX_SUBSCRIPTIONS.
 func TestDeniedFiltersDoNotCountAsSubscriptions(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=2", "MQTTGATE_ACL_NO_MATCH=deny",
 		"MQTTGATE_ACL_FILE="+writeFile(t, "acl", "topic readwrite ok/#\n"))
 	c, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("denied-subs")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 1, "no/a", "no/b"))
-	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x87, 0x87}) {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 1, "no/a", "no/b"))
+	if codes := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x87, 0x87}) {
 		t.Fatalf("denied filters: SUBACK %x", codes)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 2, "no/c", "ok/1"))
-	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x87, 0x01}) {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 2, "no/c", "ok/1"))
+	if codes := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x87, 0x01}) {
 		t.Fatalf("one denied, one allowed: SUBACK %x", codes)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 3, "ok/2"))
-	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x01}) {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 3, "ok/2"))
+	if codes := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{0x01}) {
 		t.Fatalf("the second held filter, after three denied ones: SUBACK %x, want granted", codes)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 4, "ok/3"))
-	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 4, "ok/3"))
+	if codes := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
 		t.Fatalf("a third held filter over a cap of 2: SUBACK %x, want 0x97", codes)
 	}
 }
@@ -488,28 +488,28 @@ func TestDeniedFiltersDoNotCountAsSubscriptions(t *testing.T) {
 // will the client may not publish) never reached the broker, whose
 // session keeps its subscriptions; so the count stays too.
 func TestRefusedCleanStartKeepsTheCount(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_SUBSCRIPTIONS=2", "MQTTGATE_ACL_NO_MATCH=deny",
 		"MQTTGATE_ACL_FILE="+writeFile(t, "acl", "topic readwrite ok/#\n"))
 	expiry := mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, 3600, nil)
-	connect := func(c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet) {
+	connect := func(c *mqttwire.Connect) (*mqtttest.RawClient, mqttwire.Packet) {
 		conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.ClientID, c.Properties = []byte("kept"), expiry
-		return proxytest.NewRawSession(t, conn, mqttwire.V5, c)
+		return mqtttest.NewRawSession(t, conn, mqttwire.V5, c)
 	}
 	c, ack := connect(&mqttwire.Connect{CleanStart: true})
 	if ack.Body[1] != 0 {
 		t.Fatalf("CONNACK %x", ack.Raw)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 1, "ok/1", "ok/2"))
-	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{1, 1}) {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 1, "ok/1", "ok/2"))
+	if codes := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{1, 1}) {
 		t.Fatalf("SUBACK %x", codes)
 	}
 	c.Send([]byte{0xe0, 0})
-	proxytest.WaitFor(t, "session closed", func() bool { return strings.Contains(g.logs.String(), `"event":"close"`) })
+	mqtttest.WaitFor(t, "session closed", func() bool { return strings.Contains(g.logs.String(), `"event":"close"`) })
 	if _, ack := connect(&mqttwire.Connect{CleanStart: true, WillFlag: true, WillTopic: []byte("no/will"), WillPayload: []byte("x")}); ack.Body[1] != byte(mqttwire.NotAuthorized) {
 		t.Fatalf("clean start with a forbidden will: CONNACK %x, want 0x87", ack.Raw)
 	}
@@ -517,8 +517,8 @@ func TestRefusedCleanStartKeepsTheCount(t *testing.T) {
 	if ack.Body[1] != 0 || ack.Body[0]&1 == 0 {
 		t.Fatalf("resuming: CONNACK %x, want Session Present", ack.Raw)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 2, "ok/3"))
-	if codes := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 2, "ok/3"))
+	if codes := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
 		t.Fatalf("a third filter on the kept session after a refused clean start: SUBACK %x, want 0x97", codes)
 	}
 }
@@ -526,7 +526,7 @@ func TestRefusedCleanStartKeepsTheCount(t *testing.T) {
 // MQTTGATE_RATE_ACTION=disconnect: over its rate a v5 client is told
 // (DISCONNECT 0x96) instead of slowed down.
 func TestRateActionDisconnect(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_PUBLISH_RATE=5", "MQTTGATE_RATE_ACTION=disconnect")
 	c, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("too-fast")})
 	if err != nil {
@@ -534,7 +534,7 @@ func TestRateActionDisconnect(t *testing.T) {
 	}
 	var batch []byte
 	for range 10 {
-		batch = append(batch, proxytest.PublishPacket(mqttwire.V5, "fast/x", 0, 0, nil, "m")...)
+		batch = append(batch, mqtttest.PublishPacket(mqttwire.V5, "fast/x", 0, 0, nil, "m")...)
 	}
 	c.Send(batch)
 	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.MessageRateTooHigh) {

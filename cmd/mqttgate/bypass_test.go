@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/devpki"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // These tests perform the attacks of the security review (issue 11)
@@ -56,7 +56,7 @@ func TestRevokedCertificateCannotResumeTLS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			crl := filepath.Join(dir, "crl.pem")
-			backend := proxytest.Mosquitto(t, "")
+			backend := mqtttest.Mosquitto(t, "")
 			pki, err := devpki.Init(dir, "alice", "bob")
 			if err != nil {
 				t.Fatal(err)
@@ -77,7 +77,7 @@ func TestRevokedCertificateCannotResumeTLS(t *testing.T) {
 					t.Fatalf("second connection: admitted %v, resumed %v; want both", ok, resumed)
 				}
 			}
-			if err := g.pki.Authority.WriteCRL(crl, proxytest.CertOf(t, g.pki.Clients["bob"][0])); err != nil {
+			if err := g.pki.Authority.WriteCRL(crl, mqtttest.CertOf(t, g.pki.Clients["bob"][0])); err != nil {
 				t.Fatal(err)
 			}
 			if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -98,7 +98,7 @@ func TestRevokedCertificateCannotResumeTLS(t *testing.T) {
 // Item 4: flapping is keyed by the client id together with who used it,
 // so alice flapping with bob's client id gets herself banned, not bob.
 func TestFlappingCannotBanSomeoneElse(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+passwordFile(t, "alice", "bob"),
 		"MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_FLAPPING_MAX_DISCONNECTS=3", "MQTTGATE_FLAPPING_WINDOW=1m", "MQTTGATE_FLAPPING_BAN=5m")
 	as := func(user string) *mqttwire.Connect {
@@ -111,7 +111,7 @@ func TestFlappingCannotBanSomeoneElse(t *testing.T) {
 			t.Fatalf("alice's connect %d: %x %v", i+1, ack.Raw, err)
 		}
 		c.Send([]byte{0xe0, 0}) // DISCONNECT
-		proxytest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= i+1 })
+		mqtttest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= i+1 })
 	}
 	g.waitLog(t, `"event":"flapping"`)
 	if _, ack, err := dialGate(t, g, "", mqttwire.V5, as("bob")); err != nil || ack.Body[1] != 0 {
@@ -172,12 +172,12 @@ func TestResumedSessionOfAnotherClientDeliversNothing(t *testing.T) {
 	pw := passwordFile(t, "alice", "bob")
 	for _, v := range []string{"mqttv31", "mqttv311", "mqttv5"} {
 		t.Run(v, func(t *testing.T) {
-			direct := proxytest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
+			direct := mqtttest.Mosquitto(t, "user root\nallow_anonymous false\npassword_file "+pw+"\nacl_file "+aclFile+"\n")
 			host, port, _ := strings.Cut(direct, ":")
 			if got := resumeScenario(t, []string{"-h", host, "-p", port}, v); got != "alice/x for-alice" {
 				t.Fatalf("Mosquitto itself gave alice %q first; the test's expectations are wrong", got)
 			}
-			backend := proxytest.Mosquitto(t, "")
+			backend := mqtttest.Mosquitto(t, "")
 			g := startGate(t, backend, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+pw,
 				"MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny")
 			if got := resumeScenario(t, g.tlsArgs(""), v); got != "alice/x for-alice" {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/mqttgate/mqttgate/proxy/devpki"
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 )
 
 // certsInit writes a development PKI for trying TLS and mTLS by hand.

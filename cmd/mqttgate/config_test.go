@@ -9,7 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
@@ -112,7 +112,7 @@ func TestStartupFailureClosesWhatItOpened(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	tlsAddr := proxytest.FreeAddr(t)
+	tlsAddr := mqtttest.FreeAddr(t)
 	c, err := loadConfig(map[string]string{"MQTTGATE_TLS_CERT": dir + "/server.pem", "MQTTGATE_TLS_KEY": dir + "/server-key.pem",
 		"MQTTGATE_LISTEN_TLS": tlsAddr, "MQTTGATE_PPROF_ADDR": taken.Addr().String()})
 	if err != nil {

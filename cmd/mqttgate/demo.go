@@ -12,7 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"github.com/mqttgate/mqttgate/proxy/devpki"
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 )
 
 // runDemo starts an embedded broker on loopback, throwaway certificates,

@@ -20,8 +20,8 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
-	"github.com/mqttgate/mqttgate/proxy/devpki"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // These tests drive the built binary from outside, as a user would, with
@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 type gate struct {
 	addr string
 	cmd  *exec.Cmd
-	logs *proxytest.SyncBuffer
+	logs *mqtttest.SyncBuffer
 	pki  *devpki.Files
 }
 
@@ -75,7 +75,7 @@ func (g *gate) clientCertTLS(t *testing.T, name string) *tls.Config {
 // what the test saw may still be on its way through the log pipe.
 func (g *gate) waitLog(t *testing.T, s string) {
 	t.Helper()
-	proxytest.WaitFor(t, "log line with "+s, func() bool { return strings.Contains(g.logs.String(), s) })
+	mqtttest.WaitFor(t, "log line with "+s, func() bool { return strings.Contains(g.logs.String(), s) })
 }
 
 // startGate runs the binary with a fresh PKI in front of backend.
@@ -91,15 +91,15 @@ func startGate(t *testing.T, backend string, env ...string) *gate {
 // startGateWith runs the binary with pki's files; later env entries win.
 func startGateWith(t *testing.T, pki *devpki.Files, backend string, env ...string) *gate {
 	t.Helper()
-	addr := proxytest.FreeAddr(t)
+	addr := mqtttest.FreeAddr(t)
 	cmd := exec.Command(binary)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"),
 		"MQTTGATE_BACKEND=" + backend, "MQTTGATE_LISTEN_TLS=" + addr,
 		"MQTTGATE_TLS_CERT=" + pki.ServerCert, "MQTTGATE_TLS_KEY=" + pki.ServerKey,
 		"MQTTGATE_TLS_CLIENT_CA=" + pki.CA, "MQTTGATE_LOG_LEVEL=debug",
 		"MQTTGATE_ALLOW_ANONYMOUS=true", "MQTTGATE_ACL_NO_MATCH=allow"}, env...) // tests about authentication and ACLs say otherwise
-	logs := proxytest.Start(t, "mqttgate", cmd)
-	proxytest.WaitFor(t, "mqttgate listening", func() bool { return strings.Contains(logs.String(), "TLS listener ready") })
+	logs := mqtttest.Start(t, "mqttgate", cmd)
+	mqtttest.WaitFor(t, "mqttgate listening", func() bool { return strings.Contains(logs.String(), "TLS listener ready") })
 	return &gate{addr: addr, cmd: cmd, logs: logs, pki: pki}
 }
 
@@ -120,9 +120,9 @@ func (g *gate) tlsArgs(cert string) []string {
 // messages it prints and the process.
 func sub(t *testing.T, args ...string) (<-chan string, *exec.Cmd) {
 	t.Helper()
-	bin := proxytest.Need(t, "mosquitto_sub")
+	bin := mqtttest.Need(t, "mosquitto_sub")
 	// Line-buffered, or the debug lines sit in stdio's buffer.
-	cmd := exec.Command(proxytest.Need(t, "stdbuf"), append([]string{"-oL", bin}, append(args, "-v", "-d")...)...)
+	cmd := exec.Command(mqtttest.Need(t, "stdbuf"), append([]string{"-oL", bin}, append(args, "-v", "-d")...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func sub(t *testing.T, args ...string) (<-chan string, *exec.Cmd) {
 
 func pub(t *testing.T, args ...string) error {
 	t.Helper()
-	bin := proxytest.Need(t, "mosquitto_pub")
+	bin := mqtttest.Need(t, "mosquitto_pub")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
@@ -179,7 +179,7 @@ func expectLine(t *testing.T, lines <-chan string, want string) {
 }
 
 func TestMosquittoClientsThroughProxy(t *testing.T) {
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker)
 	for _, v := range []string{"mqttv311", "mqttv5"} {
 		for _, qos := range []string{"0", "1", "2"} {
@@ -208,7 +208,7 @@ func TestMosquittoClientsThroughProxy(t *testing.T) {
 
 func openssl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin := proxytest.Need(t, "openssl")
+	bin := mqtttest.Need(t, "openssl")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -218,7 +218,7 @@ func openssl(t *testing.T, args ...string) (string, error) {
 }
 
 func TestOpenSSLProtocolAndCipherPolicy(t *testing.T) {
-	g := startGate(t, proxytest.FreeAddr(t))
+	g := startGate(t, mqtttest.FreeAddr(t))
 	base := []string{"s_client", "-connect", g.addr, "-servername", "localhost", "-CAfile", g.pki.CA}
 	refused := map[string][]string{
 		"TLS 1.0":        {"-tls1", "-cipher", "DEFAULT@SECLEVEL=0"},
@@ -254,7 +254,7 @@ func TestOpenSSLProtocolAndCipherPolicy(t *testing.T) {
 }
 
 func TestMutualTLSWithMosquittoClients(t *testing.T) {
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_TLS_CLIENT_AUTH=require", "MQTTGATE_AUTHN=cert")
 	if err := pub(t, append(g.tlsArgs(""), "-t", "m", "-m", "no cert")...); err == nil {
 		t.Error("publish without a client certificate succeeded")
@@ -289,7 +289,7 @@ func servedCN(t *testing.T, g *gate) string {
 }
 
 func TestCertificateReloadOnSIGHUP(t *testing.T) {
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker)
 	lines, _ := sub(t, append(g.tlsArgs(""), "-i", "steady", "-t", "r/#")...)
 	if cn := servedCN(t, g); cn != "localhost" {
@@ -301,7 +301,7 @@ func TestCertificateReloadOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = g.cmd.Process.Signal(syscall.SIGHUP)
-	proxytest.WaitFor(t, "reload failure logged", func() bool { return strings.Contains(g.logs.String(), "reload_failed") })
+	mqtttest.WaitFor(t, "reload failure logged", func() bool { return strings.Contains(g.logs.String(), "reload_failed") })
 	if cn := servedCN(t, g); cn != "localhost" {
 		t.Fatalf("after broken reload served %q", cn)
 	}
@@ -310,7 +310,7 @@ func TestCertificateReloadOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = g.cmd.Process.Signal(syscall.SIGHUP)
-	proxytest.WaitFor(t, "reload logged", func() bool { return strings.Contains(g.logs.String(), `"event":"reloaded"`) })
+	mqtttest.WaitFor(t, "reload logged", func() bool { return strings.Contains(g.logs.String(), `"event":"reloaded"`) })
 	if cn := servedCN(t, g); cn != "rotated" {
 		t.Fatalf("after reload served %q, want rotated", cn)
 	}
@@ -321,10 +321,10 @@ func TestCertificateReloadOnSIGHUP(t *testing.T) {
 }
 
 func TestBehindHAProxySendProxyV2(t *testing.T) {
-	haproxy := proxytest.Need(t, "haproxy")
-	broker := proxytest.Mosquitto(t, "")
+	haproxy := mqtttest.Need(t, "haproxy")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_PROXY_PROTOCOL=true", "MQTTGATE_PROXY_PROTOCOL_TRUSTED=127.0.0.1")
-	front := proxytest.FreeAddr(t)
+	front := mqtttest.FreeAddr(t)
 	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
 	body := fmt.Sprintf(`global
   log stderr format raw local0 warning
@@ -342,8 +342,8 @@ backend gate
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	proxytest.Start(t, "haproxy", exec.Command(haproxy, "-db", "-f", conf))
-	proxytest.WaitListening(t, front)
+	mqtttest.Start(t, "haproxy", exec.Command(haproxy, "-db", "-f", conf))
+	mqtttest.WaitListening(t, front)
 	_, frontPort, _ := net.SplitHostPort(front)
 
 	// mosquitto clients through HAProxy.
@@ -375,7 +375,7 @@ backend gate
 		t.Fatalf("CONNACK %x %v", ack, err)
 	}
 	c.Close()
-	proxytest.WaitFor(t, "real address in the log", func() bool {
+	mqtttest.WaitFor(t, "real address in the log", func() bool {
 		return strings.Contains(g.logs.String(), `"client":"127.0.0.9:`)
 	})
 
@@ -394,7 +394,7 @@ backend gate
 		t.Fatalf("forged header not refused: n=%d err=%v", n, err)
 	}
 	raw.Close()
-	proxytest.WaitFor(t, "refusal logged", func() bool {
+	mqtttest.WaitFor(t, "refusal logged", func() bool {
 		return strings.Contains(g.logs.String(), `"event":"proxy_header_refused","peer":"127.0.0.2:`)
 	})
 }
@@ -409,11 +409,11 @@ func mustAddrPort(t *testing.T, s string) netip.AddrPort {
 }
 
 func TestDemoCommandsWorkAsPrinted(t *testing.T) {
-	proxytest.Need(t, "mosquitto_pub")
+	mqtttest.Need(t, "mosquitto_pub")
 	cmd := exec.Command(binary, "demo")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MQTTGATE_LISTEN_TLS=" + proxytest.FreeAddr(t)}
-	out := proxytest.Start(t, "mqttgate demo", cmd)
-	proxytest.WaitFor(t, "demo instructions", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MQTTGATE_LISTEN_TLS=" + mqtttest.FreeAddr(t)}
+	out := mqtttest.Start(t, "mqttgate demo", cmd)
+	mqtttest.WaitFor(t, "demo instructions", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
 	var subCmd, pubCmd, deniedCmd, refusedCmd string
 	for _, l := range strings.Split(out.String(), "\n") {
 		l = strings.TrimSpace(l)
@@ -429,12 +429,12 @@ func TestDemoCommandsWorkAsPrinted(t *testing.T) {
 		}
 	}
 	subProc := exec.Command("sh", "-c", "stdbuf -oL "+subCmd+" -C 1 -d")
-	subOut := &proxytest.SyncBuffer{}
+	subOut := &mqtttest.SyncBuffer{}
 	subProc.Stdout = subOut
 	if err := subProc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	proxytest.WaitFor(t, "demo subscriber subscribed", func() bool { return strings.Contains(subOut.String(), "received SUBACK") })
+	mqtttest.WaitFor(t, "demo subscriber subscribed", func() bool { return strings.Contains(subOut.String(), "received SUBACK") })
 	if o, err := exec.Command("sh", "-c", pubCmd).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v %s", pubCmd, err, o)
 	}
@@ -456,13 +456,13 @@ func TestDemoCommandsWorkAsPrinted(t *testing.T) {
 	if o, err := exec.Command("sh", "-c", deniedCmd).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v %s", deniedCmd, err, o)
 	}
-	proxytest.WaitFor(t, "ACL denial logged", func() bool { return strings.Contains(out.String(), "acl_deny") })
+	mqtttest.WaitFor(t, "ACL denial logged", func() bool { return strings.Contains(out.String(), "acl_deny") })
 	// Ctrl-C stops the demo cleanly and removes the certificates.
 	dir := regexp.MustCompile(`certificates are in (\S+)`).FindStringSubmatch(out.String())
 	_ = cmd.Process.Signal(os.Interrupt)
-	proxytest.WaitFor(t, "demo stopped", func() bool { return strings.Contains(out.String(), "stopped") })
+	mqtttest.WaitFor(t, "demo stopped", func() bool { return strings.Contains(out.String(), "stopped") })
 	if len(dir) == 2 {
-		proxytest.WaitFor(t, "certificates removed", func() bool { _, err := os.Stat(dir[1]); return os.IsNotExist(err) })
+		mqtttest.WaitFor(t, "certificates removed", func() bool { _, err := os.Stat(dir[1]); return os.IsNotExist(err) })
 	} else {
 		t.Error("demo did not say where its certificates are")
 	}
@@ -480,7 +480,7 @@ func TestEncryptedKeyWithPassphraseFile(t *testing.T) {
 	if err := os.WriteFile(pass, []byte("open sesame\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := startGateWith(t, pki, proxytest.FreeAddr(t), "MQTTGATE_TLS_KEY="+enc, "MQTTGATE_TLS_KEY_PASSPHRASE_FILE="+pass)
+	g := startGateWith(t, pki, mqtttest.FreeAddr(t), "MQTTGATE_TLS_KEY="+enc, "MQTTGATE_TLS_KEY_PASSPHRASE_FILE="+pass)
 	if cn := servedCN(t, g); cn != "localhost" {
 		t.Fatalf("served %q", cn)
 	}
@@ -489,7 +489,7 @@ func TestEncryptedKeyWithPassphraseFile(t *testing.T) {
 	}
 	// Without the passphrase the binary refuses to start, naming the file.
 	cmd := exec.Command(binary)
-	cmd.Env = []string{"MQTTGATE_TLS_CERT=" + pki.ServerCert, "MQTTGATE_TLS_KEY=" + enc, "MQTTGATE_LISTEN_TLS=" + proxytest.FreeAddr(t)}
+	cmd.Env = []string{"MQTTGATE_TLS_CERT=" + pki.ServerCert, "MQTTGATE_TLS_KEY=" + enc, "MQTTGATE_LISTEN_TLS=" + mqtttest.FreeAddr(t)}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "enc-key.pem") || !strings.Contains(string(out), "no passphrase") {

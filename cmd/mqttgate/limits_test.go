@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // dialGate connects a raw MQTT client over TLS from the given loopback
 // source address ("" for any).
-func dialGate(t *testing.T, g *gate, from string, v mqttwire.Version, c *mqttwire.Connect) (*proxytest.RawClient, mqttwire.Packet, error) {
+func dialGate(t *testing.T, g *gate, from string, v mqttwire.Version, c *mqttwire.Connect) (*mqtttest.RawClient, mqttwire.Packet, error) {
 	t.Helper()
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	if from != "" {
@@ -27,7 +27,7 @@ func dialGate(t *testing.T, g *gate, from string, v mqttwire.Version, c *mqttwir
 	if err != nil {
 		return nil, mqttwire.Packet{}, err
 	}
-	rc, ack := proxytest.NewRawClient(t, conn, v, c)
+	rc, ack := mqtttest.NewRawClient(t, conn, v, c)
 	return rc, ack, nil
 }
 
@@ -44,7 +44,7 @@ func connackProps(t *testing.T, p mqttwire.Packet) mqttwire.Properties {
 // each answered as the protocol says; the CONNACK tells a v5 client the
 // limits.
 func TestPacketLimitsThroughProxy(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_PACKET_SIZE=1024", "MQTTGATE_MAX_TOPIC_LEVELS=3", "MQTTGATE_MAX_SUBSCRIPTIONS=2",
 		"MQTTGATE_MAX_KEEPALIVE=30s")
 	c, ack, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("lim"), KeepAlive: 600})
@@ -58,15 +58,15 @@ func TestPacketLimitsThroughProxy(t *testing.T) {
 	if n, _, ok := props.Lookup(mqttwire.PropServerKeepAlive); !ok || n != 30 {
 		t.Errorf("CONNACK Server Keep Alive %d (%v), want 30", n, ok)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 1, "a", "b"))
-	if got := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); string(got) != "\x01\x01" {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 1, "a", "b"))
+	if got := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); string(got) != "\x01\x01" {
 		t.Fatalf("two subscriptions: %x", got)
 	}
-	c.Send(proxytest.SubscribePacket(mqttwire.V5, 2, "c"))
-	if got := proxytest.SubackCodes(t, c.Next(), mqttwire.V5); string(got) != "\x97" {
+	c.Send(mqtttest.SubscribePacket(mqttwire.V5, 2, "c"))
+	if got := mqtttest.SubackCodes(t, c.Next(), mqttwire.V5); string(got) != "\x97" {
 		t.Fatalf("third subscription: %x, want 97 (quota exceeded)", got)
 	}
-	c.Send(proxytest.PublishPacket(mqttwire.V5, "a/b/c/d", 0, 0, nil, "deep"))
+	c.Send(mqtttest.PublishPacket(mqttwire.V5, "a/b/c/d", 0, 0, nil, "deep"))
 	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != 0x90 {
 		t.Fatalf("too-deep topic: %s %x, want DISCONNECT 0x90", p.Type, p.Raw)
 	}
@@ -91,14 +91,14 @@ func TestPacketLimitsThroughProxy(t *testing.T) {
 // the proxy stops reading), measured by a subscriber on the broker.
 func TestPublishRateBackpressure(t *testing.T) {
 	const rate, burst, total = 50, 50, 200
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_PUBLISH_RATE=50")
 	conn, err := net.Dial("tcp", backend)
 	if err != nil {
 		t.Fatal(err)
 	}
-	watch, _ := proxytest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("watch")})
-	watch.Send(proxytest.SubscribePacket(mqttwire.V311, 1, "rate/#"))
+	watch, _ := mqtttest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("watch")})
+	watch.Send(mqtttest.SubscribePacket(mqttwire.V311, 1, "rate/#"))
 	watch.Next()
 	c, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("fast")})
 	if err != nil {
@@ -106,7 +106,7 @@ func TestPublishRateBackpressure(t *testing.T) {
 	}
 	go func() {
 		for range total {
-			if _, err := c.Write(proxytest.PublishPacket(mqttwire.V311, "rate/x", 0, 0, nil, "m")); err != nil {
+			if _, err := c.Write(mqtttest.PublishPacket(mqttwire.V311, "rate/x", 0, 0, nil, "m")); err != nil {
 				return
 			}
 		}
@@ -131,7 +131,7 @@ func TestPublishRateBackpressure(t *testing.T) {
 // A flood of connections from one address stops at the per-address cap,
 // before the TLS handshake, while another address still connects.
 func TestConnectionFloodCappedPerAddress(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_CONNECTIONS_PER_IP=5")
 	for i := range 5 {
 		if _, ack, err := dialGate(t, g, "127.0.0.2", mqttwire.V311, &mqttwire.Connect{ClientID: []byte{'f', byte('0' + i)}}); err != nil || ack.Type != mqttwire.CONNACK {
@@ -159,7 +159,7 @@ func TestBannedClientIDPersistsAcrossRestart(t *testing.T) {
 	if out, err := exec.Command(binary, "bans", "-f", file, "add", "clientid", "evil", "-for", "1h", "-reason", "test").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	for round := range 2 {
 		g := startGate(t, backend, "MQTTGATE_BANS_FILE="+file)
 		for v, want := range map[mqttwire.Version]string{mqttwire.V311: "20020005", mqttwire.V5: "2003008a00"} {
@@ -175,7 +175,7 @@ func TestBannedClientIDPersistsAcrossRestart(t *testing.T) {
 			t.Fatalf("round %d: an unbanned client refused: %x %v", round, ack.Raw, err)
 		}
 		_ = g.cmd.Process.Signal(syscall.SIGTERM)
-		proxytest.WaitFor(t, "gate stopped", func() bool { return strings.Contains(g.logs.String(), `"message":"stopped"`) })
+		mqtttest.WaitFor(t, "gate stopped", func() bool { return strings.Contains(g.logs.String(), `"message":"stopped"`) })
 	}
 	out, err := exec.Command(binary, "bans", "-f", file, "list").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "clientid  evil") {
@@ -196,7 +196,7 @@ func hexOf(b []byte) string {
 // is banned, in the bans file, and refused.
 func TestFlappingClientBanned(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "bans.json")
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_BANS_FILE="+file, "MQTTGATE_FLAPPING_MAX_DISCONNECTS=3",
 		"MQTTGATE_FLAPPING_WINDOW=1m", "MQTTGATE_FLAPPING_BAN=5m")
 	for i := range 4 {
@@ -205,9 +205,9 @@ func TestFlappingClientBanned(t *testing.T) {
 			t.Fatalf("connect %d: %x %v", i+1, ack.Raw, err)
 		}
 		c.Send([]byte{0xe0, 0}) // DISCONNECT
-		proxytest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= i+1 })
+		mqtttest.WaitFor(t, "close logged", func() bool { return strings.Count(g.logs.String(), `"event":"close"`) >= i+1 })
 	}
-	proxytest.WaitFor(t, "flapping ban", func() bool { return strings.Contains(g.logs.String(), `"event":"flapping"`) })
+	mqtttest.WaitFor(t, "flapping ban", func() bool { return strings.Contains(g.logs.String(), `"event":"flapping"`) })
 	if _, ack, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("flappy")}); err != nil || ack.Body[1] != 0x8a {
 		t.Fatalf("after flapping: %x %v, want CONNACK 0x8A", ack.Raw, err)
 	}
@@ -220,7 +220,7 @@ func TestFlappingClientBanned(t *testing.T) {
 // A client silent for 1.5 times its keepalive is closed (v5 0x8D); a
 // client asking for no keepalive gets the maximum.
 func TestKeepAliveEnforced(t *testing.T) {
-	backend := proxytest.Mosquitto(t, "")
+	backend := mqtttest.Mosquitto(t, "")
 	g := startGate(t, backend, "MQTTGATE_MAX_KEEPALIVE=1s")
 	c, ack, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("silent"), KeepAlive: 0})
 	if err != nil {

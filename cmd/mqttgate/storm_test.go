@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 // stormClients connect at once (at most stormParallel dialling together)
@@ -53,7 +53,7 @@ func TestConnectStormWithBcrypt(t *testing.T) {
 	if err := os.WriteFile(file, all, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	broker := proxytest.Mosquitto(t, "")
+	broker := mqtttest.Mosquitto(t, "")
 	g := startGate(t, broker, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_AUTHN=password", "MQTTGATE_PASSWORD_FILE="+file, "MQTTGATE_LOG_LEVEL=info",
 		"MQTTGATE_CONNECT_TIMEOUT=30s")
 	tlsCfg := g.clientTLS()

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/mqttgate/mqttgate/proxy/proxytest"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 func TestParse(t *testing.T) {
@@ -32,5 +32,5 @@ func TestParse(t *testing.T) {
 
 // cidr depends on nothing of this module.
 func TestDependencies(t *testing.T) {
-	proxytest.OnlyDepends(t, ".", "proxy/proxytest", "mqttwire")
+	mqtttest.OnlyDepends(t, ".", "mqttwire/mqtttest", "mqttwire")
 }

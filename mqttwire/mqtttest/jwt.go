@@ -1,4 +1,4 @@
-package proxytest
+package mqtttest
 
 import (
 	"encoding/asn1"
