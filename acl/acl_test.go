@@ -26,7 +26,7 @@ func engineFor(t testing.TB, name, content string) *Engine {
 }
 
 type check struct {
-	kind   string // pub, sub, recv
+	kind   string // pub, sub (granted whole), grant (whole or in part), recv
 	topic  string
 	qos    byte
 	retain bool
@@ -40,7 +40,10 @@ func run(t *testing.T, v *View, who string, checks []check) {
 		switch c.kind {
 		case "pub":
 			d = v.publish([]byte(c.topic), c.qos, c.retain)
-		case "sub":
+		case "sub": // granted whole: a partial grant is not one
+			d = v.subscribe([]byte(c.topic), c.qos)
+			d.Allow = d.Allow && !d.Partial
+		case "grant": // granted, whole or in part (deliveries judged)
 			d = v.subscribe([]byte(c.topic), c.qos)
 		case "recv":
 			d = v.receive([]byte(c.topic))
@@ -140,8 +143,16 @@ func TestEMQXSemantics(t *testing.T) {
 		{"sub", "#", 0, false, false},
 	})
 	run(t, e.View(Client{ClientID: "l2", Addr: netip.MustParseAddr("10.2.2.3")}), "not lan", []check{{"pub", "lan/x", 0, false, false}})
-	// $SYS is for superusers only, whatever the file says.
-	run(t, e.View(Client{Username: "dashboard"}), "dashboard", []check{{"sub", "$SYS/broker/load", 0, false, false}})
+	// $SYS is granted by a rule that names it (issue 13), to dashboard
+	// only: the deny line closes it to everyone else, and a rule about
+	// every topic or a filter starting with a wildcard never opens it.
+	run(t, e.View(Client{Username: "dashboard"}), "dashboard", []check{
+		{"sub", "$SYS/broker/load", 0, false, true}, {"sub", "$SYS/#", 0, false, true}, {"recv", "$SYS/broker/load", 0, false, true},
+		{"grant", "#", 0, false, false},
+	})
+	run(t, e.View(Client{Username: "eve"}), "eve", []check{
+		{"grant", "$SYS/broker/load", 0, false, false}, {"recv", "$SYS/broker/load", 0, false, false},
+	})
 	run(t, e.View(Client{Username: "root", Superuser: true}), "superuser", []check{
 		{"sub", "$SYS/#", 0, false, true}, {"pub", "anything", 2, true, true}, {"sub", "#", 0, false, true},
 	})
@@ -405,5 +416,57 @@ func TestDecisionOptions(t *testing.T) {
 		if su.Verdict != mqttwire.Forward || su.DryRun {
 			t.Errorf("%+v: superuser %+v", tc.opts, su)
 		}
+	}
+}
+
+// Issue 13: a deny line that shares topics with an allowed wildcard
+// grants the wildcard in part (its deliveries judged: the denied topic is
+// never read), as Mosquitto grants it and filters per message; a filter
+// inside the deny is refused. The same in both formats.
+func TestOverlappingDenyGrantsInPart(t *testing.T) {
+	for name, content := range map[string]string{
+		"acl":      "topic deny test/nosubscribe\ntopic readwrite #\n",
+		"acl.conf": `{deny, all, subscribe, ["test/nosubscribe"]}.` + "\n" + `{allow, all, subscribe, ["#"]}.` + "\n",
+	} {
+		v := engineFor(t, name, content).View(Client{ClientID: "c"}) // anonymous: the lines before any user line are theirs
+		for _, f := range []string{"#", "+/+", "test/+", "$share/g/#"} {
+			if d := v.subscribe([]byte(f), 1); !d.Allow || !d.Partial {
+				t.Errorf("%s: %q: %+v, want granted in part", name, f, d)
+			}
+		}
+		run(t, v, name, []check{
+			{"sub", "other/x", 1, false, true}, {"sub", "test/x", 1, false, true},
+			{"grant", "test/nosubscribe", 1, false, false},
+			{"recv", "test/nosubscribe", 0, false, false}, {"recv", "test/x", 0, false, true}, {"recv", "a/b/c", 0, false, true},
+			{"recv", "$SYS/broker/uptime", 0, false, false}, {"grant", "$SYS/#", 0, false, false},
+		})
+		if d := v.Subscribe([]byte("#"), 1); d.Verdict != mqttwire.Forward || !d.Partial {
+			t.Errorf("%s: Subscribe(#) = %+v, want Forward, Partial", name, d)
+		}
+	}
+}
+
+// Issue 13: $ topics are granted by the rules that name them, to whom
+// they name; # never reaches them [MQTT-4.7.2-1]. Mosquitto's topic lines
+// of a user are read before the pattern lines, denials first in each.
+func TestDollarTopicsByExplicitRules(t *testing.T) {
+	e := engineFor(t, "acl", "user admin\ntopic read $SYS/#\nuser bob\ntopic read #\ntopic read a/#\npattern deny a/%u\npattern read #\n")
+	run(t, e.View(Client{ClientID: "c1", Username: "admin"}), "admin", []check{
+		{"sub", "$SYS/#", 0, false, true}, {"recv", "$SYS/broker/load", 0, false, true},
+		{"grant", "#", 0, false, true}, {"sub", "#", 0, false, false}, {"recv", "a/admin", 0, false, false}, // the pattern deny, in part
+		{"pub", "$SYS/x", 0, false, false},
+	})
+	run(t, e.View(Client{ClientID: "c2", Username: "bob"}), "bob", []check{
+		{"sub", "#", 0, false, true}, {"grant", "$SYS/#", 0, false, false}, {"recv", "$SYS/broker/load", 0, false, false},
+		{"recv", "a/bob", 0, false, true}, // bob's own lines before the pattern deny, as in Mosquitto
+	})
+	run(t, e.View(Client{ClientID: "c3", Username: "carol"}), "carol", []check{
+		{"recv", "a/carol", 0, false, false}, {"recv", "a/bob", 0, false, true}, {"grant", "$SYS/#", 0, false, false},
+	})
+	emqx := engineFor(t, "acl.conf", `{allow, {username, "dashboard"}, subscribe, ["$SYS/#"]}.`+"\n"+`{allow, all, subscribe, ["#"]}.`+"\n"+`{allow, all}.`+"\n")
+	run(t, emqx.View(Client{ClientID: "d", Username: "dashboard"}), "dashboard", []check{{"sub", "$SYS/#", 0, false, true}, {"recv", "$SYS/x", 0, false, true}})
+	run(t, emqx.View(Client{ClientID: "e", Username: "eve"}), "eve", []check{{"grant", "$SYS/#", 0, false, false}, {"recv", "$SYS/x", 0, false, false}, {"sub", "#", 0, false, true}})
+	if d := (&Engine{noMatchAllow: true}).View(Client{ClientID: "x"}).receive([]byte("$SYS/x")); d.Allow {
+		t.Errorf("the allowing default opened $SYS: %+v", d)
 	}
 }

@@ -3,6 +3,7 @@ package acl
 import (
 	"bufio"
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,10 +18,11 @@ import (
 //	topic [read|write|readwrite|deny] TOPIC   (that user)
 //	pattern [read|write|readwrite|deny] TOPIC (every client; %c and %u substituted)
 //
-// read is subscribe, write publish. As in Mosquitto, deny lines are
-// checked before the lines that grant access.
+// read is subscribe, write publish. As in Mosquitto, a client's topic
+// lines (its user's, or the anonymous ones) are read before the pattern
+// lines, and within each, deny lines before the lines that grant access.
 func parseMosquitto(name string, b []byte) (*RuleSet, error) {
-	var denies, allows []Rule
+	var denies, allows, patternDenies, patternAllows []Rule
 	current := who{kind: whoAnonymous}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 4096), 1<<20)
@@ -66,16 +68,21 @@ func parseMosquitto(name string, b []byte) (*RuleSet, error) {
 			r.who = current
 			r.topics = []pattern{{text: topic, fixed: true}} // no substitution on topic lines
 		}
-		if r.Allow {
+		switch {
+		case keyword == "pattern" && r.Allow:
+			patternAllows = append(patternAllows, r)
+		case keyword == "pattern":
+			patternDenies = append(patternDenies, r)
+		case r.Allow:
 			allows = append(allows, r)
-		} else {
+		default:
 			denies = append(denies, r)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, lineError(name, 0, "%v", err)
 	}
-	return newRuleSet("mosquitto", append(denies, allows...)), nil
+	return newRuleSet("mosquitto", slices.Concat(denies, allows, patternDenies, patternAllows)), nil
 }
 
 func lineSource(name string, n int) string { return name + ":" + strconv.Itoa(n) }

@@ -14,8 +14,12 @@ import (
 type ruling struct {
 	Allow bool
 	// Source names the rule that decided ("acl.conf:12", "jwt", ...) or
-	// the default ("superuser", "$SYS", "no match", "wildcard").
+	// the default ("superuser", "no match", "wildcard", "cost").
 	Source string
+	// Partial, with Allow, grants a filter only part of whose topics the
+	// client may read (Source names the rule that denies the rest): what
+	// the broker delivers on it must be judged topic by topic.
+	Partial bool
 }
 
 // crule is a rule compiled for one connection: placeholders resolved.
@@ -31,7 +35,7 @@ type crule struct {
 // topic, the filter itself (eq), or a filter that matches it.
 func (cr *crule) matchesName(topic string) bool {
 	if cr.any {
-		return true
+		return !cr.rule.Allow || !dollar(topic) // a $ topic is granted only by a rule that names it
 	}
 	for i, f := range cr.topics {
 		if (cr.eq[i] && f == topic) || (!cr.eq[i] && covers(f, topic)) {
@@ -152,7 +156,7 @@ func (v *View) Receive(topic []byte) mqttwire.Decision {
 func (e *Engine) answer(r ruling, publish bool) mqttwire.Decision {
 	switch {
 	case r.Allow:
-		return mqttwire.Decision{Why: r.Source}
+		return mqttwire.Decision{Why: r.Source, Partial: r.Partial}
 	case e.opts.DryRun:
 		return mqttwire.Decision{Why: r.Source, DryRun: true}
 	case publish && e.opts.DenyDisconnect:
@@ -163,13 +167,10 @@ func (e *Engine) answer(r ruling, publish bool) mqttwire.Decision {
 
 func (v *View) publish(topic []byte, qos byte, retain bool) ruling {
 	if v.c.Superuser {
-		return ruling{true, "superuser"}
-	}
-	if isSys(topic) {
-		return ruling{false, "$SYS"}
+		return ruling{Allow: true, Source: "superuser"}
 	}
 	if qos > 2 {
-		return ruling{false, "qos"}
+		return ruling{Source: "qos"}
 	}
 	var r int8
 	if retain {
@@ -179,21 +180,20 @@ func (v *View) publish(topic []byte, qos byte, retain bool) ruling {
 }
 
 // subscribe decides whether the client may subscribe to the filter at
-// the QoS it requests for it. A rule with a QoS condition that does not
+// the QoS it requests for it: granted whole, granted in part (Partial:
+// the deliveries on it are judged), or refused when the client may read
+// none of its topics (see decide). A rule with a QoS condition that does not
 // admit qos does not match, as in EMQX, which refuses such a filter
 // rather than granting it at a lower QoS. A shared subscription
 // ($share/group/F) and EMQX's $queue/F and $exclusive/F are judged by F,
 // the filter whose messages the broker delivers.
 func (v *View) subscribe(filter []byte, qos byte) ruling {
 	if v.c.Superuser {
-		return ruling{true, "superuser"}
+		return ruling{Allow: true, Source: "superuser"}
 	}
 	f := stripPrefixes(filter)
-	if isSys(f) {
-		return ruling{false, "$SYS"}
-	}
 	if qos > 2 {
-		return ruling{false, "qos"}
+		return ruling{Source: "qos"}
 	}
 	return v.cached(kindSubscribe, f, int(qos), -1)
 }
@@ -203,17 +203,16 @@ func (v *View) subscribe(filter []byte, qos byte) ruling {
 // condition does not enter: it was applied when the client subscribed.
 func (v *View) receive(topic []byte) ruling {
 	if v.c.Superuser {
-		return ruling{true, "superuser"}
-	}
-	if isSys(topic) {
-		return ruling{false, "$SYS"}
+		return ruling{Allow: true, Source: "superuser"}
 	}
 	return v.cached(kindReceive, topic, anyQoS, -1)
 }
 
-func isSys(t []byte) bool {
-	return len(t) >= 4 && string(t[:4]) == "$SYS" && (len(t) == 4 || t[4] == '/')
-}
+// dollar reports whether a topic or filter starts with $ ($SYS, ...): no
+// filter starting with a wildcard matches it [MQTT-4.7.2-1], and neither
+// a rule about every topic nor the allowing default grants it; only a
+// rule whose filter names the $ level does.
+func dollar(t string) bool { return len(t) > 0 && t[0] == '$' }
 
 // stripPrefixes removes the subscription prefixes that name how a broker
 // shares a filter, not which topics it matches: $share/group/ (MQTT 5),
@@ -260,11 +259,8 @@ func (v *View) cached(kind byte, topic []byte, qos int, retain int8) ruling {
 	return d
 }
 
-func (v *View) noMatch() ruling {
-	if v.eng.noMatchAllow {
-		return ruling{true, "no match"}
-	}
-	return ruling{false, "no match"}
+func (v *View) noMatch(t string) ruling {
+	return ruling{Allow: v.eng.noMatchAllow && !dollar(t), Source: "no match"}
 }
 
 // decide returns the first rule, in order, that the view's own rules or
@@ -273,12 +269,15 @@ func (v *View) noMatch() ruling {
 // budget runs out before the answer is known the check is denied, with
 // the source "cost": no filter costs more than that to judge.
 //
-// A subscription needs an allow rule that covers the whole filter, and is
-// denied by a deny rule that shares any topic with it. A filter of
-// wildcards only (#, +, +/#, +/+/#, ...) matches every topic of some
-// depths, and a few of them together every topic: it is granted only by
-// a rule whose filter covers it, never by a rule about every topic nor by
-// an allowing default.
+// A subscription is granted whole by an allow rule that covers the whole
+// filter with no deny rule before it sharing a topic with it. A filter
+// of wildcards only (#, +, +/#, +/+/#, ...) matches every topic of some
+// depths, and a few of them together every topic: it is granted whole
+// only by a rule whose filter covers it, never by a rule about every
+// topic nor by an allowing default. Otherwise it is granted in part
+// (Partial: each delivery on it is judged, as Mosquitto judges read
+// access per message) when the client may read some of its topics
+// (readable), and refused when it may read none.
 func (v *View) decide(kind byte, t string, qos int, retain int8) ruling {
 	wide := kind == kindSubscribe && allWild(t)
 	first := int32(math.MaxInt32)
@@ -305,16 +304,95 @@ func (v *View) decide(kind byte, t string, qos int, retain int8) ruling {
 			src = &v.set.rules[w.id]
 		}
 		if w.spent && (src == nil || src.Allow) {
-			return ruling{false, "cost"}
+			return ruling{Source: "cost"}
 		}
 	}
+	var r ruling
 	switch {
 	case src != nil:
-		return ruling{src.Allow, src.Source}
+		r = ruling{Allow: src.Allow, Source: src.Source}
 	case wide:
-		return ruling{false, "wildcard"}
+		r = ruling{Source: "wildcard"}
+	default:
+		r = v.noMatch(t)
 	}
-	return v.noMatch()
+	if kind == kindSubscribe && !r.Allow && v.readable(t, qos, wide) {
+		r.Allow, r.Partial = true, true
+	}
+	return r
+}
+
+// readable reports whether the client may read some topic the filter t
+// matches: the first allow rule for subscribing at qos that shares a
+// topic with t is not preceded by a deny rule covering all of t; with
+// no such allow, the allowing default applies unless a deny covers t.
+// A filter of wildcards only (wide) needs an allow rule whose filter
+// covers it, as for a grant whole: otherwise + and +/+/# together would
+// read every topic that a rule about every topic, or the default,
+// allows. It may answer yes for a filter whose topics several denials
+// share out between them: the deliveries are judged one by one anyway.
+// When the walk's budget runs out it answers no (refused, as "cost").
+func (v *View) readable(t string, qos int, wide bool) bool {
+	allow, deny := int32(math.MaxInt32), int32(math.MaxInt32)
+	for i := range v.own {
+		cr := &v.own[i]
+		r := cr.rule
+		if r.Action&identity.Subscribe == 0 || !r.appliesAtQoS(byte(qos)) {
+			continue
+		}
+		if r.Allow && allow == math.MaxInt32 && (!wide && cr.meets(t) || wide && !cr.any && cr.coversAll(t)) {
+			allow = cr.order
+		}
+		if !r.Allow && deny == math.MaxInt32 && cr.coversAll(t) {
+			deny = cr.order
+		}
+	}
+	if v.set != nil {
+		w := newWalker(v.set.rules, allow, qos, -1, t)
+		if wide {
+			w.cover(&v.set.sub, t)
+		} else {
+			w.intersect(&v.set.sub, t)
+		}
+		d := newWalker(v.set.rules, deny, qos, -1, t)
+		d.cover(&v.set.deny, t)
+		if w.spent || d.spent {
+			return false
+		}
+		allow, deny = w.id, d.id
+	}
+	if allow != math.MaxInt32 {
+		return deny > allow
+	}
+	return deny == math.MaxInt32 && v.eng.noMatchAllow && !dollar(t) && !wide
+}
+
+// meets reports whether the rule's filters share a topic with the
+// filter t.
+func (cr *crule) meets(t string) bool {
+	if cr.any {
+		return !dollar(t)
+	}
+	for i, f := range cr.topics {
+		if (cr.eq[i] && f == t) || (!cr.eq[i] && intersects(f, t)) {
+			return true
+		}
+	}
+	return false
+}
+
+// coversAll reports whether one of the rule's filters covers every topic
+// of the filter t.
+func (cr *crule) coversAll(t string) bool {
+	if cr.any {
+		return true
+	}
+	for i, f := range cr.topics {
+		if (cr.eq[i] && f == t) || (!cr.eq[i] && covers(f, t)) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownMatch reports whether one of the view's own rules decides the check.
@@ -331,7 +409,7 @@ func (v *View) ownMatch(cr *crule, kind byte, t string, qos int, retain int8, wi
 		return false
 	}
 	if cr.any {
-		return !r.Allow || !wide
+		return !r.Allow || !wide && !dollar(t)
 	}
 	for i, f := range cr.topics {
 		switch {

@@ -31,4 +31,9 @@ type Decision struct {
 	DryRun bool
 	// Why names the rule or limit that decided, for logs and counters.
 	Why string
+	// Partial, on a Forward of a SUBSCRIBE filter, grants the filter
+	// though the client may read only some of its topics (Why names what
+	// denies the rest): every message the broker delivers to the session
+	// is then judged before it reaches the client.
+	Partial bool
 }

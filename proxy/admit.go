@@ -217,9 +217,11 @@ func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Con
 	// its CONNACK does not say; see connackSeen).
 	sess.resumable = !sess.cleanStart
 	if s.cfg.TopicCheckDelivery {
-		sess.topics.recv = s.cfg.Topics(sess) // its own: each pump's rights are its alone
+		s.judgeDeliveries(sess)
 	}
-	sess.brokerShared = sess.topics.recv != nil || sess.resumable
+	// The delivery check may turn on at any time (a resumed session, a
+	// filter granted in part), and it acknowledges from the broker pump.
+	sess.brokerShared = true
 	if !s.checkWill(sess, c) {
 		s.refuse(sess, conn, c.Version, mqttwire.NotAuthorized)
 		return closeTopicDenied

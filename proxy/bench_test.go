@@ -89,6 +89,7 @@ func forward(tb testing.TB, rules *acl.Engine, n int) *sinkConn {
 	}
 	client, broker := &repeatConn{pkt: benchPublish, n: n}, &sinkConn{}
 	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311}
+	sess.brokerShared = true // as every session with topic rights: the delivery check may turn on
 	sess.reader = mqttwire.NewReader(client, initialReadBuffer, mqttwire.DefaultMaxPacketSize)
 	sess.topics.rights = rules.View(acl.Client{}) // the real ACL is on the path too
 	sess.limiter = limits.NewSessions(limits.PacketLimits{MaxTopicLength: 1024, MaxTopicLevels: 16, MaxInflight: 65535,

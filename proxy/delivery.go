@@ -19,8 +19,8 @@ func (s *Server) judgeResumedSession(sess *Session, present bool) bool {
 			Msg("broker resumed a session the client asked to start clean")
 		return false
 	}
-	if sess.topics.recv == nil {
-		sess.topics.recv = s.cfg.Topics(sess)
+	if sess.topics.recv.Load() == nil {
+		s.judgeDeliveries(sess)
 		s.cfg.Logger.Debug().Str("event", "session_resumed").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).
 			Msg("broker resumed a session: deliveries judged against the client's read rights")
 	}
@@ -40,7 +40,7 @@ const (
 // through a subscription made before the rules changed) is dropped, and
 // the proxy acknowledges it to the broker in the client's place (PUBACK,
 // or PUBREC and later PUBCOMP).
-func (s *Server) checkDelivery(sess *Session, p mqttwire.Packet) deliveryVerdict {
+func (s *Server) checkDelivery(sess *Session, recv TopicRights, p mqttwire.Packet) deliveryVerdict {
 	ts := &sess.topics
 	switch p.Type {
 	case mqttwire.PUBLISH:
@@ -75,7 +75,7 @@ func (s *Server) checkDelivery(sess *Session, p mqttwire.Packet) deliveryVerdict
 			topic = ts.brokerAliases[pub.TopicAlias]
 		}
 	}
-	d := ts.recv.Receive(topic)
+	d := recv.Receive(topic)
 	refused, logged := denied(d)
 	if logged {
 		s.topicDenied(sess, "deliver", topic, d)

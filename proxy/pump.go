@@ -274,8 +274,8 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 			continue
 		}
-		if sess.topics.recv != nil {
-			switch s.checkDelivery(sess, p) {
+		if rc := sess.topics.recv.Load(); rc != nil {
+			switch s.checkDelivery(sess, rc.rights, p) {
 			case deliveryDrop:
 				if !replacePacket(sess, client, r, p, nil) {
 					return closeClient

@@ -36,9 +36,12 @@ func denied(d Decision) (refused, logged bool) {
 // topicState is what enforcing topic rights needs per session.
 type topicState struct {
 	rights TopicRights
-	// recv, with the delivery check on, is a second TopicRights for the
-	// broker pump; brokerAliases and droppedQoS2 are that pump's.
-	recv          TopicRights
+	// recv, once the delivery check is on, holds a second TopicRights for
+	// the broker pump; brokerAliases and droppedQoS2 are that pump's. The
+	// check turns on at the start (Config.TopicCheckDelivery), at a
+	// CONNACK with Session Present, or when a filter is granted in part;
+	// it stays on.
+	recv          atomic.Pointer[receiver]
 	brokerAliases map[uint16][]byte
 	droppedQoS2   map[uint16]struct{}
 	// aliases are the client's v5 Topic Aliases; tainted ones were set
@@ -52,6 +55,18 @@ type topicState struct {
 	subMu    sync.Mutex
 	pending  map[uint16][]byte
 	pendingN atomic.Int32
+}
+
+// receiver is the broker pump's TopicRights.
+type receiver struct{ rights TopicRights }
+
+// judgeDeliveries turns the delivery check on, from either pump: every
+// PUBLISH the broker sends from then on is judged against the client's
+// read rights before it reaches the client.
+func (s *Server) judgeDeliveries(sess *Session) {
+	if sess.topics.recv.Load() == nil {
+		sess.topics.recv.CompareAndSwap(nil, &receiver{s.cfg.Topics(sess)}) // its own: each pump's rights are its alone
+	}
 }
 
 // maxAliasBytes bounds the topic bytes a client's Topic Aliases hold:
@@ -164,6 +179,7 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 	ts := &sess.topics
 	sub := &in.Subscribe
 	var codes []byte // allocated at the first denial
+	partial := false
 	it := sub.Filters()
 	for i := 0; ; i++ {
 		f, ok := it.Next()
@@ -171,6 +187,7 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 			break
 		}
 		d := ts.rights.Subscribe(f.Topic, f.QoS())
+		partial = partial || d.Verdict == Forward && d.Partial
 		refused, logged := denied(d)
 		if logged {
 			s.topicDenied(sess, "subscribe", f.Topic, d)
@@ -187,6 +204,12 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 			}
 			codes[i] = byte(d.Code)
 		}
+	}
+	if partial {
+		// Granted though only some of its topics may be read: from now
+		// on what the broker delivers (the retained messages it sends
+		// for this SUBSCRIBE first) is judged, before the broker sees it.
+		s.judgeDeliveries(sess)
 	}
 	if codes == nil {
 		return topicForward, ""
