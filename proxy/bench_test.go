@@ -121,3 +121,71 @@ func BenchmarkPublishForward(b *testing.B) {
 	b.ResetTimer()
 	forward(b, rules, b.N)
 }
+
+// deliver runs the broker-to-client pump over n PUBLISH packets of pkt;
+// judged turns the delivery check on, as a filter granted in part does.
+func deliver(tb testing.TB, pkt []byte, judged bool, n int) *sinkConn {
+	rules := benchACL(tb)
+	srv, err := New(Config{Backend: "127.0.0.1:1", Topics: func(*Session) TopicRights { return rules.View(acl.Client{}) }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	client, broker := &sinkConn{}, &repeatConn{pkt: pkt, n: n}
+	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311, brokerShared: true}
+	if judged {
+		srv.judgeDeliveries(sess)
+	}
+	if reason := srv.brokerToClient(sess, client); reason != closeBroker {
+		tb.Fatalf("pump ended with %q", reason)
+	}
+	return client
+}
+
+var benchSecret = func() []byte {
+	topic := "factory/line-3/press-12/secret"
+	body := append([]byte{0, byte(len(topic))}, topic...)
+	body = append(body, make([]byte, 64)...)
+	return append([]byte{0x30, byte(len(body))}, body...)
+}()
+
+// benchDelivery is benchPublish as the broker sends it at QoS 0.
+var benchDelivery = func() []byte {
+	p := append([]byte{}, benchPublish...)
+	p[0] = 0x30
+	topicEnd := 2 + 2 + int(p[3])
+	p = append(p[:topicEnd], p[topicEnd+2:]...) // no packet id at QoS 0
+	p[1] = byte(len(p) - 2)
+	return p
+}()
+
+// Deliveries on connections without a filter granted in part pass
+// unjudged; with one, each is judged (a cache hit), and a denied one is
+// dropped. None allocates per packet.
+func BenchmarkDeliveryForward(b *testing.B) { benchDeliver(b, benchDelivery, false) }
+func BenchmarkDeliveryJudged(b *testing.B)  { benchDeliver(b, benchDelivery, true) }
+func BenchmarkDeliveryDropped(b *testing.B) { benchDeliver(b, benchSecret, true) }
+
+func benchDeliver(b *testing.B, pkt []byte, judged bool) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	b.ResetTimer()
+	deliver(b, pkt, judged, b.N)
+}
+
+func TestDeliveryPathAllocatesNothingPerPacket(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pkt    []byte
+		judged bool
+		out    int // bytes per packet the client gets
+	}{{"unjudged", benchDelivery, false, len(benchDelivery)}, {"judged", benchDelivery, true, len(benchDelivery)}, {"dropped", benchSecret, true, 0}} {
+		if got := deliver(t, tc.pkt, tc.judged, 1000).n; got != 1000*tc.out {
+			t.Fatalf("%s: the client got %d bytes, want %d", tc.name, got, 1000*tc.out)
+		}
+		small := testing.AllocsPerRun(5, func() { deliver(t, tc.pkt, tc.judged, 100) })
+		large := testing.AllocsPerRun(5, func() { deliver(t, tc.pkt, tc.judged, 100_000) })
+		if large > small {
+			t.Fatalf("%s: %v allocations for 100,000 packets, %v for 100: allocation per packet", tc.name, large, small)
+		}
+	}
+}

@@ -61,8 +61,11 @@ func (s *Server) securityEvent(level zerolog.Level, sess *Session) *zerolog.Even
 func (s *Server) limitHit(sess *Session, kind string) {
 	s.Stats.LimitHit.Add(1)
 	s.limits.add(kind)
-	ev := s.securityEvent(zerolog.WarnLevel, sess).Str("event", "limit").Str("limit", kind).
-		Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
+	ev := s.securityEvent(zerolog.WarnLevel, sess)
+	if ev == nil {
+		return
+	}
+	ev = ev.Str("event", "limit").Str("limit", kind).Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
 	if sess.ClientID != "" {
 		ev = ev.Str("client_id", sess.ClientID)
 	}

@@ -302,16 +302,22 @@ func (s *Server) checkWill(sess *Session, c *mqttwire.Connect) bool {
 // topicDenied counts and logs (at a bounded rate) one denial.
 func (s *Server) topicDenied(sess *Session, action string, topic []byte, d Decision) {
 	s.Stats.TopicDenied.Add(1)
-	ev := s.securityEvent(zerolog.WarnLevel, sess).Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
+	if d.DryRun {
+		if m := s.cfg.Meter; m != nil {
+			m.Decided(byTopics.String(), d) // forwarded: enforce never sees it
+		}
+	}
+	ev := s.securityEvent(zerolog.WarnLevel, sess)
+	if ev == nil {
+		return // over the log budget: nothing to build (the address would be boxed for nothing)
+	}
+	ev = ev.Str("event", "acl_deny").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 		Str("client_id", sess.ClientID).Str("action", action).Bytes("topic", topic).Str("rule", d.Why)
 	if sess.Username != "" && !s.cfg.UsernameIsSecret {
 		ev = ev.Str("username", sess.Username)
 	}
 	if d.DryRun {
 		ev = ev.Bool("dry_run", true)
-		if m := s.cfg.Meter; m != nil {
-			m.Decided(byTopics.String(), d) // forwarded: enforce never sees it
-		}
 	}
 	ev.Msg("denied by ACL")
 }
