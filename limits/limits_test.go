@@ -302,12 +302,18 @@ func TestInflightByPacketID(t *testing.T) {
 	}
 	s.Commit() // before the PUBLISHes are written on
 	for id := uint16(100); id < 110; id++ {
-		s.Acked(id, 2)
+		s.Released(id)
+		s.Acked(id, mqttwire.PUBCOMP)
 	}
 	if v := s.Publish([]byte("q"), 2, 3); v.Why != "max_inflight" || v.Code != mqttwire.ReceiveMaximumExceeded || v.Verdict != mqttwire.End {
 		t.Fatalf("third in flight after acks for ids never used: %+v", v)
 	}
-	s.Acked(1, 2)
+	s.Acked(1, mqttwire.PUBCOMP)
+	if v := s.Publish([]byte("q"), 2, 3); v.Why != "max_inflight" {
+		t.Fatalf("a PUBCOMP for id 1 before its PUBREL made room: %+v", v)
+	}
+	s.Released(1)
+	s.Acked(1, mqttwire.PUBCOMP)
 	if v := s.Publish([]byte("q"), 2, 3); v.Why != "" {
 		t.Fatalf("after id 1 was acknowledged: %+v", v)
 	}
@@ -318,11 +324,11 @@ func TestInflightByPacketID(t *testing.T) {
 	if v := s.Publish([]byte("q"), 1, 3); v.Why != "max_inflight" {
 		t.Fatalf("QoS 1 with the id of a QoS 2 flow, two in flight: %+v", v)
 	}
-	s.Acked(3, 1)
+	s.Acked(3, mqttwire.PUBACK)
 	if v := s.Publish([]byte("q"), 2, 5); v.Why != "max_inflight" {
 		t.Fatalf("a PUBACK for id 3 ended its QoS 2 flow: %+v", v)
 	}
-	s.Acked(3, 2)
+	s.Acked(3, mqttwire.PUBREC) // a failed PUBREC ends it, released or not
 	for range 5 { // checked, never sent
 		if v := s.Publish([]byte("q"), 1, 4); v.Why != "" {
 			t.Fatalf("checked only: %+v", v)
@@ -340,7 +346,7 @@ func TestSubscriptionsPerSession(t *testing.T) {
 	now := time.Now()
 	conn := func(clean, persists bool, expiry time.Duration) *Session {
 		s := ss.Open(Start{ClientID: "dev", Who: "alice", CleanStart: clean, Persists: persists, Expiry: expiry}, now)
-		s.Started(!clean) // the broker's CONNACK
+		s.Started(!clean, "") // the broker's CONNACK
 		return s
 	}
 	s := conn(true, true, time.Hour)
@@ -406,14 +412,14 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 		return ss.Open(Start{ClientID: "x", Who: "alice", CleanStart: clean, Persists: persists}, now)
 	}
 	s := open(true, true)
-	s.Started(false)
+	s.Started(false, "")
 	subscribeAll(t, s, "a", "b")
 	s.Close(now)
 	// resume reconnects to the kept session and expects its count.
 	resume := func(after string) *Session {
 		t.Helper()
 		s := open(false, true)
-		s.Started(true)
+		s.Started(true, "")
 		if v := s.Subscribe(subscribe(t, "c")); v.Why != "max_subscriptions" {
 			t.Fatalf("after %s: %+v, want the kept session's count", after, v)
 		}
@@ -426,7 +432,7 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	a := s
 	a.Expiry(0)
 	b := open(false, true)
-	b.Started(true)
+	b.Started(true, "")
 	b.Close(now)
 	a.Close(now)
 	s = resume("a takeover whose old connection closed last")
@@ -434,7 +440,7 @@ func TestSessionMemoryFollowsTheBroker(t *testing.T) {
 	// had already dropped D, so it has no say.
 	d := s
 	c := open(false, true)
-	c.Started(true)
+	c.Started(true, "")
 	d.Expiry(0)
 	d.Close(now)
 	c.Close(now)
@@ -451,7 +457,7 @@ func TestQoS2InFlightAcrossReconnects(t *testing.T) {
 	now := time.Now()
 	open := func(clean, persists, present bool) *Session {
 		s := ss.Open(Start{ClientID: "x", Who: "alice", CleanStart: clean, Persists: persists}, now)
-		s.Started(present)
+		s.Started(present, "")
 		return s
 	}
 	send := func(s *Session, qos byte, ids ...uint16) {
@@ -475,7 +481,8 @@ func TestQoS2InFlightAcrossReconnects(t *testing.T) {
 	s.Close(now)
 	s = open(false, true, true)
 	full(s, "resumed with two unreleased QoS 2 flows", true)
-	s.Acked(1, 2) // the resent PUBREL's PUBCOMP
+	s.Released(1) // the PUBREL resent after the reconnect
+	s.Acked(1, mqttwire.PUBCOMP)
 	full(s, "one finished", false)
 	send(s, 1, 7) // QoS 1 is not kept: the client resends it
 	s.Close(now)
@@ -484,9 +491,14 @@ func TestQoS2InFlightAcrossReconnects(t *testing.T) {
 	send(s, 2, 3)
 	full(s, "two QoS 2 flows again", true)
 
-	// Taken over: the old connection's flows pass to the new one.
+	// Taken over: the flows are the session's, seen by the new connection
+	// while the old one is still open, and ended by a PUBCOMP on either.
 	b := open(false, true, true)
-	full(b, "taking over before the old connection closed", false)
+	full(b, "taking over before the old connection closed", true)
+	s.Released(3)
+	b.Acked(3, mqttwire.PUBCOMP)
+	full(b, "after the new connection's PUBCOMP for the old one's flow", false)
+	send(b, 2, 4)
 	s.Close(now)
 	full(b, "after the connection it took over closed", true)
 	b.Close(now)
@@ -505,11 +517,39 @@ func TestQoS2InFlightAcrossReconnects(t *testing.T) {
 	}
 	s = open(false, true, true)
 	full(s, "resumed after a session forgotten and refilled", true)
-	s.Expiry(0) // the session ends with the connection
+	s.Expiry(0) // the client says the session ends with the connection...
 	s.Close(now)
-	s = open(false, true, true)
-	full(s, "after a session that did not persist", false)
+	s = open(false, true, true) // ...but the broker kept it (it may not have taken that DISCONNECT)
+	full(s, "resumed after a DISCONNECT with expiry 0 the broker did not take", true)
+	s.Expiry(0)
 	s.Close(now)
+	s = open(false, true, false)
+	full(s, "after a session the broker ended", false)
+	s.Close(now)
+
+	// A server-assigned client id: the session is remembered under it.
+	a := ss.Open(Start{Persists: true}, now)
+	a.Started(false, "auto-1")
+	send(a, 2, 1, 2)
+	a.Close(now)
+	r := ss.Open(Start{ClientID: "auto-1", Persists: true}, now)
+	r.Started(true, "")
+	if v := r.Publish([]byte("q"), 2, 9); v.Why != "max_inflight" {
+		t.Fatalf("resumed under the assigned id: %+v, want the two unreleased flows counted", v)
+	}
+	r.Close(now)
+
+	// A PUBREL ahead of its PUBLISH (the broker answers it with PUBCOMP at
+	// once) makes no room.
+	p := ss.Open(Start{ClientID: "y", CleanStart: true}, now)
+	p.Started(false, "")
+	for id := uint16(1); id <= 2; id++ {
+		p.Released(id)
+		send(p, 2, id)
+		p.Acked(id, mqttwire.PUBCOMP)
+	}
+	full(p, "two PUBRELs sent ahead of their PUBLISHes", true)
+	p.Close(now)
 }
 
 // The memory of sessions without a connection is bounded.
@@ -518,7 +558,7 @@ func TestOfflineSessionsBounded(t *testing.T) {
 	now := time.Now()
 	for i := range maxOfflineSessions + 100 {
 		s := ss.Open(Start{ClientID: strconv.Itoa(i), CleanStart: true, Persists: true}, now)
-		s.Started(false)
+		s.Started(false, "")
 		subscribeAll(t, s, "a")
 		s.Close(now)
 	}
@@ -605,13 +645,13 @@ func TestPublishLimitsAllocateNothing(t *testing.T) {
 	now := time.Now()
 	s.Sent(1, 1)
 	s.Commit()
-	s.Acked(1, 2)
+	s.Acked(1, mqttwire.PUBACK)
 	if n := testing.AllocsPerRun(1000, func() {
 		s.Publish(topic, 1, 7)
 		s.Sent(1, 7)
 		s.Commit()
 		s.Take(100, now)
-		s.Acked(7, 1)
+		s.Acked(7, mqttwire.PUBACK)
 	}); n != 0 {
 		t.Fatalf("%v allocations per PUBLISH", n)
 	}
@@ -627,7 +667,7 @@ func BenchmarkPublishLimits(b *testing.B) {
 		s.Sent(1, 7)
 		s.Commit()
 		s.Take(100, now)
-		s.Acked(7, 1)
+		s.Acked(7, mqttwire.PUBACK)
 	}
 }
 

@@ -79,6 +79,10 @@ type Sessions struct {
 	rates   map[string]*rateState // by identity: while connected, and while its buckets refill
 }
 
+// flowMemory is how long the unfinished QoS 2 flows of a session that
+// was to end with its connection are remembered.
+const flowMemory = time.Hour
+
 // Bounds of the memories: sessions held by no connection, and identities
 // whose buckets are still refilling. Past them the oldest are forgotten
 // (a forgotten session counts from zero again).
@@ -110,17 +114,18 @@ type Start struct {
 }
 
 // subState is what the proxy knows of one broker session: the filters
-// it holds, hashed, and the QoS 2 flows the broker keeps for it.
+// it holds, hashed, and the client's QoS 2 flows the broker has not
+// finished. Both belong to the broker's session, not to a connection: a
+// reconnect or a takeover that resumes the session finds them, and a
+// PUBCOMP on any of its connections ends a flow.
 type subState struct {
 	mu      sync.Mutex
 	filters map[uint64]struct{}
-
-	// qos2 are the client's QoS 2 flows, sorted, that the broker has not
-	// finished and keeps with the session while no accepted connection
-	// holds them: the next connection that resumes the session starts
-	// with them in flight, so reconnecting frees no room. Guarded by
-	// Sessions.mu.
-	qos2 []uint32
+	// flows are the QoS 2 flows, sorted: packet id << 1, | 1 once the
+	// client's PUBREL for it was forwarded (only then does a PUBCOMP end
+	// it: a PUBREL sent ahead of its PUBLISH makes no room).
+	flows  []uint32
+	flowsN atomic.Int32 // len(flows), for a check without the lock
 
 	// Guarded by Sessions.mu:
 	conns    int           // connections using it
@@ -162,12 +167,14 @@ type Session struct {
 	cm, cb float64    // messages and bytes drawn from rs, not yet spent (+Inf: that rate is off)
 
 	mu sync.Mutex
-	// inflight are the flows (packet id and QoS), sorted, of the QoS 1/2 PUBLISHes the
-	// broker has not finished: a few in the common case, at most
-	// MaxInflight; a sorted slice costs less per message than a map.
+	// inflight are the packet ids, sorted, of the connection's QoS 1
+	// PUBLISHes the broker has not acknowledged: a few in the common
+	// case, at most MaxInflight; a sorted slice costs less per message
+	// than a map. (A QoS 1 flow is the connection's: the client resends
+	// it after a reconnect. QoS 2 flows are the session's, in subs.)
 	inflight  []uint32
 	inflightN atomic.Int32 // len(inflight), for a check without the lock
-	pending   []uint32     // Sent, not yet committed; the client pump's own
+	pending   []uint32     // Sent, not yet committed (flight: id and QoS); the client pump's own
 }
 
 // Open starts a connection's limits.
@@ -204,10 +211,9 @@ func (ss *Sessions) Open(st Start, now time.Time) *Session {
 // to resume, or starts a private one (a clean start, a server-assigned
 // client id, a session the proxy does not know or that has expired).
 func (ss *Sessions) sessionLocked(st Start, now time.Time) (*subState, bool) {
+	// A remembered session past its expiry is resumed too: the broker
+	// may keep it a little longer, and its CONNACK says (Started).
 	cur := ss.subs[st.ClientID]
-	if cur != nil && cur.conns == 0 && !cur.expires.IsZero() && !now.Before(cur.expires) {
-		cur = nil // the broker has forgotten it
-	}
 	if st.ClientID == "" || st.CleanStart || cur == nil {
 		return &subState{conns: 1}, true
 	}
@@ -219,14 +225,20 @@ func (ss *Sessions) sessionLocked(st Start, now time.Time) (*subState, bool) {
 }
 
 // Started is told, from the broker pump, that the broker accepted the
-// CONNECT and whether it resumed a session. Only now does a clean start
-// (or a new session) replace what the proxy remembers for the client id,
-// and does the connection's Session Expiry become the session's.
-func (s *Session) Started(sessionPresent bool) {
+// CONNECT, whether it resumed a session, and the client id it assigned
+// (v5, for a CONNECT without one; "" otherwise). Only now does a clean
+// start (or a new session) replace what the proxy remembers for the
+// client id, and does the connection's Session Expiry become the
+// session's. A session under an assigned id is remembered under it: the
+// client reconnects with it.
+func (s *Session) Started(sessionPresent bool, assignedID string) {
 	ss := s.ss
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	s.confirmed = true
+	if s.start.ClientID == "" {
+		s.start.ClientID = assignedID
+	}
 	st, id := s.subs, s.start.ClientID
 	if st == nil {
 		return
@@ -239,50 +251,15 @@ func (s *Session) Started(sessionPresent bool) {
 		}
 		ss.subs[id], s.private = st, false // a connection it takes over keeps the old one, and leaves the map alone
 	case !sessionPresent:
-		// The broker had forgotten the session the proxy remembered.
+		// The broker had forgotten the session the proxy remembered
+		// (QoS 2 flows this connection sent before the CONNACK went with
+		// it: a few at most, counted from zero again).
 		st.mu.Lock()
-		st.filters = nil
+		st.filters, st.flows = nil, nil
+		st.flowsN.Store(0)
 		st.mu.Unlock()
-		st.qos2 = nil
-	default: // resumed: its unfinished QoS 2 flows are this connection's
-		s.takeFlows(st.qos2)
-		st.qos2 = nil
 	}
 	st.persists, st.expiry, st.owner = s.start.Persists, s.start.Expiry, s
-}
-
-// takeFlows adds flows (sorted) to those in flight.
-func (s *Session) takeFlows(flows []uint32) {
-	if len(flows) == 0 {
-		return
-	}
-	s.mu.Lock()
-	s.inflight = mergeFlows(s.inflight, flows)
-	s.inflightN.Store(int32(len(s.inflight)))
-	s.mu.Unlock()
-}
-
-// qos2Flows returns a copy of the QoS 2 flows in flight.
-func (s *Session) qos2Flows() []uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []uint32
-	for _, f := range s.inflight {
-		if f&3 == 2 {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// mergeFlows returns the sorted union of a and b (both sorted).
-func mergeFlows(a, b []uint32) []uint32 {
-	for _, f := range b {
-		if i, held := slices.BinarySearch(a, f); !held {
-			a = slices.Insert(a, i, f)
-		}
-	}
-	return a
 }
 
 // Expiry notes a v5 Session Expiry Interval (seconds) set after CONNECT:
@@ -317,24 +294,20 @@ func (s *Session) Close(now time.Time) {
 		if st.owner == s {
 			st.owner = nil
 		}
-		if s.confirmed && ss.subs[s.start.ClientID] == st {
-			// The broker keeps this connection's unfinished QoS 2 flows
-			// with the session: they pass to the connection that took it
-			// over, or stay with the session for the next one.
-			if flows := s.qos2Flows(); len(flows) > 0 {
-				if o := st.owner; o != nil && o.confirmed {
-					o.takeFlows(flows)
-				} else {
-					st.qos2 = mergeFlows(st.qos2, flows)
-				}
-			}
-		}
 		if id := s.start.ClientID; st.conns == 0 && ss.subs[id] == st {
 			switch {
-			case st.persists || !s.confirmed: // unconfirmed: it was remembered before, and stays so
+			case st.persists || !s.confirmed || st.flowsN.Load() > 0:
+				// Unconfirmed: it was remembered before, and stays so.
+				// Unfinished QoS 2 flows are kept even when the session
+				// should end with the connection: the broker may not have
+				// taken the DISCONNECT that said so; a CONNACK without
+				// Session Present, or a clean start, clears them.
 				if s.confirmed {
 					st.expires = time.Time{}
-					if st.expiry > 0 {
+					switch {
+					case !st.persists:
+						st.expires = now.Add(flowMemory)
+					case st.expiry > 0:
 						st.expires = now.Add(st.expiry)
 					}
 				}
@@ -409,16 +382,35 @@ func (s *Session) Publish(topic []byte, qos byte, id uint16) mqttwire.Decision {
 		d.Verdict = mqttwire.End // a PUBLISH cannot be refused visibly at QoS 0
 		return d
 	}
-	if qos == 0 || s.l.MaxInflight <= 0 || int(s.inflightN.Load())+len(s.pending) < s.l.MaxInflight {
-		return mqttwire.Decision{} // room (only this pump adds)
+	if qos == 0 || s.l.MaxInflight <= 0 || int(s.inflightN.Load()+s.subs.flowsN.Load())+len(s.pending) < s.l.MaxInflight {
+		return mqttwire.Decision{} // room (this pump adds; the session's other connections may too, and are counted at the lock)
 	}
 	s.Commit()
+	st := s.subs
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, held := slices.BinarySearch(s.inflight, flight(id, qos)); !held && len(s.inflight) >= s.l.MaxInflight {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	held := false
+	if qos == 1 {
+		_, held = slices.BinarySearch(s.inflight, uint32(id))
+	} else {
+		held = st.flowIndex(id) >= 0
+	}
+	if !held && len(s.inflight)+len(st.flows) >= s.l.MaxInflight {
 		return end("max_inflight", mqttwire.ReceiveMaximumExceeded) // [MQTT-3.3.4-9]
 	}
 	return mqttwire.Decision{}
+}
+
+// flowIndex returns where the QoS 2 flow id is in flows, released or
+// not, or -1. Guarded by st.mu.
+func (st *subState) flowIndex(id uint16) int {
+	i, held := slices.BinarySearch(st.flows, uint32(id)<<1)
+	if held || i < len(st.flows) && st.flows[i] == uint32(id)<<1|1 {
+		return i
+	}
+	return -1
 }
 
 // Sent counts a forwarded QoS 1 or 2 PUBLISH in flight by packet id and
@@ -434,36 +426,76 @@ func (s *Session) Sent(qos byte, id uint16) {
 // flight is one QoS 1 or 2 flow: a packet id is a flow's only at its QoS.
 func flight(id uint16, qos byte) uint32 { return uint32(id)<<2 | uint32(qos) }
 
-// Commit records what Sent counted.
+// Commit records what Sent counted: QoS 1 flows as the connection's,
+// QoS 2 flows as the session's.
 func (s *Session) Commit() {
 	if len(s.pending) == 0 {
 		return
 	}
+	st := s.subs
 	s.mu.Lock()
+	st.mu.Lock()
 	for _, f := range s.pending {
-		if i, held := slices.BinarySearch(s.inflight, f); !held {
-			s.inflight = slices.Insert(s.inflight, i, f)
+		id := f >> 2
+		if f&3 == 1 {
+			if i, held := slices.BinarySearch(s.inflight, id); !held {
+				s.inflight = slices.Insert(s.inflight, i, id)
+			}
+			continue
+		}
+		if st.flowIndex(uint16(id)) < 0 { // a DUP of a flow in flight is the same flow
+			i, _ := slices.BinarySearch(st.flows, id<<1)
+			st.flows = slices.Insert(st.flows, i, id<<1)
 		}
 	}
 	s.inflightN.Store(int32(len(s.inflight)))
+	st.flowsN.Store(int32(len(st.flows)))
+	st.mu.Unlock()
 	s.mu.Unlock()
 	s.pending = s.pending[:0]
 }
 
-// Acked notes the broker's final acknowledgement of packet id at qos
-// (PUBACK: 1; PUBCOMP or a failed PUBREC: 2). A flow not in flight changes
-// nothing: a PUBREL for an id the client never used, or a QoS 1 PUBLISH
-// reusing the id of an unreleased QoS 2 one, cannot make room.
-func (s *Session) Acked(id uint16, qos byte) {
+// Released notes the client's PUBREL for packet id, forwarded to the
+// broker: from now on the broker's PUBCOMP ends that QoS 2 flow.
+func (s *Session) Released(id uint16) {
 	if s.l.MaxInflight <= 0 {
 		return
 	}
-	s.mu.Lock()
-	if i, held := slices.BinarySearch(s.inflight, flight(id, qos)); held {
-		s.inflight = slices.Delete(s.inflight, i, i+1)
-		s.inflightN.Store(int32(len(s.inflight)))
+	s.Commit() // a PUBLISH in the same read goes first
+	st := s.subs
+	st.mu.Lock()
+	if i := st.flowIndex(id); i >= 0 {
+		st.flows[i] |= 1
 	}
-	s.mu.Unlock()
+	st.mu.Unlock()
+}
+
+// Acked notes the broker's acknowledgement t of packet id that ends a
+// flow: PUBACK a QoS 1 flow of this connection, a failed PUBREC the
+// session's QoS 2 flow, PUBCOMP the session's QoS 2 flow once its PUBREL
+// was forwarded (Released). Anything else changes nothing: a PUBREL for
+// an id the client never used (or sent ahead of its PUBLISH), or a QoS 1
+// PUBLISH reusing the id of an unreleased QoS 2 one, cannot make room.
+func (s *Session) Acked(id uint16, t mqttwire.Type) {
+	if s.l.MaxInflight <= 0 {
+		return
+	}
+	if t == mqttwire.PUBACK {
+		s.mu.Lock()
+		if i, held := slices.BinarySearch(s.inflight, uint32(id)); held {
+			s.inflight = slices.Delete(s.inflight, i, i+1)
+			s.inflightN.Store(int32(len(s.inflight)))
+		}
+		s.mu.Unlock()
+		return
+	}
+	st := s.subs
+	st.mu.Lock()
+	if i := st.flowIndex(id); i >= 0 && (t == mqttwire.PUBREC || st.flows[i]&1 == 1) {
+		st.flows = slices.Delete(st.flows, i, i+1)
+		st.flowsN.Store(int32(len(st.flows)))
+	}
+	st.mu.Unlock()
 }
 
 func (s *Session) filterKey(f []byte) uint64 { return maphash.Bytes(s.ss.seed, f) }

@@ -184,7 +184,9 @@ func TestDeliveryPathAllocatesNothingPerPacket(t *testing.T) {
 		}
 		small := testing.AllocsPerRun(5, func() { deliver(t, tc.pkt, tc.judged, 100) })
 		large := testing.AllocsPerRun(5, func() { deliver(t, tc.pkt, tc.judged, 100_000) })
-		if large > small {
+		// A few over: the race detector makes sync.Pool drop buffers at
+		// random. One per packet would be 100,000 over.
+		if large > small+100 {
 			t.Fatalf("%s: %v allocations for 100,000 packets, %v for 100: allocation per packet", tc.name, large, small)
 		}
 	}

@@ -41,8 +41,9 @@ func (refuseMarked) Subscribed([]byte)                 {}
 func (refuseMarked) Unsubscribe(*mqttwire.Subscribe)   {}
 func (refuseMarked) Commit()                           {}
 func (refuseMarked) Take(int, time.Time) time.Duration { return 0 }
-func (refuseMarked) Acked(uint16, byte)                {}
-func (refuseMarked) Started(bool)                      {}
+func (refuseMarked) Acked(uint16, mqttwire.Type)       {}
+func (refuseMarked) Released(uint16)                   {}
+func (refuseMarked) Started(bool, string)              {}
 func (refuseMarked) Expiry(uint32)                     {}
 func (refuseMarked) Close(time.Time)                   {}
 

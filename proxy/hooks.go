@@ -83,13 +83,16 @@ type Limiter interface {
 	// (nothing taken). now may be the time of the read; the proxy asks
 	// again with the current time before it waits.
 	Take(n int, now time.Time) time.Duration
-	// Acked is called for each broker acknowledgement that ends a client
-	// PUBLISH's flow, with its packet id and the QoS of the flow it ends
-	// (PUBACK 1, PUBCOMP or a failed PUBREC 2).
-	Acked(id uint16, qos byte)
+	// Acked is called for each broker acknowledgement that may end a
+	// client PUBLISH's flow, with its packet id and type: PUBACK,
+	// PUBCOMP, or a PUBREC with a failure code.
+	Acked(id uint16, t mqttwire.Type)
+	// Released is called for each client PUBREL forwarded to the broker.
+	Released(id uint16)
 	// Started is called when the broker's CONNACK accepts the client,
-	// with its Session Present flag.
-	Started(sessionPresent bool)
+	// with its Session Present flag and the v5 Assigned Client
+	// Identifier ("" when none).
+	Started(sessionPresent bool, assignedID string)
 	// Expiry is called with a v5 Session Expiry Interval set after the
 	// CONNECT: by the client's DISCONNECT (once forwarded) or the
 	// broker's CONNACK.

@@ -100,19 +100,17 @@ func (s *Server) rewriteConnack(sess *Session, p mqttwire.Packet, keepAliveCappe
 // finalAck reports whether a broker packet ends a client PUBLISH's flow,
 // and the QoS of that flow: PUBACK (1), PUBCOMP or a PUBREC with a
 // failure code (2).
-func finalAck(p mqttwire.Packet, v mqttwire.Version) (qos byte, ok bool) {
+func finalAck(p mqttwire.Packet, v mqttwire.Version) bool {
 	if len(p.Body) < 2 {
-		return 0, false // no packet id: the client judges the broker's packets
+		return false // no packet id: the client judges the broker's packets
 	}
 	switch p.Type {
-	case mqttwire.PUBACK:
-		return 1, true
-	case mqttwire.PUBCOMP:
-		return 2, true
+	case mqttwire.PUBACK, mqttwire.PUBCOMP:
+		return true
 	case mqttwire.PUBREC:
-		return 2, v == mqttwire.V5 && len(p.Body) > 2 && p.Body[2] >= 0x80
+		return v == mqttwire.V5 && len(p.Body) > 2 && p.Body[2] >= 0x80
 	}
-	return 0, false
+	return false
 }
 
 // limitCheck asks the limits about a client packet before the topic ACL.

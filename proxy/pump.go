@@ -142,6 +142,8 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 				}
 			case mqttwire.UNSUBSCRIBE:
 				lim.Unsubscribe(&in.Subscribe)
+			case mqttwire.PUBREL:
+				lim.Released(uint16(p.Body[0])<<8 | uint16(p.Body[1])) // validated: it has an id
 			case mqttwire.DISCONNECT:
 				sessionExpiry(lim, p, v) // forwarded: the broker takes it
 			}
@@ -264,8 +266,8 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 		}
 		if sess.limiter != nil {
-			if qos, ok := finalAck(p, sess.Version); ok {
-				sess.limiter.Acked(uint16(p.Body[0])<<8|uint16(p.Body[1]), qos)
+			if finalAck(p, sess.Version) {
+				sess.limiter.Acked(uint16(p.Body[0])<<8|uint16(p.Body[1]), p.Type)
 			}
 		}
 		if merged := sess.mergeSuback(p); merged != nil {
@@ -305,16 +307,18 @@ func (s *Server) connackSeen(sess *Session, p mqttwire.Packet) bool {
 	}
 	var expiry uint32
 	var expirySet bool
+	var assigned []byte
 	if sess.Version == mqttwire.V5 {
 		if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
 			if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
 				sess.topicAliasMax.Store(n)
 			}
 			expiry, _, expirySet = a.Properties.Lookup(mqttwire.PropSessionExpiry)
+			_, assigned, _ = a.Properties.Lookup(mqttwire.PropAssignedClientID)
 		}
 	}
 	if lim := sess.limiter; lim != nil {
-		lim.Started(present)
+		lim.Started(present, string(assigned))
 		if expirySet {
 			lim.Expiry(expiry)
 		}

@@ -234,6 +234,113 @@ func TestInflightKeptAcrossReconnects(t *testing.T) {
 	}
 }
 
+// The review of the carry-over (helper findings): a PUBREL sent ahead of
+// its PUBLISH is answered at once by Mosquitto's PUBCOMP, which must not
+// end the flow; a v5 session under a server-assigned client id keeps its
+// unreleased flows for the reconnect with that id; and a connection that
+// takes a session over while the old one is still open sees the old
+// one's flows at once, and ends them with its own PUBRELs.
+func TestInflightCannotBeGamedAroundTheSession(t *testing.T) {
+	backend := mqtttest.Mosquitto(t, "")
+	g := startGate(t, backend, "MQTTGATE_MAX_INFLIGHT=3")
+	expiry := mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, 3600, nil)
+	refused := func(t *testing.T, c *mqtttest.RawClient, v mqttwire.Version, pid uint16) bool {
+		t.Helper()
+		c.Send(mqtttest.PublishPacket(v, "q2/x", 2, pid, nil, "m"))
+		p, open := c.NextOrClosed()
+		if open && p.Type != mqttwire.PUBREC && p.Type != mqttwire.DISCONNECT {
+			t.Fatalf("PUBLISH %d: %s %x", pid, p.Type, p.Raw)
+		}
+		return !open || p.Type == mqttwire.DISCONNECT
+	}
+	t.Run("PUBREL ahead of PUBLISH", func(t *testing.T) {
+		for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+			c, _, err := dialGate(t, g, "", v, &mqttwire.Connect{ClientID: []byte("ahead-" + v.String())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for pid := uint16(1); pid <= 10; pid++ {
+				c.Send(append(mqttwire.AppendPubAck(nil, mqttwire.PUBREL, v, pid, 0, nil), mqtttest.PublishPacket(v, "q2/x", 2, pid, nil, "m")...))
+				p1, open := c.NextOrClosed()
+				if !open || p1.Type == mqttwire.DISCONNECT {
+					break
+				}
+				if p2, open := c.NextOrClosed(); !open || p2.Type == mqttwire.DISCONNECT {
+					break
+				}
+				n++
+			}
+			if n > 3 {
+				t.Fatalf("%s: %d QoS 2 flows accepted with a limit of 3, each after a PUBREL sent ahead of it", v, n)
+			}
+		}
+	})
+	t.Run("assigned client id", func(t *testing.T) {
+		session := func(id []byte) (*mqtttest.RawClient, mqttwire.Packet) { // clean start off
+			conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mqtttest.NewRawSession(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: id, Properties: expiry})
+		}
+		c, ack := session(nil)
+		a, err := mqttwire.ParseAck(ack, mqttwire.V5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, assigned, ok := a.Properties.Lookup(mqttwire.PropAssignedClientID)
+		if !ok {
+			t.Fatalf("no Assigned Client Identifier in %x", ack.Raw)
+		}
+		for pid := uint16(1); pid <= 3; pid++ {
+			if refused(t, c, mqttwire.V5, pid) {
+				t.Fatalf("flow %d refused", pid)
+			}
+		}
+		r, ack := session(assigned)
+		if len(ack.Body) < 1 || ack.Body[0]&1 == 0 {
+			t.Fatalf("reconnect with %q: %x, want Session Present", assigned, ack.Raw)
+		}
+		if !refused(t, r, mqttwire.V5, 4) {
+			t.Fatal("a fourth flow accepted after reconnecting with the assigned id, three unreleased")
+		}
+	})
+	t.Run("takeover while the old connection is open", func(t *testing.T) {
+		old, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("tk"), CleanStart: true, Properties: expiry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for pid := uint16(1); pid <= 3; pid++ {
+			if refused(t, old, mqttwire.V5, pid) {
+				t.Fatalf("flow %d refused", pid)
+			}
+		}
+		conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, ack := mqtttest.NewRawSession(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("tk"), Properties: expiry})
+		if len(ack.Body) < 2 || ack.Body[0]&1 == 0 || ack.Body[1] != 0 {
+			t.Fatalf("takeover: %x, want Session Present", ack.Raw)
+		}
+		for pid := uint16(1); pid <= 3; pid++ { // what a client resuming does: release what it left
+			b.Send(mqttwire.AppendPubAck(nil, mqttwire.PUBREL, mqttwire.V5, pid, 0, nil))
+			if p := b.Next(); p.Type != mqttwire.PUBCOMP {
+				t.Fatalf("PUBREL %d: %s %x", pid, p.Type, p.Raw)
+			}
+		}
+		for pid := uint16(10); pid <= 12; pid++ {
+			if refused(t, b, mqttwire.V5, pid) {
+				t.Fatalf("honest resumed client refused at flow %d after releasing the three it had left", pid)
+			}
+		}
+		if !refused(t, b, mqttwire.V5, 13) {
+			t.Fatal("a fourth new flow accepted")
+		}
+	})
+}
+
 // Item 7: with MAX_SUBSCRIPTIONS=3, a persistent session keeps its
 // subscriptions across reconnects, and so does the count.
 func TestSubscriptionsCountedPerSession(t *testing.T) {
