@@ -329,7 +329,7 @@ func TestInflightByPacketID(t *testing.T) {
 		t.Fatalf("a PUBACK for id 3 ended its QoS 2 flow: %+v", v)
 	}
 	s.Acked(3, mqttwire.PUBREC) // a failed PUBREC ends it, released or not
-	for range 5 { // checked, never sent
+	for range 5 {               // checked, never sent
 		if v := s.Publish([]byte("q"), 1, 4); v.Why != "" {
 			t.Fatalf("checked only: %+v", v)
 		}
