@@ -249,7 +249,7 @@ func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, fo
 	}
 	out := forward
 	if s.cfg.BackendProxyProtocol {
-		hdr, err := outboundHeader(sess)
+		hdr, err := outboundHeader(sess, s.cfg.BackendProxyTLVs)
 		if err != nil {
 			log.Error().Err(err).Msg("building PROXY header")
 			s.refuse(sess, conn, v, mqttwire.ServerUnavailable)

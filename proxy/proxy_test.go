@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,50 @@ func TestBackendProxyHeaderCarriesClientAndTLS(t *testing.T) {
 	}
 	if alpn != "mqtt" || authority != "localhost" {
 		t.Errorf("ALPN %q authority %q", alpn, authority)
+	}
+}
+
+// BackendProxyTLVs: ssl sends the SSL TLV alone, none a bare header, for
+// brokers whose decoders cannot skip TLVs; the addresses stay.
+func TestBackendProxyHeaderTLVChoice(t *testing.T) {
+	for _, tc := range []struct {
+		which ProxyTLVs
+		want  []proxyproto.PP2Type
+	}{{TLVsSSL, []proxyproto.PP2Type{proxyproto.PP2_TYPE_SSL}}, {TLVsNone, nil}} {
+		broker, headers := recordingBroker(t)
+		p := newPKI(t, certstore.ClientAuthRequire)
+		px := startProxy(t, Config{Backend: broker, BackendProxyProtocol: true, BackendProxyTLVs: tc.which}, p.store.ServerConfig())
+		cfg := p.clientTLS(t, "bob")
+		cfg.NextProtos = []string{"mqtt"}
+		conn, err := tls.Dial("tcp", px.addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rawRead(t, conn, connectV311("bob-1"), 4)
+		conn.Close()
+		h := <-headers
+		if src, _, ok := h.TCPAddrs(); !ok || src.String() != conn.LocalAddr().String() {
+			t.Fatalf("%d: header source %v, want %v", tc.which, h.SourceAddr, conn.LocalAddr())
+		}
+		tlvs, err := h.TLVs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []proxyproto.PP2Type
+		for _, tlv := range tlvs {
+			got = append(got, tlv.Type)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%d: TLVs %v, want %v", tc.which, got, tc.want)
+		}
+	}
+	for s, want := range map[string]ProxyTLVs{"": TLVsAll, "all": TLVsAll, "ssl": TLVsSSL, "none": TLVsNone} {
+		if got, err := ParseProxyTLVs(s); err != nil || got != want {
+			t.Errorf("ParseProxyTLVs(%q) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParseProxyTLVs("alpn"); err == nil {
+		t.Error("ParseProxyTLVs accepted alpn")
 	}
 }
 

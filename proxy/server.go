@@ -22,11 +22,14 @@ import (
 type Config struct {
 	Backend              string // broker address, host:port
 	BackendProxyProtocol bool   // send a PROXY v2 header to the broker
-	DialTimeout          time.Duration
-	HandshakeTimeout     time.Duration
-	ConnectTimeout       time.Duration // first packet must be a CONNECT within this time
-	DrainTimeout         time.Duration // how long Shutdown waits for clients to leave
-	MaxPacketSize        int
+	// BackendProxyTLVs is what the header carries beyond the addresses:
+	// some brokers' decoders cannot skip TLVs.
+	BackendProxyTLVs ProxyTLVs
+	DialTimeout      time.Duration
+	HandshakeTimeout time.Duration
+	ConnectTimeout   time.Duration // first packet must be a CONNECT within this time
+	DrainTimeout     time.Duration // how long Shutdown waits for clients to leave
+	MaxPacketSize    int
 
 	Access AccessPolicy // nil allows everyone
 	// Meter, when set, counts every refusing decision (see Meter).

@@ -27,6 +27,7 @@ const envPrefix = "MQTTGATE_"
 type config struct {
 	Backend              string `env:"BACKEND" envDefault:"127.0.0.1:1883"`
 	BackendProxyProtocol bool   `env:"BACKEND_PROXY_PROTOCOL"`
+	BackendProxyTLVs     string `env:"BACKEND_PROXY_TLVS" envDefault:"all"`
 
 	ListenTLS string `env:"LISTEN_TLS" envDefault:":8883"`
 	ListenTCP string `env:"LISTEN_TCP"` // plaintext, off unless set
@@ -132,6 +133,7 @@ type parsed struct {
 	authnRules      *authn.Rules
 	clientIDPattern *authn.ClientIDPattern
 	jwtClaims       map[string]string
+	proxyTLVs       proxy.ProxyTLVs
 }
 
 // configError names the variable at fault; main exits 2 on it.
@@ -220,6 +222,12 @@ func (c *config) check() error {
 	if c.parsed.access, err = limits.ParseAccessRules(c.AccessRules); err != nil {
 		return bad("ACCESS_RULES", "%v", err)
 	}
+	if c.parsed.proxyTLVs, err = proxy.ParseProxyTLVs(c.BackendProxyTLVs); err != nil {
+		return bad("BACKEND_PROXY_TLVS", "%v", err)
+	}
+	if c.BackendProxyTLVs != "all" && !c.BackendProxyProtocol {
+		return bad("BACKEND_PROXY_TLVS", "set, but the outbound PROXY header is off: set MQTTGATE_BACKEND_PROXY_PROTOCOL=true as well, or unset this")
+	}
 	trusted, err := cidr.ParseList(c.ProxyProtocolTrusted)
 	if err != nil {
 		return bad("PROXY_PROTOCOL_TRUSTED", "%v", err)
@@ -258,7 +266,7 @@ func (c *config) check() error {
 // proxyConfig turns checked settings into the proxy's configuration.
 func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 	pc := proxy.Config{
-		Backend: c.Backend, BackendProxyProtocol: c.BackendProxyProtocol,
+		Backend: c.Backend, BackendProxyProtocol: c.BackendProxyProtocol, BackendProxyTLVs: c.parsed.proxyTLVs,
 		DialTimeout: c.DialTimeout, HandshakeTimeout: c.HandshakeTimeout, ConnectTimeout: c.ConnectTimeout,
 		DrainTimeout: c.DrainTimeout, MaxPacketSize: c.MaxPacketSize, Access: c.parsed.access, Logger: log,
 	}

@@ -30,6 +30,8 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_PROXY_PROTOCOL": "true"}, "MQTTGATE_PROXY_PROTOCOL_TRUSTED"},
 		{map[string]string{"MQTTGATE_PROXY_PROTOCOL": "true", "MQTTGATE_PROXY_PROTOCOL_TRUSTED": "all"}, "MQTTGATE_PROXY_PROTOCOL_TRUSTED"},
 		{map[string]string{"MQTTGATE_PROXY_PROTOCOL_TRUSTED": "10.0.0.0/8"}, "MQTTGATE_PROXY_PROTOCOL_TRUSTED"},
+		{map[string]string{"MQTTGATE_BACKEND_PROXY_PROTOCOL": "true", "MQTTGATE_BACKEND_PROXY_TLVS": "some"}, "MQTTGATE_BACKEND_PROXY_TLVS"},
+		{map[string]string{"MQTTGATE_BACKEND_PROXY_TLVS": "none"}, "MQTTGATE_BACKEND_PROXY_TLVS"},
 		{map[string]string{"MQTTGATE_MAX_PACKET_SIZE": "1"}, "MQTTGATE_MAX_PACKET_SIZE"},
 		{map[string]string{"MQTTGATE_LOG_FORMAT": "xml"}, "MQTTGATE_LOG_FORMAT"},
 		{map[string]string{"MQTTGATE_BACKEND": "nohost"}, "MQTTGATE_BACKEND"},
