@@ -403,7 +403,7 @@ func TestDecisionOptions(t *testing.T) {
 		}
 		v := e.View(Client{ClientID: "c"})
 		p, s := v.Publish([]byte("t"), 0, false), v.Subscribe([]byte("t"), 0)
-		if p.Verdict != tc.pub || s.Verdict != tc.sub || p.DryRun != tc.dryRun || s.DryRun != tc.dryRun {
+		if p.Verdict != tc.pub || s.Verdict != tc.sub || p.Is(mqttwire.DryRun) != tc.dryRun || s.Is(mqttwire.DryRun) != tc.dryRun {
 			t.Errorf("%+v: publish %+v subscribe %+v", tc.opts, p, s)
 		}
 		if p.Verdict != mqttwire.Forward && p.Code != mqttwire.NotAuthorized {
@@ -413,7 +413,7 @@ func TestDecisionOptions(t *testing.T) {
 			t.Errorf("%+v: why %q", tc.opts, p.Why)
 		}
 		su := e.View(Client{ClientID: "c", Superuser: true}).Publish([]byte("t"), 0, false)
-		if su.Verdict != mqttwire.Forward || su.DryRun {
+		if su.Verdict != mqttwire.Forward || su.Is(mqttwire.DryRun) {
 			t.Errorf("%+v: superuser %+v", tc.opts, su)
 		}
 	}
@@ -440,7 +440,7 @@ func TestOverlappingDenyGrantsInPart(t *testing.T) {
 			{"recv", "test/nosubscribe", 0, false, false}, {"recv", "test/x", 0, false, true}, {"recv", "a/b/c", 0, false, true},
 			{"recv", "$SYS/broker/uptime", 0, false, false}, {"grant", "$SYS/#", 0, false, false},
 		})
-		if d := v.Subscribe([]byte("#"), 1); d.Verdict != mqttwire.Forward || !d.Partial {
+		if d := v.Subscribe([]byte("#"), 1); d.Verdict != mqttwire.Forward || !d.Is(mqttwire.Partial) {
 			t.Errorf("%s: Subscribe(#) = %+v, want Forward, Partial", name, d)
 		}
 	}

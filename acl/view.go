@@ -13,13 +13,13 @@ import (
 // it into the decision the proxy enforces.
 type ruling struct {
 	Allow bool
-	// Source names the rule that decided ("acl.conf:12", "jwt", ...) or
-	// the default ("superuser", "no match", "wildcard", "cost").
-	Source string
 	// Partial, with Allow, grants a filter only part of whose topics the
 	// client may read (Source names the rule that denies the rest): what
 	// the broker delivers on it must be judged topic by topic.
 	Partial bool
+	// Source names the rule that decided ("acl.conf:12", "jwt", ...) or
+	// the default ("superuser", "no match", "wildcard", "cost").
+	Source string
 }
 
 // crule is a rule compiled for one connection: placeholders resolved.
@@ -156,9 +156,13 @@ func (v *View) Receive(topic []byte) mqttwire.Decision {
 func (e *Engine) answer(r ruling, publish bool) mqttwire.Decision {
 	switch {
 	case r.Allow:
-		return mqttwire.Decision{Why: r.Source, Partial: r.Partial}
+		d := mqttwire.Decision{Why: r.Source}
+		if r.Partial {
+			d.Mark = mqttwire.Partial
+		}
+		return d
 	case e.opts.DryRun:
-		return mqttwire.Decision{Why: r.Source, DryRun: true}
+		return mqttwire.Decision{Why: r.Source, Mark: mqttwire.DryRun}
 	case publish && e.opts.DenyDisconnect:
 		return mqttwire.Decision{Verdict: mqttwire.End, Code: mqttwire.NotAuthorized, Why: r.Source}
 	}

@@ -30,7 +30,7 @@ type TopicRights interface {
 // denied reports whether d keeps a packet from going on, and whether it
 // is a denial to log (dry run included).
 func denied(d Decision) (refused, logged bool) {
-	return d.Verdict != Forward, d.Verdict != Forward || d.DryRun
+	return d.Verdict != Forward, d.Verdict != Forward || d.Is(mqttwire.DryRun)
 }
 
 // topicState is what enforcing topic rights needs per session.
@@ -187,7 +187,7 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 			break
 		}
 		d := ts.rights.Subscribe(f.Topic, f.QoS())
-		partial = partial || d.Verdict == Forward && d.Partial
+		partial = partial || d.Verdict == Forward && d.Is(mqttwire.Partial)
 		refused, logged := denied(d)
 		if logged {
 			s.topicDenied(sess, "subscribe", f.Topic, d)
@@ -302,7 +302,7 @@ func (s *Server) checkWill(sess *Session, c *mqttwire.Connect) bool {
 // topicDenied counts and logs (at a bounded rate) one denial.
 func (s *Server) topicDenied(sess *Session, action string, topic []byte, d Decision) {
 	s.Stats.TopicDenied.Add(1)
-	if d.DryRun {
+	if d.Is(mqttwire.DryRun) {
 		if m := s.cfg.Meter; m != nil {
 			m.Decided(byTopics.String(), d) // forwarded: enforce never sees it
 		}
@@ -316,7 +316,7 @@ func (s *Server) topicDenied(sess *Session, action string, topic []byte, d Decis
 	if sess.Username != "" && !s.cfg.UsernameIsSecret {
 		ev = ev.Str("username", sess.Username)
 	}
-	if d.DryRun {
+	if d.Is(mqttwire.DryRun) {
 		ev = ev.Bool("dry_run", true)
 	}
 	ev.Msg("denied by ACL")

@@ -23,7 +23,7 @@ type denyMarked struct{ dryRun, endOnPublish bool }
 func (m denyMarked) denial(publish bool) Decision {
 	switch {
 	case m.dryRun:
-		return Decision{Why: "test rule", DryRun: true}
+		return Decision{Why: "test rule", Mark: mqttwire.DryRun}
 	case publish && m.endOnPublish:
 		return Decision{Verdict: End, Code: mqttwire.NotAuthorized, Why: "test rule"}
 	}
