@@ -848,7 +848,8 @@ func packetBroker(t *testing.T) (string, <-chan mqttwire.Type) {
 			}
 			switch p.Type {
 			case mqttwire.CONNECT:
-				_, _ = c.Write([]byte{0x20, 2, 0, 0})
+				cn, _ := mqttwire.ParseConnect(p)
+				_, _ = c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Success, nil))
 			case mqttwire.PINGREQ:
 				_, _ = c.Write([]byte{0xd0, 0})
 			default:
@@ -927,5 +928,34 @@ func TestRefusedUnsubscribeKeepsTheCount(t *testing.T) {
 	c.Send(subscribePkt(mqttwire.V5, 3, "b"))
 	if codes := subackCodes(t, c.Next(), mqttwire.V5); !bytes.Equal(codes, []byte{byte(mqttwire.QuotaExceeded)}) {
 		t.Fatalf("a second filter with a cap of 1 after a refused UNSUBSCRIBE: %x, want 0x97", codes)
+	}
+}
+
+// A broker that speaks only 3.1.1 either closes on a v5 CONNECT
+// (RabbitMQ 3.10) or answers it with a 3.1.1 CONNACK: the v5 client gets
+// a v5 CONNACK saying why (0x84, or the 3.1.1 code in 5.0's terms), not a
+// bare close or a packet it cannot parse.
+func TestV5ClientOfA311OnlyBroker(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer []byte // nil: close
+		want   mqttwire.ReasonCode
+	}{{"closes", nil, mqttwire.UnsupportedProtocolVersion}, {"3.1.1 CONNACK 0x01", []byte{0x20, 2, 0, 1}, mqttwire.UnsupportedProtocolVersion},
+		{"3.1.1 CONNACK 0x05", []byte{0x20, 2, 0, 5}, mqttwire.NotAuthorized}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		acceptLoop(t, ln, func(c net.Conn) {
+			defer c.Close()
+			if _, err := mqttwire.NewReader(c, 256, 1<<16).Next(); err == nil && tc.answer != nil {
+				_, _ = c.Write(tc.answer)
+			}
+		})
+		px := startProxy(t, Config{Backend: ln.Addr().String()}, nil)
+		_, ack := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("v5")})
+		if want := mqttwire.AppendConnack(nil, mqttwire.V5, false, tc.want, nil); !bytes.Equal(ack.Raw, want) {
+			t.Errorf("%s: %x, want %x", tc.name, ack.Raw, want)
+		}
 	}
 }

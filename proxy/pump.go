@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"time"
 
@@ -249,11 +250,36 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			if held := r.Held(); len(held) > 0 {
 				_ = sess.writeClient(client, held)
 			}
+			if first && sess.Version == mqttwire.V5 && errors.Is(err, io.EOF) {
+				// The broker closed on the v5 CONNECT without a CONNACK:
+				// what a broker that speaks only 3.1.1 does (RabbitMQ
+				// 3.10). The client is told so, rather than left with a
+				// bare close.
+				s.brokerSpeaksNoV5(sess, client, mqttwire.UnsupportedProtocolVersion, "closed without CONNACK")
+			}
 			sess.closeAll(closeBroker)
 			return closeBroker
 		}
 		if first {
 			first = false
+			if sess.Version == mqttwire.V5 && p.Type == mqttwire.CONNACK && len(p.Body) == 2 {
+				// A 3.1.1 CONNACK (no properties) to a v5 CONNECT: the
+				// broker does not speak 5.0; its code, in 5.0's terms.
+				code := mqttwire.UnsupportedProtocolVersion
+				switch p.Body[1] {
+				case 0x02:
+					code = mqttwire.ClientIdentifierNotValid
+				case 0x03:
+					code = mqttwire.ServerUnavailable
+				case 0x04:
+					code = mqttwire.BadUserNameOrPassword
+				case 0x05:
+					code = mqttwire.NotAuthorized
+				}
+				s.brokerSpeaksNoV5(sess, client, code, "3.1.1 CONNACK")
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
 			if !s.connackSeen(sess, p) {
 				sess.closeAll(closeBroker)
 				return closeBroker
@@ -288,6 +314,15 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 		}
 	}
+}
+
+// brokerSpeaksNoV5 answers a v5 client whose CONNECT the broker did not
+// answer in 5.0, and logs why.
+func (s *Server) brokerSpeaksNoV5(sess *Session, client net.Conn, code mqttwire.ReasonCode, what string) {
+	s.cfg.Logger.Warn().Str("event", "broker_no_v5").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).Str("broker", what).
+		Msg("the broker did not accept an MQTT 5.0 CONNECT: the client is refused with a 5.0 CONNACK")
+	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = sess.writeClient(client, mqttwire.AppendConnack(nil, mqttwire.V5, false, code, nil))
 }
 
 // connackSeen takes from the broker's first packet, its CONNACK, once,
