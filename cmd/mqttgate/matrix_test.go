@@ -245,7 +245,7 @@ var suite = []suiteCase{
 			return fmt.Sprintf("will client: CONNACK %x", ack.Raw)
 		}
 		_ = w
-		conn.Close() // no DISCONNECT
+		conn.Close()  // no DISCONNECT
 		p := s.Next() // the will comes when the broker notices, not before the PINGRESP of a PINGREQ sent now
 		m, err := mqttwire.ParsePublish(p, tg.v)
 		if err != nil {
