@@ -2,14 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -355,6 +364,124 @@ func connectOutcomeCode(conn net.Conn, id string) string {
 	return fmt.Sprintf("CONNACK %#x", p.Body[1])
 }
 
+// A client stack other than the suite's own.
+type stack struct {
+	name      string
+	v5only    bool
+	roundTrip func(t *testing.T, st stackTarget) string // "ok", or what went wrong
+}
+
+// stackTarget is a broker (gate nil) or mqttgate (TLS with its CA).
+type stackTarget struct {
+	v         mqttwire.Version
+	addr      string
+	gate      *gate
+	topic, id string
+}
+
+var stacks = []stack{
+	{name: "paho.golang", v5only: true, roundTrip: func(t *testing.T, st stackTarget) string {
+		var conn net.Conn
+		var err error
+		if st.gate != nil {
+			conn, err = tls.Dial("tcp", st.addr, st.gate.clientTLS())
+		} else {
+			conn, err = net.Dial("tcp", st.addr)
+		}
+		if err != nil {
+			return err.Error()
+		}
+		msgs := make(chan *paho.Publish, 1)
+		c := paho.NewClient(paho.ClientConfig{ClientID: st.id, Conn: packets.NewThreadSafeConn(conn),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				msgs <- pr.Packet
+				return true, nil
+			}}, OnClientError: func(error) {}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: st.id, KeepAlive: 30, CleanStart: true}); err != nil {
+			return "connect: " + err.Error()
+		}
+		defer c.Disconnect(&paho.Disconnect{})
+		if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: st.topic, QoS: 1}}}); err != nil {
+			return "subscribe: " + err.Error()
+		}
+		if _, err := c.Publish(ctx, &paho.Publish{Topic: st.topic, QoS: 1, Payload: []byte("paho")}); err != nil {
+			return "publish: " + err.Error()
+		}
+		select {
+		case m := <-msgs:
+			if string(m.Payload) != "paho" {
+				return fmt.Sprintf("got %q", m.Payload)
+			}
+			return "ok"
+		case <-ctx.Done():
+			return "no message"
+		}
+	}},
+	{name: "mosquitto_pub/sub", roundTrip: func(t *testing.T, st stackTarget) string {
+		host, port, _ := net.SplitHostPort(st.addr)
+		conn := []string{"-h", host, "-p", port}
+		if st.gate != nil {
+			conn = st.gate.tlsArgs("")
+		}
+		ver := "mqttv311"
+		if st.v == mqttwire.V5 {
+			ver = "mqttv5"
+		}
+		lines, _ := sub(t, append(append([]string{}, conn...), "-V", ver, "-i", st.id+"s", "-t", st.topic, "-q", "1")...)
+		if err := pub(t, append(append([]string{}, conn...), "-V", ver, "-i", st.id+"p", "-t", st.topic, "-q", "1", "-m", "cli")...); err != nil {
+			return "publish: " + err.Error()
+		}
+		select {
+		case l := <-lines:
+			if l != st.topic+" cli" {
+				return fmt.Sprintf("got %q", l)
+			}
+			return "ok"
+		case <-time.After(10 * time.Second):
+			return "no message"
+		}
+	}},
+	{name: "MQTT.js", roundTrip: func(t *testing.T, st stackTarget) string {
+		url, ca := "mqtt://"+st.addr, "-"
+		if st.gate != nil {
+			url, ca = "mqtts://"+st.addr, st.gate.pki.CA
+		}
+		ver := "4"
+		if st.v == mqttwire.V5 {
+			ver = "5"
+		}
+		cmd := exec.Command(mqtttest.Need(t, "node"), "roundtrip.mjs", url, ver, ca, st.topic, st.id)
+		cmd.Dir = mqttjsDir(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "got "+st.topic+" mqttjs" {
+			return fmt.Sprintf("%v: %s", err, strings.TrimSpace(string(out)))
+		}
+		return "ok"
+	}},
+}
+
+var mqttjsOnce sync.Once
+
+// mqttjsDir is MQTT.js's directory, its packages installed (npm ci) when
+// missing.
+func mqttjsDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join("..", "..", "testdata", "clients", "mqttjs")
+	mqttjsOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "mqtt")); err == nil {
+			return
+		}
+		cmd := exec.Command(mqtttest.Need(t, "npm"), "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	})
+	return dir
+}
+
 // mochiBroker runs mochi-mqtt (the demo's broker) on a loopback port.
 func mochiBroker(t *testing.T) string {
 	t.Helper()
@@ -421,6 +548,24 @@ func TestInteropMatrix(t *testing.T) {
 					}
 				})
 				table = append(table, fmt.Sprintf("| %s | %s | %s | %s |", b.name, v, sc.name, direct))
+			}
+			// The other client stacks: one QoS 1 round trip each.
+			for _, st := range stacks {
+				if st.v5only && v != mqttwire.V5 {
+					continue
+				}
+				// No dot in the topic: RabbitMQ turns every "." of a topic
+				// into "/" (its AMQP routing keys), direct and through alike.
+				tag := strings.NewReplacer(".", "", "/", "").Replace(fmt.Sprintf("%s-%s-%s", strings.Fields(b.name)[0], st.name, v))
+				var direct, through string
+				t.Run(fmt.Sprintf("%s/%s/%s", b.name, v, st.name), func(t *testing.T) {
+					direct = st.roundTrip(t, stackTarget{v: v, addr: b.addr, topic: "st/d" + tag, id: "d" + tag})
+					through = st.roundTrip(t, stackTarget{v: v, addr: g.addr, gate: g, topic: "st/g" + tag, id: "g" + tag})
+					if direct != "ok" || through != "ok" {
+						t.Errorf("direct: %s; through: %s", direct, through)
+					}
+				})
+				table = append(table, fmt.Sprintf("| %s | %s | %s round trip | direct %s, through %s |", b.name, v, st.name, direct, through))
 			}
 		}
 	}
