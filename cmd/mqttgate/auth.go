@@ -85,6 +85,24 @@ func (c *config) checkAuthn(auth certstore.ClientAuth) error {
 type reloadable struct {
 	name   string // the variable that names it
 	reload func(force bool) (changed bool, err error)
+	// path, when one file: a change seen by polling is loaded only once
+	// the file has been still for fileSettle, so that a file being
+	// written in place (truncated, then filled) is never taken half
+	// written: an empty password file is a valid one that admits nobody.
+	path string
+}
+
+// fileSettle is how long a changed file must be left alone before a
+// poll loads it; SIGHUP loads at once (the operator says it is done).
+const fileSettle = 500 * time.Millisecond
+
+// settling reports whether f changed too recently to be loaded by a poll.
+func (f reloadable) settling(now time.Time) bool {
+	if f.path == "" {
+		return false
+	}
+	st, err := os.Stat(f.path)
+	return err == nil && now.Sub(st.ModTime()) < fileSettle
 }
 
 // buildAuthn builds the authentication chain the settings ask for, and
@@ -108,7 +126,7 @@ func (c *config) buildAuthn(log zerolog.Logger) (_ *authn.Chain, files []reloada
 			}
 			log.Info().Str("file", c.PasswordFile).Int("users", p.Users()).Msg("password file loaded")
 			cfg.Authenticators = append(cfg.Authenticators, p)
-			files = append(files, reloadable{"PASSWORD_FILE", p.Reload})
+			files = append(files, reloadable{"PASSWORD_FILE", p.Reload, c.PasswordFile})
 		case "jwt":
 			j, err := authn.NewJWT(c.jwtOptions(log))
 			if err != nil {
@@ -116,7 +134,7 @@ func (c *config) buildAuthn(log zerolog.Logger) (_ *authn.Chain, files []reloada
 			}
 			closers = append(closers, j.Close)
 			cfg.Authenticators = append(cfg.Authenticators, j)
-			files = append(files, reloadable{"JWT_KEYS", j.Reload})
+			files = append(files, reloadable{"JWT_KEYS", j.Reload, ""})
 		case "http":
 			w, err := authn.NewWebhook(c.webhookOptions())
 			if err != nil {

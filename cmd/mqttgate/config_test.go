@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -128,4 +129,25 @@ func TestStartupFailureClosesWhatItOpened(t *testing.T) {
 		t.Fatalf("the TLS listener of the failed start-up still holds %s: %v", tlsAddr, err)
 	}
 	ln.Close()
+}
+
+// A file changed less than fileSettle ago is left to the next poll: a
+// file written in place is first empty (an empty password file admits
+// nobody), then filled.
+func TestReloadWaitsForAFileToSettle(t *testing.T) {
+	file := writeFile(t, "passwd", "")
+	now := time.Now()
+	f := reloadable{name: "PASSWORD_FILE", path: file}
+	if err := os.Chtimes(file, now, now); err != nil {
+		t.Fatal(err)
+	}
+	if !f.settling(now.Add(fileSettle / 2)) {
+		t.Error("a file changed just now was taken by a poll")
+	}
+	if f.settling(now.Add(fileSettle)) {
+		t.Error("a file still for fileSettle was not taken")
+	}
+	if (reloadable{name: "JWT_KEYS"}).settling(now) {
+		t.Error("a reloadable without one file waited")
+	}
 }

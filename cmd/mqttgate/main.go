@@ -147,14 +147,14 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 		return nil, err
 	}
 	if c.ACLFile != "" {
-		g.files = append(g.files, reloadable{"ACL_FILE", engine.Reload})
+		g.files = append(g.files, reloadable{"ACL_FILE", engine.Reload, c.ACLFile})
 	}
 	bans, err := c.buildLimits(&pc, log)
 	if err != nil {
 		return nil, err
 	}
 	if c.BansFile != "" {
-		g.files = append(g.files, reloadable{"BANS_FILE", bans.Reload})
+		g.files = append(g.files, reloadable{"BANS_FILE", bans.Reload, c.BansFile})
 	}
 	if g.srv, err = proxy.New(pc); err != nil {
 		return nil, err
@@ -278,7 +278,11 @@ func (g *gateway) reloadLoop(ctx context.Context, certEvery, pollEvery time.Dura
 			why = "SIGHUP"
 			g.reloadCerts(why)
 		}
+		now := time.Now()
 		for _, f := range g.files {
+			if why == "changed" && f.settling(now) {
+				continue // the next poll takes it
+			}
 			changed, err := f.reload(why == "SIGHUP")
 			switch {
 			case err != nil:
