@@ -429,12 +429,15 @@ func TestOverlappingDenyGrantsInPart(t *testing.T) {
 		"acl.conf": `{deny, all, subscribe, ["test/nosubscribe"]}.` + "\n" + `{allow, all, subscribe, ["#"]}.` + "\n",
 	} {
 		v := engineFor(t, name, content).View(Client{ClientID: "c"}) // anonymous: the lines before any user line are theirs
-		for _, f := range []string{"#", "+/+", "test/+", "$share/g/#"} {
+		for _, f := range []string{"#", "+/+", "test/+"} {
 			if d := v.subscribe([]byte(f), 1); !d.Allow || !d.Partial {
 				t.Errorf("%s: %q: %+v, want granted in part", name, f, d)
 			}
 		}
 		run(t, v, name, []check{
+			// A share granted in part would drop the group's messages for
+			// every member: whole or refused.
+			{"grant", "$share/g/#", 1, false, false}, {"grant", "$queue/test/+", 1, false, false}, {"sub", "$share/g/other/#", 1, false, true},
 			{"sub", "other/x", 1, false, true}, {"sub", "test/x", 1, false, true},
 			{"grant", "test/nosubscribe", 1, false, false},
 			{"recv", "test/nosubscribe", 0, false, false}, {"recv", "test/x", 0, false, true}, {"recv", "a/b/c", 0, false, true},
@@ -469,4 +472,24 @@ func TestDollarTopicsByExplicitRules(t *testing.T) {
 	if d := (&Engine{noMatchAllow: true}).View(Client{ClientID: "x"}).receive([]byte("$SYS/x")); d.Allow {
 		t.Errorf("the allowing default opened $SYS: %+v", d)
 	}
+}
+
+// A placeholder filled with a value starting with $ matches nothing: the
+// client id "$SYS" must not turn "%c/#" into "$SYS/#"; and no client
+// writes $SYS, whatever the rules say.
+func TestPlaceholdersDoNotOpenDollarTopics(t *testing.T) {
+	for name, content := range map[string]string{
+		"acl":      "pattern readwrite %c/#\n",
+		"acl.conf": `{allow, all, all, ["${clientid}/#"]}.` + "\n",
+	} {
+		e := engineFor(t, name, content)
+		run(t, e.View(Client{ClientID: "$SYS"}), name+" $SYS", []check{
+			{"grant", "$SYS/#", 0, false, false}, {"recv", "$SYS/x", 0, false, false}, {"pub", "$SYS/x", 0, false, false},
+		})
+		run(t, e.View(Client{ClientID: "dev"}), name+" dev", []check{{"sub", "dev/#", 0, false, true}, {"pub", "dev/x", 0, false, true}})
+	}
+	e := engineFor(t, "acl", "user admin\ntopic readwrite $SYS/#\n")
+	run(t, e.View(Client{ClientID: "a", Username: "admin"}), "admin", []check{
+		{"sub", "$SYS/#", 0, false, true}, {"pub", "$SYS/x", 0, false, false}, {"pub", "$SYSTEM/x", 0, false, false},
+	})
 }

@@ -105,8 +105,8 @@ func newPattern(text string, eq bool) pattern {
 }
 
 // resolve fills the placeholders ${clientid}, ${username}, ${cert_cn},
-// %c and %u. A value that is empty or holds +, # or / makes the pattern
-// match nothing (ok false): a client id of "#" must not widen a rule.
+// %c and %u. A value that is empty, holds +, # or /, or starts with $
+// makes the pattern match nothing (ok false).
 func (p pattern) resolve(c *Client) (string, bool) {
 	if p.fixed {
 		return p.text, true
@@ -133,8 +133,8 @@ func (p pattern) resolve(c *Client) (string, bool) {
 			t = t[1:]
 			continue
 		}
-		if v == "" || strings.ContainsAny(v, "+#/") {
-			return "", false
+		if v == "" || strings.ContainsAny(v, "+#/") || v[0] == '$' {
+			return "", false // a client id of "#" or "$SYS" must not widen a rule, nor open the $ topics
 		}
 		b = append(b, v...)
 		t = t[n:]

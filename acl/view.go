@@ -173,6 +173,9 @@ func (v *View) publish(topic []byte, qos byte, retain bool) ruling {
 	if v.c.Superuser {
 		return ruling{Allow: true, Source: "superuser"}
 	}
+	if len(topic) >= 4 && string(topic[:4]) == "$SYS" && (len(topic) == 4 || topic[4] == '/') {
+		return ruling{Source: "$SYS"} // the broker's own topics: no client writes them, whatever the rules (Mosquitto drops them too)
+	}
 	if qos > 2 {
 		return ruling{Source: "qos"}
 	}
@@ -199,7 +202,14 @@ func (v *View) subscribe(filter []byte, qos byte) ruling {
 	if qos > 2 {
 		return ruling{Source: "qos"}
 	}
-	return v.cached(kindSubscribe, f, int(qos), -1)
+	r := v.cached(kindSubscribe, f, int(qos), -1)
+	if r.Partial && len(f) != len(filter) {
+		// A shared subscription takes its share of the group's messages:
+		// a member whose deliveries are dropped would lose the group's
+		// messages with it (acknowledged and gone). Whole, or refused.
+		return ruling{Source: r.Source}
+	}
+	return r
 }
 
 // receive decides whether a message on topic may be delivered to the

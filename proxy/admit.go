@@ -209,6 +209,13 @@ func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Con
 		return ""
 	}
 	sess.topics.rights = s.cfg.Topics(sess)
+	if c.Version == mqttwire.V5 {
+		// The broker may send this client Topic Aliases: they are noted
+		// from the first delivery, so that the delivery check, should it
+		// turn on later, knows every alias the broker set.
+		n, _, _ := c.Properties.Lookup(mqttwire.PropTopicAliasMaximum)
+		sess.topics.noteAliases = n > 0
+	}
 	// A client that does not ask for a clean start may be given the
 	// session the broker kept for its client id, with subscriptions the
 	// proxy never judged for this client (another user's, made under

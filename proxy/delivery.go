@@ -27,6 +27,31 @@ func (s *Server) judgeResumedSession(sess *Session, present bool) bool {
 	return true
 }
 
+// brokerTopic is the topic of a PUBLISH from the broker, through the
+// Topic Aliases it set; an alias it never set gives nil.
+func (sess *Session) brokerTopic(pub *mqttwire.Publish) []byte {
+	ts := &sess.topics
+	if pub.TopicAlias == 0 {
+		return pub.Topic
+	}
+	if len(pub.Topic) == 0 {
+		return ts.brokerAliases[pub.TopicAlias]
+	}
+	if ts.brokerAliases == nil {
+		ts.brokerAliases = map[uint16][]byte{}
+	}
+	ts.brokerAliases[pub.TopicAlias] = append(ts.brokerAliases[pub.TopicAlias][:0], pub.Topic...)
+	return pub.Topic
+}
+
+// noteBrokerAlias records the alias a broker PUBLISH sets, before the
+// delivery check is on.
+func (sess *Session) noteBrokerAlias(p mqttwire.Packet) {
+	if pub, err := mqttwire.ParsePublish(p, sess.Version); err == nil && pub.TopicAlias != 0 {
+		sess.brokerTopic(&pub)
+	}
+}
+
 type deliveryVerdict uint8
 
 const (
@@ -62,20 +87,19 @@ func (s *Server) checkDelivery(sess *Session, recv TopicRights, p mqttwire.Packe
 	}
 	pub, err := mqttwire.ParsePublish(p, sess.Version)
 	if err != nil {
-		return deliveryForward // the client judges the broker's packets
+		// What cannot be read cannot be judged: the session ends rather
+		// than pass it on unjudged.
+		s.cfg.Logger.Error().Str("event", "broker_protocol_error").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).Err(err).
+			Msg("the broker sent a PUBLISH the delivery check cannot read: session closed")
+		return deliveryBrokerGone
 	}
-	topic := pub.Topic
-	if pub.TopicAlias != 0 {
-		if ts.brokerAliases == nil {
-			ts.brokerAliases = map[uint16][]byte{}
-		}
-		if len(topic) > 0 {
-			ts.brokerAliases[pub.TopicAlias] = append(ts.brokerAliases[pub.TopicAlias][:0], topic...)
-		} else {
-			topic = ts.brokerAliases[pub.TopicAlias]
-		}
+	topic := sess.brokerTopic(&pub)
+	var d Decision
+	if len(topic) == 0 { // an alias the broker never set: nothing to judge it by
+		d = Decision{Verdict: Refuse, Code: mqttwire.NotAuthorized, Why: "unknown alias"}
+	} else {
+		d = recv.Receive(topic)
 	}
-	d := recv.Receive(topic)
 	refused, logged := denied(d)
 	if logged {
 		s.topicDenied(sess, "deliver", topic, d)

@@ -302,7 +302,11 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 			continue
 		}
-		if rc := sess.topics.recv.Load(); rc != nil {
+		if rc := sess.topics.recv.Load(); rc == nil {
+			if sess.topics.noteAliases && p.Type == mqttwire.PUBLISH {
+				sess.noteBrokerAlias(p)
+			}
+		} else {
 			switch s.checkDelivery(sess, rc.rights, p) {
 			case deliveryDrop:
 				if !replacePacket(sess, client, r, p, nil) {

@@ -42,6 +42,7 @@ type topicState struct {
 	// CONNACK with Session Present, or when a filter is granted in part;
 	// it stays on.
 	recv          atomic.Pointer[receiver]
+	noteAliases   bool // the client let the broker send Topic Aliases: noted before the check is on too
 	brokerAliases map[uint16][]byte
 	droppedQoS2   map[uint16]struct{}
 	// aliases are the client's v5 Topic Aliases; tainted ones were set

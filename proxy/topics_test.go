@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mqttgate/mqttgate/acl"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
@@ -367,5 +370,73 @@ func TestTopicAliasBytesBounded(t *testing.T) {
 	}
 	if p := c.Next(); p.Type != mqttwire.DISCONNECT || p.Body[0] != byte(mqttwire.QuotaExceeded) {
 		t.Fatalf("20 aliases of 60 kB: %s %x, want DISCONNECT 0x97", p.Type, p.Raw)
+	}
+}
+
+// The broker's Topic Aliases are noted from the first delivery: when a
+// filter granted in part turns the delivery check on, a PUBLISH that
+// carries only an alias set before is judged by its topic (and one the
+// broker never set is dropped), found by an attacker's review.
+func TestDeliveryCheckKnowsAliasesSetBeforeItTurnedOn(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "acl.conf")
+	if err := os.WriteFile(file, []byte(`{deny, all, subscribe, ["a/1"]}.`+"\n"+`{allow, all}.`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := acl.NewEngine(acl.Options{File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := mqttwire.V5
+	alias := func(n uint32) []byte { return mqttwire.AppendProperty(nil, mqttwire.PropTopicAlias, n, nil) }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptLoop(t, ln, func(c net.Conn) {
+		r := mqttwire.NewReader(c, 256, 1<<16)
+		for {
+			p, err := r.Next()
+			if err != nil {
+				return
+			}
+			switch p.Type {
+			case mqttwire.CONNECT:
+				_, _ = c.Write(mqttwire.AppendConnack(nil, v, false, mqttwire.Success, nil))
+			case mqttwire.SUBSCRIBE:
+				id := uint16(p.Body[0])<<8 | uint16(p.Body[1])
+				out := mqttwire.AppendSuback(nil, v, id, []byte{0}, nil)
+				if id == 1 { // before the check: the broker sets alias 1 for a/1, 2 for a/2
+					out = mqttwire.AppendPublish(out, v, []byte("a/1"), 0, false, 0, alias(1), []byte("before"))
+					out = mqttwire.AppendPublish(out, v, []byte("a/2"), 0, false, 0, alias(2), []byte("before"))
+				} else {
+					out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(1), []byte("a/1 by alias"))
+					out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(9), []byte("never set"))
+					out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(2), []byte("a/2 by alias"))
+				}
+				_, _ = c.Write(out)
+			}
+		}
+	})
+	px := startProxy(t, Config{Backend: ln.Addr().String(), Topics: func(*Session) TopicRights { return rules.View(acl.Client{ClientID: "c"}) }}, nil)
+	c, ack := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("c"), Properties: mqttwire.AppendProperty(nil, mqttwire.PropTopicAliasMaximum, 10, nil)})
+	if ack.Type != mqttwire.CONNACK {
+		t.Fatalf("CONNACK %x", ack.Raw)
+	}
+	c.Send(subscribePkt(v, 1, "b/x")) // granted whole: no check yet
+	if p := c.Next(); p.Type != mqttwire.SUBACK {
+		t.Fatalf("%s", p.Type)
+	}
+	for range 2 {
+		if p := c.Next(); p.Type != mqttwire.PUBLISH {
+			t.Fatalf("%s, want the PUBLISHes that set aliases 1 and 2", p.Type)
+		}
+	}
+	c.Send(subscribePkt(v, 2, "a/+")) // in part: a/1 is denied; the check turns on
+	if codes := subackCodes(t, c.Next(), v); codes[0] >= 0x80 {
+		t.Fatalf("a/+ refused: %x", codes)
+	}
+	m, err := mqttwire.ParsePublish(c.Next(), v)
+	if err != nil || string(m.Payload) != "a/2 by alias" {
+		t.Fatalf("first delivery after the check turned on: %q (%v), want a/2's by its alias: alias 1 is the denied a/1, alias 9 unknown", m.Payload, err)
 	}
 }

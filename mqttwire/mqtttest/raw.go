@@ -108,7 +108,7 @@ func SubackCodes(t *testing.T, p mqttwire.Packet, v mqttwire.Version) []byte {
 	if err != nil || p.Type != mqttwire.SUBACK {
 		t.Fatalf("want SUBACK, got %s %x (%v)", p.Type, p.Raw, err)
 	}
-	return a.Codes
+	return append([]byte(nil), a.Codes...) // a copy: the codes are a view of the reader's buffer
 }
 
 // Write writes b as it is, for use from another goroutine.
