@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -148,6 +149,63 @@ func bad(v, format string, args ...any) error {
 	return &configError{Var: v, Err: fmt.Errorf(format, args...)}
 }
 
+// knownSettings are the variables config reads, with the prefix.
+func knownSettings() map[string]bool {
+	known := map[string]bool{}
+	t := reflect.TypeOf(config{})
+	for i := range t.NumField() {
+		if tag := t.Field(i).Tag.Get("env"); tag != "" {
+			known[envPrefix+tag] = true
+		}
+	}
+	return known
+}
+
+// unknownSettings refuses an MQTTGATE_ variable that mqttgate does not
+// read, naming the closest one it does: a misspelt limit or ACL setting
+// would otherwise be silently ignored while the operator believes the
+// control is on. The first such variable, in name order, is reported.
+func unknownSettings(environ map[string]string) error {
+	known := knownSettings()
+	var unknown []string
+	for k := range environ {
+		if strings.HasPrefix(k, envPrefix) && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	best, bestD := "", -1
+	for k := range known {
+		if d := editDistance(unknown[0], k); bestD < 0 || d < bestD || d == bestD && k < best {
+			best, bestD = k, d
+		}
+	}
+	return &configError{Var: strings.TrimPrefix(unknown[0], envPrefix), Err: fmt.Errorf("unknown setting; did you mean %s?", best)}
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // envName maps a config field name to its variable name.
 func envName(field string) string {
 	if f, ok := reflect.TypeOf(config{}).FieldByName(field); ok {
@@ -158,6 +216,9 @@ func envName(field string) string {
 
 // loadConfig reads the environment and checks every value.
 func loadConfig(environ map[string]string) (*config, error) {
+	if err := unknownSettings(environ); err != nil {
+		return nil, err
+	}
 	var c config
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: environ}); err != nil {
 		var agg env.AggregateError

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +152,32 @@ func TestReloadWaitsForAFileToSettle(t *testing.T) {
 	}
 	if (reloadable{name: "JWT_KEYS"}).settling(now) {
 		t.Error("a reloadable without one file waited")
+	}
+}
+
+// A misspelt setting stops start-up naming the closest known one; every
+// MQTTGATE_ variable the README names is one mqttgate reads.
+func TestUnknownSettingRefused(t *testing.T) {
+	_, err := loadConfig(map[string]string{"MQTTGATE_LISTEN_TCP": "127.0.0.1:0", "MQTTGATE_ACL_FIEL": "acl"})
+	var ce *configError
+	if !errors.As(err, &ce) || err.Error() != "MQTTGATE_ACL_FIEL: unknown setting; did you mean MQTTGATE_ACL_FILE?" {
+		t.Fatalf("got %v", err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := knownSettings()
+	for _, name := range regexp.MustCompile(`MQTTGATE_[A-Z0-9_]+`).FindAllString(string(readme), -1) {
+		if !known[name] && !strings.HasSuffix(name, "_") { // MQTTGATE_MAX_TOPIC_*: a family
+			t.Errorf("the README names %s, which mqttgate does not read", name)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, nil, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "mqttgate ") || !strings.Contains(out.String(), "\ngo1.") {
+		t.Fatalf("exit %d, %q %q", code, out.String(), errOut.String())
 	}
 }

@@ -38,10 +38,29 @@ const usage = `usage:
                            create and update a password file (mosquitto_passwd's format)
   mqttgate bans list|add|remove ...
                            edit the bans file (MQTTGATE_BANS_FILE)
+  mqttgate version         the version and how this binary was built
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], environ(), os.Stdout, os.Stderr))
+}
+
+// versionText is the module version and the build information Go
+// records: the toolchain, and the commit when built from a checkout.
+func versionText() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "mqttgate (no build information)\n"
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "mqttgate %s\n%s\n", bi.Main.Version, bi.GoVersion)
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision", "vcs.time", "vcs.modified", "GOOS", "GOARCH", "CGO_ENABLED":
+			fmt.Fprintf(&sb, "%s=%s\n", s.Key, s.Value)
+		}
+	}
+	return sb.String()
 }
 
 func environ() map[string]string {
@@ -77,6 +96,9 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 		err = passwdCmd(args, os.Stdin, stdout, stderr)
 	case "bans":
 		err = bansCmd(args, environ, stdout)
+	case "version", "--version":
+		fmt.Fprint(stdout, versionText())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
