@@ -113,6 +113,11 @@ type config struct {
 	DrainTimeout     time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
 	MaxPacketSize    int           `env:"MAX_PACKET_SIZE" envDefault:"1048576"`
 
+	AdminListen        string        `env:"ADMIN_LISTEN"` // health, readiness and metrics over HTTP; off unless set
+	AdminTLSCert       string        `env:"ADMIN_TLS_CERT"`
+	AdminTLSKey        string        `env:"ADMIN_TLS_KEY"`
+	ReadyCheckInterval time.Duration `env:"READY_CHECK_INTERVAL" envDefault:"5s"`
+
 	PprofAddr string `env:"PPROF_ADDR"` // net/http/pprof on a loopback address, for profiling under load
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
@@ -320,6 +325,9 @@ func (c *config) check() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return bad("LOG_FORMAT", "%q: want json or console", c.LogFormat)
+	}
+	if err := c.checkAdmin(); err != nil {
+		return err
 	}
 	return c.checkAuthn(auth)
 }

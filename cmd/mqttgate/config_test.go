@@ -36,6 +36,10 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"MQTTGATE_PROXY_PROTOCOL_TRUSTED": "10.0.0.0/8"}, "MQTTGATE_PROXY_PROTOCOL_TRUSTED"},
 		{map[string]string{"MQTTGATE_BACKEND_PROXY_PROTOCOL": "true", "MQTTGATE_BACKEND_PROXY_TLVS": "some"}, "MQTTGATE_BACKEND_PROXY_TLVS"},
 		{map[string]string{"MQTTGATE_BACKEND_PROXY_TLVS": "none"}, "MQTTGATE_BACKEND_PROXY_TLVS"},
+		{map[string]string{"MQTTGATE_ADMIN_LISTEN": "0.0.0.0:9090"}, "MQTTGATE_ADMIN_LISTEN"},
+		{map[string]string{"MQTTGATE_ADMIN_LISTEN": "127.0.0.1:9090", "MQTTGATE_ADMIN_TLS_CERT": "c.pem"}, "MQTTGATE_ADMIN_TLS_KEY"},
+		{map[string]string{"MQTTGATE_ADMIN_TLS_CERT": "c.pem", "MQTTGATE_ADMIN_TLS_KEY": "k.pem"}, "MQTTGATE_ADMIN_TLS_CERT"},
+		{map[string]string{"MQTTGATE_ADMIN_LISTEN": "127.0.0.1:9090", "MQTTGATE_READY_CHECK_INTERVAL": "1ms"}, "MQTTGATE_READY_CHECK_INTERVAL"},
 		{map[string]string{"MQTTGATE_MAX_PACKET_SIZE": "1"}, "MQTTGATE_MAX_PACKET_SIZE"},
 		{map[string]string{"MQTTGATE_LOG_FORMAT": "xml"}, "MQTTGATE_LOG_FORMAT"},
 		{map[string]string{"MQTTGATE_BACKEND": "nohost"}, "MQTTGATE_BACKEND"},
@@ -169,7 +173,7 @@ func TestUnknownSettingRefused(t *testing.T) {
 	}
 	known := knownSettings()
 	for _, name := range regexp.MustCompile(`MQTTGATE_[A-Z0-9_]+`).FindAllString(string(readme), -1) {
-		if !known[name] && !strings.HasSuffix(name, "_") { // MQTTGATE_MAX_TOPIC_*: a family
+		if !known[name] && !strings.HasSuffix(name, "_") && name != "MQTTGATE_ACL_FIEL" { // MQTTGATE_MAX_TOPIC_*: a family; ACL_FIEL: the example of a typo
 			t.Errorf("the README names %s, which mqttgate does not read", name)
 		}
 	}

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/proxy"
+	"github.com/mqttgate/mqttgate/proxy/admin"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
@@ -125,15 +127,17 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 
 // gateway is a running proxy with its listeners and reload loop.
 type gateway struct {
-	srv    *proxy.Server
-	store  *certstore.Store
-	log    zerolog.Logger
-	errc   chan error
-	tlsLn  net.Listener
-	tcpLn  net.Listener
-	files  []reloadable // password files, keys, CRLs: polled for changes
-	pprof  *http.Server
-	cancel context.CancelFunc
+	srv       *proxy.Server
+	store     *certstore.Store
+	log       zerolog.Logger
+	errc      chan error
+	tlsLn     net.Listener
+	tcpLn     net.Listener
+	files     []reloadable // password files, keys, CRLs: polled for changes
+	pprof     *http.Server
+	admin     *admin.Server // nil: no admin listener
+	adminStop context.CancelFunc
+	cancel    context.CancelFunc
 }
 
 // startGateway builds and starts everything the configuration asks for.
@@ -178,8 +182,30 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	if c.BansFile != "" {
 		g.files = append(g.files, reloadable{"BANS_FILE", bans.Reload, c.BansFile})
 	}
+	var decisions *admin.Decisions
+	if c.AdminListen != "" {
+		decisions = new(admin.Decisions)
+		pc.Meter = decisions // counted only with the admin listener on
+	}
 	if g.srv, err = proxy.New(pc); err != nil {
 		return nil, err
+	}
+	var adminLn net.Listener
+	if c.AdminListen != "" {
+		if g.admin, err = c.buildAdmin(g, chain, decisions); err != nil {
+			return nil, err
+		}
+		tlsCfg, err := c.adminTLS()
+		if err != nil {
+			return nil, err
+		}
+		if adminLn, err = net.Listen("tcp", c.AdminListen); err != nil {
+			return nil, bad("ADMIN_LISTEN", "%v", err)
+		}
+		undo = append(undo, func() { adminLn.Close() })
+		if tlsCfg != nil {
+			adminLn = tls.NewListener(adminLn, tlsCfg)
+		}
 	}
 	listen := func(addr, name string) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
@@ -223,6 +249,12 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 	var ctx context.Context
 	ctx, g.cancel = context.WithCancel(context.Background())
+	if g.admin != nil {
+		log.Info().Str("listen", adminLn.Addr().String()).Bool("https", c.AdminTLSCert != "").Msg("admin listener ready (/healthz, /readyz, /metrics)")
+		actx, stop := context.WithCancel(context.Background()) // it outlives the drain: probes see it
+		g.adminStop = stop
+		go func() { _ = g.admin.Serve(actx, adminLn) }()
+	}
 	go g.reloadLoop(ctx, c.TLSReloadInterval, c.FilePollInterval)
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -346,6 +378,9 @@ func (g *gateway) wait(drain time.Duration) error {
 }
 
 func (g *gateway) shutdown(drain time.Duration) error {
+	if g.admin != nil {
+		g.admin.Drain() // balancers see 503 before the listeners close
+	}
 	g.cancel()
 	if g.pprof != nil {
 		_ = g.pprof.Close()
@@ -353,6 +388,9 @@ func (g *gateway) shutdown(drain time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), drain+5*time.Second)
 	defer cancel()
 	err := g.srv.Shutdown(ctx)
+	if g.adminStop != nil {
+		g.adminStop()
+	}
 	g.log.Info().Msg("stopped")
 	return err
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqttgate/mqttgate/authn"
+	"github.com/mqttgate/mqttgate/proxy/admin"
+)
+
+// checkAdmin refuses an admin listener that would serve the management
+// plane in the clear beyond this host.
+func (c *config) checkAdmin() error {
+	if c.AdminListen == "" {
+		if c.AdminTLSCert != "" || c.AdminTLSKey != "" {
+			return bad("ADMIN_TLS_CERT", "set, but the admin listener is off (MQTTGATE_ADMIN_LISTEN)")
+		}
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.AdminListen)
+	if err != nil {
+		return bad("ADMIN_LISTEN", "%q: want host:port", c.AdminListen)
+	}
+	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
+		return bad("ADMIN_TLS_KEY", "MQTTGATE_ADMIN_TLS_CERT and MQTTGATE_ADMIN_TLS_KEY go together")
+	}
+	if ip := net.ParseIP(host); c.AdminTLSCert == "" && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return bad("ADMIN_LISTEN", "%q is not a loopback address: the admin plane beyond this host needs HTTPS (MQTTGATE_ADMIN_TLS_CERT, MQTTGATE_ADMIN_TLS_KEY)", c.AdminListen)
+	}
+	if c.ReadyCheckInterval < 100*time.Millisecond {
+		return bad("READY_CHECK_INTERVAL", "%v: at least 100ms", c.ReadyCheckInterval)
+	}
+	return nil
+}
+
+// buildAdmin builds the admin plane over the gateway's parts: metrics
+// read from the counters they keep, readiness from the listeners, the
+// certificates and a broker dial.
+func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Decisions) (*admin.Server, error) {
+	srv := g.srv
+	st := &srv.Stats
+	counter := func(name, help string, read func() int64) prometheus.Collector {
+		return admin.Func(name, help, prometheus.CounterValue, nil, func() []admin.Sample { return []admin.Sample{{Value: float64(read())}} })
+	}
+	metrics := []prometheus.Collector{
+		admin.Func("mqttgate_connections_open", "MQTT connections open now.", prometheus.GaugeValue, nil,
+			func() []admin.Sample { return []admin.Sample{{Value: float64(st.Active.Load())}} }),
+		counter("mqttgate_connections_accepted_total", "TCP connections accepted.", st.Accepted.Load),
+		admin.Func("mqttgate_connections_refused_total", "Connections refused or ended before the broker saw them, by stage.", prometheus.CounterValue,
+			[]string{"stage"}, func() []admin.Sample {
+				stage := func(name string, n int64) admin.Sample {
+					return admin.Sample{Labels: []string{name}, Value: float64(n)}
+				}
+				return []admin.Sample{stage("access_rule", st.AccessDenied.Load()), stage("proxy_header", st.ProxyHeaderRefused.Load()),
+					stage("cap", st.ConnRefused.Load()), stage("handshake", st.HandshakeFailed.Load()), stage("no_connect", st.NoConnect.Load()),
+					stage("auth", st.AuthRefused.Load()), stage("broker_unavailable", st.BackendDown.Load())}
+			}),
+		counter("mqttgate_protocol_errors_total", "Client packets that broke the protocol.", st.BadPacket.Load),
+		counter("mqttgate_packets_refused_total", "Client packets refused and answered by the proxy.", st.Refused.Load),
+		counter("mqttgate_acl_denials_total", "ACL denials (publish, subscribe, will, delivery; dry run included).", st.TopicDenied.Load),
+		counter("mqttgate_throttled_total", "Times a client was held back for its rate.", st.Throttled.Load),
+		counter("mqttgate_credentials_expired_total", "Sessions ended when their credentials expired.", st.Expired.Load),
+		admin.Func("mqttgate_limit_hits_total", "Limits reached, by limit.", prometheus.CounterValue, []string{"limit"}, func() []admin.Sample {
+			var out []admin.Sample
+			for _, l := range srv.LimitCounts() {
+				out = append(out, admin.Sample{Labels: []string{l.Kind}, Value: float64(l.N)})
+			}
+			return out
+		}),
+		decisions.Collector(),
+	}
+	if chain != nil {
+		metrics = append(metrics, admin.Func("mqttgate_auth_outcomes_total", "Authentication outcomes by authenticator, verdict and cause.",
+			prometheus.CounterValue, []string{"authenticator", "verdict", "cause"}, func() []admin.Sample {
+				var out []admin.Sample
+				for _, n := range chain.Counts() {
+					out = append(out, admin.Sample{Labels: []string{n.Authenticator, n.Verdict, n.Cause}, Value: float64(n.N)})
+				}
+				return out
+			}))
+	}
+	if store := g.store; store != nil {
+		metrics = append(metrics, admin.Func("mqttgate_certificate_expiry_seconds", "Seconds until the server certificate in service expires.",
+			prometheus.GaugeValue, []string{"certificate"}, func() []admin.Sample {
+				return []admin.Sample{{Labels: []string{"server"}, Value: time.Until(store.Leaf().NotAfter).Seconds()}}
+			}))
+	}
+	backend, dialTimeout := c.Backend, c.DialTimeout
+	return admin.New(admin.Config{
+		Metrics:    metrics,
+		CheckEvery: c.ReadyCheckInterval,
+		BrokerCheck: func(ctx context.Context) error {
+			d := net.Dialer{Timeout: dialTimeout}
+			conn, err := d.DialContext(ctx, "tcp", backend)
+			if err == nil {
+				conn.Close()
+			}
+			return err
+		},
+		Ready: func() (bool, string) {
+			if g.store == nil && c.ListenTLS != "" {
+				return false, "no certificates loaded"
+			}
+			return true, ""
+		},
+	})
+}
+
+// adminTLS serves the admin plane over HTTPS with its own certificate.
+func (c *config) adminTLS() (*tls.Config, error) {
+	if c.AdminTLSCert == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(c.AdminTLSCert, c.AdminTLSKey)
+	if err != nil {
+		return nil, bad("ADMIN_TLS_CERT", "%v", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13}, nil // 1.3: AEAD suites only
+}

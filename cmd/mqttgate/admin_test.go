@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
+)
+
+func httpGet(t *testing.T, u string) (int, string) {
+	t.Helper()
+	code, body, err := httpTry(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, body
+}
+
+// httpTry is one GET, within 5 s.
+func httpTry(u string) (int, string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// Issue 14, the metrics: a real Prometheus server scrapes the admin
+// listener; after scripted traffic (a refused password, a denied
+// publish, a failed TLS handshake) each series is read back through
+// Prometheus's query API, and promtool finds nothing to fault in the
+// exposition.
+func TestPrometheusScrapesTheAdminListener(t *testing.T) {
+	promBin, promtool := mqtttest.Need(t, "prometheus"), mqtttest.Need(t, "promtool")
+	pw := passwordFile(t, "alice")
+	aclFile := writeFile(t, "acl", "user alice\ntopic write allowed/#\n")
+	adminAddr := mqtttest.FreeAddr(t)
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_AUTHN=password",
+		"MQTTGATE_PASSWORD_FILE="+pw, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny",
+		"MQTTGATE_READY_CHECK_INTERVAL=200ms")
+	base := "http://" + adminAddr
+	if code, body := httpGet(t, base+"/healthz"); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+	mqtttest.WaitFor(t, "/readyz 200", func() bool { code, _ := httpGet(t, base+"/readyz"); return code == 200 })
+
+	// The traffic: a wrong password, a publish the ACL denies, a TLS
+	// handshake that fails.
+	if err := pub(t, append(g.tlsArgs(""), "-u", "alice", "-P", "wrong", "-t", "allowed/x", "-m", "m")...); err == nil {
+		t.Fatal("a wrong password was admitted")
+	}
+	c, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("a1"), UsernameFlag: true, Username: []byte("alice"), PasswordFlag: true, Password: []byte("alice-pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send(mqtttest.PublishPacket(mqttwire.V5, "denied/x", 1, 1, nil, "m"))
+	if p := c.Next(); p.Type != mqttwire.PUBACK || len(p.Body) < 3 || p.Body[2] != byte(mqttwire.NotAuthorized) {
+		t.Fatalf("denied publish: %s %x", p.Type, p.Raw)
+	}
+	raw, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = raw.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	_, _ = io.ReadAll(raw)
+	raw.Close()
+
+	dir := t.TempDir()
+	promAddr := mqtttest.FreeAddr(t)
+	conf := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mqttgate\n    static_configs:\n      - targets: ['%s']\n", adminAddr)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.Start(t, "prometheus", exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr))
+	mqtttest.WaitFor(t, "Prometheus ready", func() bool { code, _, _ := httpTry("http://" + promAddr + "/-/ready"); return code == 200 })
+	query := func(q string) float64 {
+		code, body, err := httpTry("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil || code != 200 {
+			return -1
+		}
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if json.Unmarshal([]byte(body), &r) != nil || len(r.Data.Result) == 0 {
+			return -1
+		}
+		s, _ := r.Data.Result[0].Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return -1
+		}
+		return v
+	}
+	for _, q := range []string{
+		`sum(mqttgate_auth_outcomes_total{cause="bad_password"})`,
+		`mqttgate_connections_refused_total{stage="handshake"}`,
+		`mqttgate_acl_denials_total`,
+		`mqttgate_decisions_total{stage="topics",verdict="refuse",dry_run="false"}`,
+		`mqttgate_connections_open`,
+		`mqttgate_certificate_expiry_seconds{certificate="server"} > 3600`,
+	} {
+		mqtttest.WaitFor(t, "Prometheus reads "+q, func() bool { return query(q) >= 1 })
+	}
+
+	_, exposition := httpGet(t, base+"/metrics")
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(exposition)
+	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, secret := range []string{"alice-pw", "wrong", "a1", "denied/x"} {
+		if strings.Contains(exposition, secret) {
+			t.Errorf("the exposition holds %q: no label holds a client id, user name, topic or secret", secret)
+		}
+	}
+}
+
+// /readyz follows the broker: 503 from the first failed readiness dial
+// (with the reason), 200 again from the first good one; and 503 once a
+// drain has begun. (That it comes a drain delay before the listeners
+// close waits for the drain of issue 14.)
+func TestReadyzFollowsTheBrokerAndTheDrain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerAddr := ln.Addr().String()
+	accept := func(ln net.Listener) { // a broker that accepts every CONNECT and keeps the connection
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					r := mqttwire.NewReader(c, 256, 1<<16)
+					for {
+						p, err := r.Next()
+						if err != nil {
+							return
+						}
+						if p.Type == mqttwire.CONNECT {
+							_, _ = c.Write([]byte{0x20, 2, 0, 0})
+						}
+					}
+				}()
+			}
+		}()
+	}
+	accept(ln)
+	adminAddr := mqtttest.FreeAddr(t)
+	g := startGate(t, brokerAddr, "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_READY_CHECK_INTERVAL=100ms", "MQTTGATE_DRAIN_TIMEOUT=3s")
+	ready := "http://" + adminAddr + "/readyz"
+	mqtttest.WaitFor(t, "ready", func() bool { code, _ := httpGet(t, ready); return code == 200 })
+	ln.Close()
+	mqtttest.WaitFor(t, "503 with the broker down", func() bool {
+		code, body := httpGet(t, ready)
+		return code == 503 && strings.Contains(body, "broker unreachable")
+	})
+	ln2, err := net.Listen("tcp", brokerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	accept(ln2)
+	mqtttest.WaitFor(t, "200 with the broker back", func() bool { code, _ := httpGet(t, ready); return code == 200 })
+
+	// A 3.1.1 client that stays connected keeps the drain going (it is
+	// left to leave, up to the drain timeout): meanwhile the probe says 503.
+	if _, ack, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("stays")}); err != nil || ack.Type != mqttwire.CONNACK {
+		t.Fatalf("client: %v %x", err, ack.Raw)
+	}
+	if err := g.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "503 once the drain begins", func() bool {
+		code, body := httpGet(t, ready)
+		return code == 503 && strings.Contains(body, "draining")
+	})
+}
+
+// With MQTTGATE_ADMIN_TLS_CERT/_KEY the admin plane is HTTPS (TLS 1.3),
+// and may then listen beyond loopback.
+func TestAdminOverHTTPS(t *testing.T) {
+	pki, err := devpki.Init(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := mqtttest.FreeAddr(t)
+	g := startGateWith(t, pki, mqtttest.Mosquitto(t, ""), "MQTTGATE_ADMIN_LISTEN="+adminAddr,
+		"MQTTGATE_ADMIN_TLS_CERT="+pki.ServerCert, "MQTTGATE_ADMIN_TLS_KEY="+pki.ServerKey)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: g.clientTLS()}}
+	_, port, _ := net.SplitHostPort(adminAddr)
+	resp, err := c.Get("https://localhost:" + port + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 {
+		t.Fatalf("HTTPS /healthz: %d %+v", resp.StatusCode, resp.TLS)
+	}
+	if code, _, err := httpTry("http://" + adminAddr + "/healthz"); err == nil && code == 200 {
+		t.Fatal("plain HTTP answered on the HTTPS admin listener")
+	}
+}

@@ -1,0 +1,154 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is what the admin listener serves.
+type Config struct {
+	// Ready reports, at each /readyz, whether the proxy should be sent
+	// clients, and why not (a JSON reason) when it should not. The
+	// broker check and the drain are added by the Server itself.
+	Ready func() (ok bool, reason string)
+	// BrokerCheck dials the broker once (readiness); nil: no check.
+	BrokerCheck func(ctx context.Context) error
+	// CheckEvery is how often BrokerCheck runs.
+	CheckEvery time.Duration
+	// Metrics are the collectors /metrics exposes, beside the Go runtime
+	// and process collectors.
+	Metrics []prometheus.Collector
+}
+
+// Server is the admin HTTP plane.
+type Server struct {
+	cfg       Config
+	reg       *prometheus.Registry
+	brokerOK  atomic.Bool
+	brokerWhy atomic.Value // string: why the last check failed
+	checked   atomic.Bool  // a check has run
+	draining  atomic.Bool
+	http      *http.Server
+}
+
+// New builds the admin plane; Serve starts it.
+func New(cfg Config) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, err
+	}
+	for _, c := range cfg.Metrics {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{cfg: cfg, reg: reg}
+	s.brokerWhy.Store("")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	return s, nil
+}
+
+// Handler is the plane's HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+// Serve answers on ln and runs the broker check until ctx ends; it
+// returns when the listener is closed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.BrokerCheck != nil {
+		go s.checkLoop(ctx)
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.http.Shutdown(sctx)
+	}()
+	if err := s.http.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+// Drain makes /readyz answer 503 from now on, so that balancers stop
+// sending clients before the listeners close.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+func (s *Server) checkLoop(ctx context.Context) {
+	every := s.cfg.CheckEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.checkOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkOnce dials the broker; the answer holds until the next check.
+func (s *Server) checkOnce(ctx context.Context) {
+	every := s.cfg.CheckEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, every)
+	defer cancel()
+	if err := s.cfg.BrokerCheck(cctx); err != nil {
+		s.brokerWhy.Store(err.Error())
+		s.brokerOK.Store(false)
+	} else {
+		s.brokerOK.Store(true)
+	}
+	s.checked.Store(true)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	reason := ""
+	switch {
+	case s.draining.Load():
+		reason = "draining"
+	case s.cfg.BrokerCheck != nil && !s.checked.Load():
+		reason = "broker not checked yet"
+	case s.cfg.BrokerCheck != nil && !s.brokerOK.Load():
+		reason = "broker unreachable: " + s.brokerWhy.Load().(string)
+	case s.cfg.Ready != nil:
+		if ok, why := s.cfg.Ready(); !ok {
+			reason = why
+		}
+	}
+	if reason != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": reason})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
