@@ -104,6 +104,9 @@ func startProxy(t testing.TB, cfg Config, tlsCfg *tls.Config) *running {
 	if cfg.Authenticator == nil {
 		cfg.Authenticator = admitAll{}
 	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 200 * time.Millisecond // the cleanup's drain spreads its disconnects over this
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -509,6 +509,36 @@ func TestShutdownTellsV5Clients(t *testing.T) {
 	}
 }
 
+// With a Server Reference configured, a v5 client is told where to go
+// (paho.golang sees DISCONNECT 0x9C and the reference); a 3.1.1 client
+// is closed, within the drain timeout, not left until it leaves.
+func TestShutdownSendsV5ClientsElsewhere(t *testing.T) {
+	broker := startMosquitto(t)
+	px := startProxy(t, Config{Backend: broker, DrainTimeout: 300 * time.Millisecond, DrainServerReference: "next:8883"}, nil)
+	mc := dialMQTT(t, px.addr, nil, "v5-moved")
+	v3, _ := dialRaw(t, px.addr, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("v3-closed")})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := px.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Shutdown took %v with a 300 ms drain timeout", took)
+	}
+	select {
+	case d := <-mc.Disconnects:
+		if d.ReasonCode != byte(mqttwire.UseAnotherServer) || d.Properties == nil || d.Properties.ServerReference != "next:8883" {
+			t.Fatalf("DISCONNECT %#x %+v, want 0x9C next:8883", d.ReasonCode, d.Properties)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DISCONNECT")
+	}
+	if _, open := v3.NextOrClosed(); open {
+		t.Fatal("the 3.1.1 client got a packet instead of the close")
+	}
+}
+
 // denyInspector refuses publishes, subscriptions and unsubscriptions whose
 // topic starts with "denied/", and the PINGREQs of client "no-ping".
 type denyInspector struct{}

@@ -28,7 +28,11 @@ type Config struct {
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	ConnectTimeout   time.Duration // first packet must be a CONNECT within this time
-	DrainTimeout     time.Duration // how long Shutdown waits for clients to leave
+	DrainTimeout     time.Duration // the time over which Shutdown spreads the disconnects
+	// DrainServerReference, when set, is the Server Reference a v5
+	// client is told to use instead (DISCONNECT 0x9C Use another server);
+	// otherwise it is told 0x8B (Server shutting down).
+	DrainServerReference string
 	MaxPacketSize    int
 
 	Access AccessPolicy // nil allows everyone
@@ -214,30 +218,61 @@ func (s *Server) untrack(sess *Session) {
 	s.Stats.Active.Add(-1)
 }
 
-// Shutdown stops accepting, sends DISCONNECT 0x8B (server shutting down)
-// to v5 clients and closes them, waits up to the drain timeout (or ctx) for
-// the other clients to leave, then closes what is left. It returns once
-// every connection goroutine has ended. Calls after the first wait too.
+// Shutdown stops accepting and drains: connections not yet through
+// CONNECT are closed at once; the others are ended one by one, spread
+// evenly over the drain timeout (v5: DISCONNECT 0x9C with the configured
+// Server Reference, or 0x8B; 3.1/3.1.1: closed), so that a fleet does not
+// reconnect in one burst; what is left after the timeout (or when ctx
+// ends) is closed. It returns once every connection goroutine has ended.
+// Calls after the first wait too.
 func (s *Server) Shutdown(ctx context.Context) error {
+	var connected []*Session
 	s.mu.Lock()
-	if !s.closing {
+	first := !s.closing
+	if first {
 		s.closing = true
 		close(s.done)
 		for ln := range s.listeners {
 			ln.Close()
 		}
 		for sess := range s.sessions {
-			sess.shutdown()
+			if sess.isConnected() {
+				connected = append(connected, sess)
+			} else {
+				sess.closeAll(closeShutdown) // not yet an MQTT session: nothing to tell it
+			}
 		}
 	}
 	s.mu.Unlock()
 
+	if first && len(connected) > 0 {
+		// The disconnects are spread over the drain timeout at an even
+		// rate, so that a fleet does not reconnect (to the next node) in
+		// one burst.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			step := s.cfg.DrainTimeout / time.Duration(len(connected)+1)
+			t := time.NewTimer(0)
+			defer t.Stop()
+			start := time.Now()
+			for i, sess := range connected {
+				t.Reset(time.Until(start.Add(time.Duration(i) * step)))
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					return
+				}
+				sess.drain(s.cfg.DrainServerReference)
+			}
+		}()
+	}
 	finished := make(chan struct{})
 	go func() {
 		s.wg.Wait()
 		close(finished)
 	}()
-	timer := time.NewTimer(s.cfg.DrainTimeout)
+	timer := time.NewTimer(s.cfg.DrainTimeout + time.Second) // the last disconnect's write has a second
 	defer timer.Stop()
 	var err error
 	select {

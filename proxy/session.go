@@ -168,20 +168,34 @@ func (s *Session) writeClient(c net.Conn, b []byte) error {
 // shutdown is called once when the server begins to shut down: a v5
 // client is told (DISCONNECT 0x8B) and closed, a client that has not
 // finished CONNECT is closed, a v3 client is left to drain.
-func (s *Session) shutdown() {
+func (s *Session) isConnected() bool {
 	s.mu.Lock()
-	connected, cw := s.connected, s.cw
+	defer s.mu.Unlock()
+	return s.connected
+}
+
+// drain ends the session for a shutdown: a v5 client is told where to go
+// (DISCONNECT 0x9C with the Server Reference) or that the server is going
+// (0x8B); 3.1 and 3.1.1 have no way to say it, so the connection is
+// closed. The write has a second: a blocked client does not hold up the
+// others (it runs on a goroutine of its own).
+func (s *Session) drain(serverReference string) {
+	s.mu.Lock()
+	cw := s.cw
 	s.mu.Unlock()
-	switch {
-	case !connected:
+	if s.Version != mqttwire.V5 || cw == nil { // Version is set before connected, under mu
 		s.closeAll(closeShutdown)
-	case s.Version == mqttwire.V5: // set before connected, under mu
-		s.srv.wg.Add(1) // Shutdown calls this before it waits
-		go func() {
-			defer s.srv.wg.Done() // a blocked client must not stall shutdown of the others
-			_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
-			_ = s.writeClient(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.ServerShuttingDown, ""))
-			s.closeAll(closeShutdown)
-		}()
+		return
 	}
+	code := mqttwire.ServerShuttingDown
+	if serverReference != "" {
+		code = mqttwire.UseAnotherServer
+	}
+	s.srv.wg.Add(1)
+	go func() {
+		defer s.srv.wg.Done()
+		_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = s.writeClient(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference))
+		s.closeAll(closeShutdown)
+	}()
 }

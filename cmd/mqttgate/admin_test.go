@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,4 +228,92 @@ func TestAdminOverHTTPS(t *testing.T) {
 	if code, _, err := httpTry("http://" + adminAddr + "/healthz"); err == nil && code == 200 {
 		t.Fatal("plain HTTP answered on the HTTPS admin listener")
 	}
+}
+
+// Issue 14, the drain: on SIGTERM /readyz says 503 at once and the MQTT
+// listener still accepts for the drain delay; then a v5 client is told
+// DISCONNECT 0x9C with the configured Server Reference, a 3.1.1 client is
+// closed, and 300 connections are ended spread over the drain timeout,
+// not in one burst.
+func TestDrainSpreadsTheDisconnects(t *testing.T) {
+	adminAddr := mqtttest.FreeAddr(t)
+	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_READY_CHECK_INTERVAL=100ms",
+		"MQTTGATE_DRAIN_DELAY=1s", "MQTTGATE_DRAIN_TIMEOUT=3s", "MQTTGATE_DRAIN_SERVER_REFERENCE=other.example:8883",
+		"MQTTGATE_MAX_CONNECTIONS_PER_IP=0", "MQTTGATE_CONNECT_RATE_PER_IP=0")
+	ready := "http://" + adminAddr + "/readyz"
+	mqtttest.WaitFor(t, "ready", func() bool { code, _, _ := httpTry(ready); return code == 200 })
+
+	const n = 300
+	type ended struct {
+		at     time.Time
+		v5code int // -1: closed without a DISCONNECT
+		ref    string
+	}
+	ends := make(chan ended, n)
+	for i := range n {
+		v := mqttwire.V311
+		if i%2 == 0 {
+			v = mqttwire.V5
+		}
+		c, ack, err := dialGate(t, g, "", v, &mqttwire.Connect{ClientID: []byte(fmt.Sprintf("drain-%d", i))})
+		if err != nil || ack.Type != mqttwire.CONNACK {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		go func() {
+			p, open := c.NextOrClosedWithin(30 * time.Second)
+			e := ended{at: time.Now(), v5code: -1}
+			if open && p.Type == mqttwire.DISCONNECT && len(p.Body) > 0 {
+				e.v5code = int(p.Body[0])
+				if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
+					_, ref, _ := a.Properties.Lookup(mqttwire.PropServerReference)
+					e.ref = string(ref)
+				}
+			}
+			ends <- e
+		}()
+	}
+	start := time.Now()
+	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "503 at once", func() bool { code, _, _ := httpTry(ready); return code == 503 })
+	if time.Since(start) > 900*time.Millisecond {
+		t.Fatalf("/readyz took %v to say 503", time.Since(start))
+	}
+	late, err := tls.Dial("tcp", g.addr, g.clientTLS()) // within the drain delay: still accepting
+	if err != nil {
+		t.Fatalf("the listener closed before the drain delay: %v", err)
+	}
+	late.Close()
+
+	var times []time.Duration
+	for range n {
+		select {
+		case e := <-ends:
+			times = append(times, e.at.Sub(start))
+			if e.v5code >= 0 && (e.v5code != int(mqttwire.UseAnotherServer) || e.ref != "other.example:8883") {
+				t.Fatalf("v5 client told %#x %q, want 0x9c other.example:8883", e.v5code, e.ref)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d connections ended", len(times), n)
+		}
+	}
+	slices.Sort(times)
+	// The listeners close after the 1 s delay; the 300 ends then come over
+	// 3 s at an even rate: each second of the window holds about a third.
+	first, last := times[0], times[n-1]
+	if first < 900*time.Millisecond {
+		t.Errorf("the first disconnect came %v after SIGTERM, before the drain delay", first)
+	}
+	if last-first < 2*time.Second {
+		t.Errorf("300 disconnects within %v: not spread over the 3 s drain timeout", last-first)
+	}
+	for k := 1; k <= 2; k++ {
+		mid := first + time.Duration(k)*(last-first)/3
+		i, _ := slices.BinarySearch(times, mid)
+		if frac := float64(i) / n; frac < float64(k)/3-0.12 || frac > float64(k)/3+0.12 {
+			t.Errorf("%.0f%% ended by %v, want about %d%%: not an even rate", 100*frac, mid, 100*k/3)
+		}
+	}
+	t.Logf("disconnects from %v to %v after SIGTERM", first.Round(time.Millisecond), last.Round(time.Millisecond))
 }

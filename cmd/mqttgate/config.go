@@ -111,7 +111,11 @@ type config struct {
 	ConnectTimeout   time.Duration `env:"CONNECT_TIMEOUT" envDefault:"10s"`
 	DialTimeout      time.Duration `env:"DIAL_TIMEOUT" envDefault:"5s"`
 	DrainTimeout     time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
-	MaxPacketSize    int           `env:"MAX_PACKET_SIZE" envDefault:"1048576"`
+	// DrainDelay: from SIGTERM to the listeners closing, /readyz says 503
+	// so that balancers stop sending clients first.
+	DrainDelay           time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
+	DrainServerReference string        `env:"DRAIN_SERVER_REFERENCE"` // where v5 clients are told to go (DISCONNECT 0x9C)
+	MaxPacketSize        int           `env:"MAX_PACKET_SIZE" envDefault:"1048576"`
 
 	AdminListen        string        `env:"ADMIN_LISTEN"` // health, readiness and metrics over HTTP; off unless set
 	AdminTLSCert       string        `env:"ADMIN_TLS_CERT"`
@@ -311,6 +315,9 @@ func (c *config) check() error {
 			return bad(name, "%v: must be positive", d)
 		}
 	}
+	if c.DrainDelay < 0 {
+		return bad("DRAIN_DELAY", "%v: must not be negative", c.DrainDelay)
+	}
 	if c.MaxPacketSize < 64 || c.MaxPacketSize > 268_435_455 {
 		return bad("MAX_PACKET_SIZE", "%d: between 64 and 268435455", c.MaxPacketSize)
 	}
@@ -337,7 +344,7 @@ func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 	pc := proxy.Config{
 		Backend: c.Backend, BackendProxyProtocol: c.BackendProxyProtocol, BackendProxyTLVs: c.parsed.proxyTLVs,
 		DialTimeout: c.DialTimeout, HandshakeTimeout: c.HandshakeTimeout, ConnectTimeout: c.ConnectTimeout,
-		DrainTimeout: c.DrainTimeout, MaxPacketSize: c.MaxPacketSize, Access: c.parsed.access, Logger: log,
+		DrainTimeout: c.DrainTimeout, DrainServerReference: c.DrainServerReference, MaxPacketSize: c.MaxPacketSize, Access: c.parsed.access, Logger: log,
 	}
 	if c.ProxyProtocol {
 		pc.ProxyProtocolTrusted = c.parsed.trusted

@@ -102,7 +102,7 @@ Without the client certificate the proxy refuses the handshake:
 
 Press Ctrl-C to stop.
 `, brokerAddr, port, dir, tlsArgs, tlsArgs, tlsArgs, port, pki.CA)
-	return g.wait(c.DrainTimeout)
+	return g.wait(c.DrainDelay, c.DrainTimeout)
 }
 
 func freeLoopback() (string, error) {

@@ -363,7 +363,7 @@ func (g *gateway) reloadCerts(why string) {
 
 // wait blocks until SIGTERM or SIGINT (or a listener failure), then shuts
 // down within the drain timeout.
-func (g *gateway) wait(drain time.Duration) error {
+func (g *gateway) wait(delay, drain time.Duration) error {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(stop)
@@ -373,6 +373,18 @@ func (g *gateway) wait(drain time.Duration) error {
 		g.log.Info().Str("signal", s.String()).Msg("shutting down")
 	case err = <-g.errc:
 		g.log.Error().Err(err).Msg("listener failed")
+	}
+	if err == nil && g.admin != nil && delay > 0 {
+		// Balancers see /readyz 503 and stop sending clients before the
+		// listeners close; a second signal cuts the wait short.
+		g.admin.Drain()
+		g.log.Info().Dur("delay", delay).Msg("draining: not ready; listeners close after the drain delay")
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-stop:
+		}
+		t.Stop()
 	}
 	return errors.Join(err, g.shutdown(drain))
 }
@@ -405,5 +417,5 @@ func runProxy(environ map[string]string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return g.wait(c.DrainTimeout)
+	return g.wait(c.DrainDelay, c.DrainTimeout)
 }

@@ -70,6 +70,14 @@ func (c *RawClient) NextOrClosed() (mqttwire.Packet, bool) {
 	return p, err == nil
 }
 
+// NextOrClosedWithin is NextOrClosed with a wait of d, for use from
+// another goroutine: a timeout is reported as closed, never a failure.
+func (c *RawClient) NextOrClosedWithin(d time.Duration) (mqttwire.Packet, bool) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	p, err := c.r.Next()
+	return p, err == nil
+}
+
 // Within reports whether a packet arrives within d (and reads it).
 func (c *RawClient) Within(d time.Duration) bool {
 	_ = c.conn.SetReadDeadline(time.Now().Add(d))
