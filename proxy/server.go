@@ -33,7 +33,7 @@ type Config struct {
 	// client is told to use instead (DISCONNECT 0x9C Use another server);
 	// otherwise it is told 0x8B (Server shutting down).
 	DrainServerReference string
-	MaxPacketSize    int
+	MaxPacketSize        int
 
 	Access AccessPolicy // nil allows everyone
 	// Meter, when set, counts every refusing decision (see Meter).
