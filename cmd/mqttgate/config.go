@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -35,8 +36,8 @@ type config struct {
 
 	TLSCert           []string      `env:"TLS_CERT"` // comma-separated; the first pair is the default
 	TLSKey            []string      `env:"TLS_KEY"`
-	TLSKeyPassphrase  string        `env:"TLS_KEY_PASSPHRASE"`      // for encrypted PKCS#8 keys
-	TLSKeyPassFile    string        `env:"TLS_KEY_PASSPHRASE_FILE"` // the same, read from a file
+	TLSKeyPassphrase  string        `env:"TLS_KEY_PASSPHRASE" secret:"true"` // for encrypted PKCS#8 keys
+	TLSKeyPassFile    string        `env:"TLS_KEY_PASSPHRASE_FILE"`          // the same, read from a file
 	TLSClientCA       string        `env:"TLS_CLIENT_CA"`
 	TLSClientAuth     string        `env:"TLS_CLIENT_AUTH" envDefault:"none"`
 	TLSVerifyDepth    int           `env:"TLS_VERIFY_DEPTH"`
@@ -62,7 +63,7 @@ type config struct {
 	JWTKeys           []string      `env:"JWT_KEYS"` // PEM public keys or JWKS files
 	JWTJWKSURL        string        `env:"JWT_JWKS_URL"`
 	JWTJWKSRefresh    time.Duration `env:"JWT_JWKS_REFRESH" envDefault:"5m"`
-	JWTSecret         string        `env:"JWT_SECRET"` // enables HS256 (with JWT_ALGORITHMS)
+	JWTSecret         string        `env:"JWT_SECRET" secret:"true"` // enables HS256 (with JWT_ALGORITHMS)
 	JWTSecretFile     string        `env:"JWT_SECRET_FILE"`
 	JWTAlgorithms     []string      `env:"JWT_ALGORITHMS"`
 	JWTFrom           string        `env:"JWT_FROM" envDefault:"password"`
@@ -73,7 +74,7 @@ type config struct {
 	JWTClaims         string        `env:"JWT_CLAIMS"` // JSON object: claim -> template
 	JWTSuperuserClaim string        `env:"JWT_SUPERUSER_CLAIM"`
 
-	HTTPAuthURL         string        `env:"HTTP_AUTH_URL"`
+	HTTPAuthURL         string        `env:"HTTP_AUTH_URL" secret:"userinfo"`
 	HTTPAuthTimeout     time.Duration `env:"HTTP_AUTH_TIMEOUT" envDefault:"5s"`
 	HTTPAuthCA          string        `env:"HTTP_AUTH_CA"`
 	HTTPAuthOnError     string        `env:"HTTP_AUTH_ON_ERROR" envDefault:"deny"`
@@ -370,4 +371,44 @@ func newLogger(c *config) zerolog.Logger {
 		log = zerolog.New(os.Stderr)
 	}
 	return log.Level(lvl).With().Timestamp().Logger()
+}
+
+// effective lists every setting as it is in force ("MQTTGATE_X=value", in
+// the order config declares them), secrets redacted: a passphrase or a
+// shared key shows only whether it is set, a URL loses the password of
+// its user information.
+func (c *config) effective() []string {
+	var out []string
+	v, t := reflect.ValueOf(c).Elem(), reflect.TypeOf(*c)
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		var val string
+		switch x := v.Field(i).Interface().(type) {
+		case []string:
+			val = strings.Join(x, ",")
+		case fmt.Stringer:
+			val = x.String()
+		default:
+			val = fmt.Sprint(x)
+		}
+		switch f.Tag.Get("secret") {
+		case "true":
+			if val != "" {
+				val = "<redacted>"
+			}
+		case "userinfo":
+			if u, err := url.Parse(val); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					u.User = url.UserPassword(u.User.Username(), "redacted")
+				}
+				val = u.String()
+			}
+		}
+		out = append(out, envPrefix+name+"="+val)
+	}
+	return out
 }

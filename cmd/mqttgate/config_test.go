@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
@@ -183,5 +184,35 @@ func TestVersion(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"version"}, nil, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "mqttgate ") || !strings.Contains(out.String(), "\ngo1.") {
 		t.Fatalf("exit %d, %q %q", code, out.String(), errOut.String())
+	}
+}
+
+// mqttgate config prints the settings in force, secrets redacted, and
+// refuses what start-up refuses.
+func TestConfigCommandRedactsSecrets(t *testing.T) {
+	pki, err := devpki.Init(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MQTTGATE_TLS_CERT": pki.ServerCert, "MQTTGATE_TLS_KEY": pki.ServerKey,
+		"MQTTGATE_AUTHN": "jwt,http", "MQTTGATE_JWT_SECRET": "topsecret-hs256-key-of-enough-length", "MQTTGATE_JWT_ALGORITHMS": "HS256",
+		"MQTTGATE_HTTP_AUTH_URL": "https://svc:hunter2@auth.example/check", "MQTTGATE_DRAIN_DELAY": "2s"}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config"}, env, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"MQTTGATE_JWT_SECRET=<redacted>\n", "MQTTGATE_DRAIN_DELAY=2s\n", "MQTTGATE_HTTP_AUTH_URL=https://svc:redacted@auth.example/check\n",
+		"MQTTGATE_BACKEND=127.0.0.1:1883\n", "MQTTGATE_TLS_KEY_PASSPHRASE=\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in\n%s", want, out.String())
+		}
+	}
+	for _, secret := range []string{"topsecret", "hunter2"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("%q printed", secret)
+		}
+	}
+	if code := run([]string{"config"}, map[string]string{"MQTTGATE_ACL_FIEL": "x"}, &out, &errOut); code != 2 {
+		t.Errorf("a typo: exit %d, want 2", code)
 	}
 }

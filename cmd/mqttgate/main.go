@@ -41,6 +41,7 @@ const usage = `usage:
   mqttgate bans list|add|remove ...
                            edit the bans file (MQTTGATE_BANS_FILE)
   mqttgate version         the version and how this binary was built
+  mqttgate config          check the settings and print them as in force, secrets redacted
 `
 
 func main() {
@@ -101,6 +102,11 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 	case "version", "--version":
 		fmt.Fprint(stdout, versionText())
 		return 0
+	case "config":
+		var c *config
+		if c, err = loadConfig(environ); err == nil {
+			fmt.Fprintln(stdout, strings.Join(c.effective(), "\n"))
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
