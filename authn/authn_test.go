@@ -318,3 +318,18 @@ func TestChainClientIDPattern(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                      "",
+		"https://auth.example/check":            "https://auth.example/check",
+		"https://u:pw@auth.example/check":       "https://redacted@auth.example/check",
+		"https://token@auth.example/check":      "https://redacted@auth.example/check",
+		"https://auth.example/c?api_key=s3cr3t": "https://auth.example/c?api_key=redacted",
+		"://bad":                                "<redacted>",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -446,7 +446,7 @@ func (j *JWT) fetchLoop() {
 	for {
 		last := time.Now()
 		if err := j.fetch(); err != nil {
-			j.o.Logger.Warn().Str("event", "jwks_fetch_failed").Str("url", j.o.JWKSURL).Err(err).Msg("JWKS fetch failed; keeping the keys in service")
+			j.o.Logger.Warn().Str("event", "jwks_fetch_failed").Str("url", RedactURL(j.o.JWKSURL)).Err(err).Msg("JWKS fetch failed; keeping the keys in service")
 		}
 		for wait := true; wait; {
 			select {

@@ -989,3 +989,34 @@ func TestV5ClientOfA311OnlyBroker(t *testing.T) {
 		}
 	}
 }
+
+// A v5 client still waiting for its CONNACK when the drain reaches it is
+// closed, not sent a DISCONNECT before the CONNACK [MQTT-3.14.0-1].
+func TestDrainBeforeConnackCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptLoop(t, ln, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) // a broker that never answers
+	px := startProxy(t, Config{Backend: ln.Addr().String(), DrainTimeout: 200 * time.Millisecond}, nil)
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, ClientID: []byte("waiting"), CleanStart: true, KeepAlive: 30})); err != nil {
+		t.Fatal(err)
+	}
+	// Logged once the broker has the CONNECT: the session counts as
+	// connected, and the drain, not the early close, ends it.
+	mqtttest.WaitFor(t, "the CONNECT forwarded", func() bool { return strings.Contains(px.logs.String(), `"event":"open"`) })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := px.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if p, err := mqttwire.NewReader(conn, 256, 1<<16).Next(); err == nil {
+		t.Fatalf("got %s %x before any CONNACK, want the connection closed", p.Type, p.Raw)
+	}
+}

@@ -243,6 +243,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 					return closeClient
 				}
 				r.Written()
+				if !first {
+					sess.answered.Store(true) // the CONNACK is out: from now on a DISCONNECT may follow it
+				}
 			}
 		}
 		p, err := r.Next()
@@ -288,6 +291,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				if !replacePacket(sess, client, r, p, connack) {
 					return closeClient
 				}
+				sess.answered.Store(true)
 				continue
 			}
 		}

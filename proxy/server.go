@@ -242,6 +242,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				sess.closeAll(closeShutdown) // not yet an MQTT session: nothing to tell it
 			}
 		}
+		if len(connected) > 0 {
+			s.wg.Add(1) // the spreader's, under the lock: never an Add at zero while another Shutdown waits
+		}
 	}
 	s.mu.Unlock()
 
@@ -249,7 +252,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// The disconnects are spread over the drain timeout at an even
 		// rate, so that a fleet does not reconnect (to the next node) in
 		// one burst.
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			step := s.cfg.DrainTimeout / time.Duration(len(connected)+1)

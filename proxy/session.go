@@ -68,6 +68,9 @@ type Session struct {
 	bytesOut atomic.Int64
 	// disconnected is set when the client sent DISCONNECT: a clean end.
 	disconnected atomic.Bool
+	// answered is set once the broker's CONNACK has been written to the
+	// client: only then may the proxy send it a DISCONNECT [MQTT-3.14.0-1].
+	answered atomic.Bool
 }
 
 // Close reasons logged with the close event.
@@ -183,8 +186,8 @@ func (s *Session) drain(serverReference string) {
 	s.mu.Lock()
 	cw := s.cw
 	s.mu.Unlock()
-	if s.Version != mqttwire.V5 || cw == nil { // Version is set before connected, under mu
-		s.closeAll(closeShutdown)
+	if s.Version != mqttwire.V5 || cw == nil || !s.answered.Load() { // Version is set before connected, under mu
+		s.closeAll(closeShutdown) // 3.1/3.1.1 cannot be told; a v5 client without its CONNACK must not be
 		return
 	}
 	code := mqttwire.ServerShuttingDown

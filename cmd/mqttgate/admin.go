@@ -93,6 +93,13 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Dec
 	return admin.New(admin.Config{
 		Metrics:    metrics,
 		CheckEvery: c.ReadyCheckInterval,
+		BrokerChanged: func(err error) {
+			if err != nil {
+				g.log.Warn().Str("event", "not_ready").Str("backend", backend).Err(err).Msg("readiness: the broker does not answer")
+			} else {
+				g.log.Info().Str("event", "ready").Str("backend", backend).Msg("readiness: the broker answers")
+			}
+		},
 		BrokerCheck: func(ctx context.Context) error {
 			d := net.Dialer{Timeout: dialTimeout}
 			conn, err := d.DialContext(ctx, "tcp", backend)
@@ -102,8 +109,8 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Dec
 			return err
 		},
 		Ready: func() (bool, string) {
-			if g.store == nil && c.ListenTLS != "" {
-				return false, "no certificates loaded"
+			if g.store != nil && time.Now().After(g.store.Leaf().NotAfter) {
+				return false, "the server certificate has expired"
 			}
 			return true, ""
 		},

@@ -142,7 +142,7 @@ func (c *config) buildAuthn(log zerolog.Logger) (_ *authn.Chain, files []reloada
 			}
 			closers = append(closers, w.Close)
 			if u, _ := url.Parse(c.HTTPAuthURL); u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-				log.Warn().Str("url", c.HTTPAuthURL).Msg("MQTTGATE_HTTP_AUTH_URL is plain http: passwords cross the network unencrypted")
+				log.Warn().Str("url", authn.RedactURL(c.HTTPAuthURL)).Msg("MQTTGATE_HTTP_AUTH_URL is plain http: passwords cross the network unencrypted")
 			}
 			cfg.Authenticators = append(cfg.Authenticators, w)
 		}
@@ -190,7 +190,7 @@ func (c *config) checkJWT(enabled bool) error {
 	}
 	if c.JWTJWKSURL != "" {
 		if u, err := url.Parse(c.JWTJWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
-			return bad("JWT_JWKS_URL", "%q: want an http(s) URL", c.JWTJWKSURL)
+			return bad("JWT_JWKS_URL", "%q: want an http(s) URL", authn.RedactURL(c.JWTJWKSURL))
 		}
 	}
 	if c.JWTLeeway < 0 || c.JWTLeeway > 5*time.Minute {
@@ -225,7 +225,7 @@ func (c *config) checkWebhook(enabled bool) error {
 		return nil
 	}
 	if u, err := url.Parse(c.HTTPAuthURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return bad("HTTP_AUTH_URL", "%q: want an http(s) URL", c.HTTPAuthURL)
+		return bad("HTTP_AUTH_URL", "%q: want an http(s) URL", authn.RedactURL(c.HTTPAuthURL))
 	}
 	if c.HTTPAuthOnError != "deny" && c.HTTPAuthOnError != "ignore" {
 		return bad("HTTP_AUTH_ON_ERROR", "%q: want deny or ignore", c.HTTPAuthOnError)

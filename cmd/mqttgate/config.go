@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -61,7 +61,7 @@ type config struct {
 	PasswordMaxConcurrent int           `env:"PASSWORD_MAX_CONCURRENT"` // 0: one less than the CPUs
 
 	JWTKeys           []string      `env:"JWT_KEYS"` // PEM public keys or JWKS files
-	JWTJWKSURL        string        `env:"JWT_JWKS_URL"`
+	JWTJWKSURL        string        `env:"JWT_JWKS_URL" secret:"url"`
 	JWTJWKSRefresh    time.Duration `env:"JWT_JWKS_REFRESH" envDefault:"5m"`
 	JWTSecret         string        `env:"JWT_SECRET" secret:"true"` // enables HS256 (with JWT_ALGORITHMS)
 	JWTSecretFile     string        `env:"JWT_SECRET_FILE"`
@@ -74,7 +74,7 @@ type config struct {
 	JWTClaims         string        `env:"JWT_CLAIMS"` // JSON object: claim -> template
 	JWTSuperuserClaim string        `env:"JWT_SUPERUSER_CLAIM"`
 
-	HTTPAuthURL         string        `env:"HTTP_AUTH_URL" secret:"userinfo"`
+	HTTPAuthURL         string        `env:"HTTP_AUTH_URL" secret:"url"`
 	HTTPAuthTimeout     time.Duration `env:"HTTP_AUTH_TIMEOUT" envDefault:"5s"`
 	HTTPAuthCA          string        `env:"HTTP_AUTH_CA"`
 	HTTPAuthOnError     string        `env:"HTTP_AUTH_ON_ERROR" envDefault:"deny"`
@@ -171,6 +171,25 @@ func knownSettings() map[string]bool {
 	return known
 }
 
+// kubernetesServiceLink matches the variables the kubelet injects for a
+// Service named mqttgate or mqttgate-... (enableServiceLinks, on by
+// default): MQTTGATE_PORT, MQTTGATE_SERVICE_HOST,
+// MQTTGATE_PORT_8883_TCP_ADDR and the like are not settings.
+var kubernetesServiceLink = regexp.MustCompile(`^MQTTGATE_([A-Z0-9_]+_)?(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+
+// isServiceLink reports whether name=value is one of those: a bare
+// ..._PORT only with Kubernetes' value (tcp://, udp:// or sctp://), so
+// that a misspelt setting ending in _PORT is still refused.
+func isServiceLink(name, value string) bool {
+	if !kubernetesServiceLink.MatchString(name) {
+		return false
+	}
+	if strings.HasSuffix(name, "_PORT") && !strings.Contains(name, "_SERVICE_PORT") && !strings.Contains(name, "_TCP_") && !strings.Contains(name, "_UDP_") && !strings.Contains(name, "_SCTP_") {
+		return strings.HasPrefix(value, "tcp://") || strings.HasPrefix(value, "udp://") || strings.HasPrefix(value, "sctp://")
+	}
+	return true
+}
+
 // unknownSettings refuses an MQTTGATE_ variable that mqttgate does not
 // read, naming the closest one it does: a misspelt limit or ACL setting
 // would otherwise be silently ignored while the operator believes the
@@ -179,7 +198,7 @@ func unknownSettings(environ map[string]string) error {
 	known := knownSettings()
 	var unknown []string
 	for k := range environ {
-		if strings.HasPrefix(k, envPrefix) && !known[k] {
+		if strings.HasPrefix(k, envPrefix) && !known[k] && !isServiceLink(k, environ[k]) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -375,8 +394,8 @@ func newLogger(c *config) zerolog.Logger {
 
 // effective lists every setting as it is in force ("MQTTGATE_X=value", in
 // the order config declares them), secrets redacted: a passphrase or a
-// shared key shows only whether it is set, a URL loses the password of
-// its user information.
+// shared key shows only whether it is set, a URL its user information
+// and query values.
 func (c *config) effective() []string {
 	var out []string
 	v, t := reflect.ValueOf(c).Elem(), reflect.TypeOf(*c)
@@ -400,13 +419,8 @@ func (c *config) effective() []string {
 			if val != "" {
 				val = "<redacted>"
 			}
-		case "userinfo":
-			if u, err := url.Parse(val); err == nil && u.User != nil {
-				if _, has := u.User.Password(); has {
-					u.User = url.UserPassword(u.User.Username(), "redacted")
-				}
-				val = u.String()
-			}
+		case "url":
+			val = authn.RedactURL(val)
 		}
 		out = append(out, envPrefix+name+"="+val)
 	}

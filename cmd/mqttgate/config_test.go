@@ -174,7 +174,7 @@ func TestUnknownSettingRefused(t *testing.T) {
 	}
 	known := knownSettings()
 	for _, name := range regexp.MustCompile(`MQTTGATE_[A-Z0-9_]+`).FindAllString(string(readme), -1) {
-		if !known[name] && !strings.HasSuffix(name, "_") && name != "MQTTGATE_ACL_FIEL" { // MQTTGATE_MAX_TOPIC_*: a family; ACL_FIEL: the example of a typo
+		if !known[name] && !strings.HasSuffix(name, "_") && name != "MQTTGATE_ACL_FIEL" && !kubernetesServiceLink.MatchString(name) { // MAX_TOPIC_*: a family; ACL_FIEL: the example of a typo; the service links the README lists
 			t.Errorf("the README names %s, which mqttgate does not read", name)
 		}
 	}
@@ -196,23 +196,40 @@ func TestConfigCommandRedactsSecrets(t *testing.T) {
 	}
 	env := map[string]string{"MQTTGATE_TLS_CERT": pki.ServerCert, "MQTTGATE_TLS_KEY": pki.ServerKey,
 		"MQTTGATE_AUTHN": "jwt,http", "MQTTGATE_JWT_SECRET": "topsecret-hs256-key-of-enough-length", "MQTTGATE_JWT_ALGORITHMS": "HS256",
-		"MQTTGATE_HTTP_AUTH_URL": "https://svc:hunter2@auth.example/check", "MQTTGATE_DRAIN_DELAY": "2s"}
+		"MQTTGATE_HTTP_AUTH_URL": "https://svc:hunter2@auth.example/check?api_key=k3y", "MQTTGATE_DRAIN_DELAY": "2s",
+		"MQTTGATE_JWT_JWKS_URL": "https://tok3n@idp.example/jwks"}
 	var out, errOut bytes.Buffer
 	if code := run([]string{"config"}, env, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	for _, want := range []string{"MQTTGATE_JWT_SECRET=<redacted>\n", "MQTTGATE_DRAIN_DELAY=2s\n", "MQTTGATE_HTTP_AUTH_URL=https://svc:redacted@auth.example/check\n",
+	for _, want := range []string{"MQTTGATE_JWT_SECRET=<redacted>\n", "MQTTGATE_DRAIN_DELAY=2s\n", "MQTTGATE_HTTP_AUTH_URL=https://redacted@auth.example/check?api_key=redacted\n", "MQTTGATE_JWT_JWKS_URL=https://redacted@idp.example/jwks\n",
 		"MQTTGATE_BACKEND=127.0.0.1:1883\n", "MQTTGATE_TLS_KEY_PASSPHRASE=\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in\n%s", want, out.String())
 		}
 	}
-	for _, secret := range []string{"topsecret", "hunter2"} {
+	for _, secret := range []string{"topsecret", "hunter2", "k3y", "tok3n"} {
 		if strings.Contains(out.String(), secret) {
 			t.Errorf("%q printed", secret)
 		}
 	}
 	if code := run([]string{"config"}, map[string]string{"MQTTGATE_ACL_FIEL": "x"}, &out, &errOut); code != 2 {
 		t.Errorf("a typo: exit %d, want 2", code)
+	}
+}
+
+// The variables the kubelet injects for a Service named mqttgate (or
+// mqttgate-admin) are not settings, and do not stop start-up; a misspelt
+// setting that merely ends in _PORT still does.
+func TestKubernetesServiceLinksAreNotSettings(t *testing.T) {
+	links := map[string]string{"MQTTGATE_PORT": "tcp://10.0.0.1:8883", "MQTTGATE_SERVICE_HOST": "10.0.0.1", "MQTTGATE_SERVICE_PORT": "8883",
+		"MQTTGATE_SERVICE_PORT_MQTTS": "8883", "MQTTGATE_PORT_8883_TCP": "tcp://10.0.0.1:8883", "MQTTGATE_PORT_8883_TCP_PROTO": "tcp",
+		"MQTTGATE_PORT_8883_TCP_PORT": "8883", "MQTTGATE_PORT_8883_TCP_ADDR": "10.0.0.1", "MQTTGATE_ADMIN_PORT": "tcp://10.0.0.2:9090",
+		"MQTTGATE_ADMIN_SERVICE_HOST": "10.0.0.2"}
+	if err := unknownSettings(links); err != nil {
+		t.Fatalf("service links refused: %v", err)
+	}
+	if err := unknownSettings(map[string]string{"MQTTGATE_LISTEN_PORT": "8883"}); err == nil {
+		t.Fatal("MQTTGATE_LISTEN_PORT=8883 (a typo, not a service link) accepted")
 	}
 }

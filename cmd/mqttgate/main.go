@@ -151,7 +151,7 @@ type gateway struct {
 // before anything starts serving, and one cleanup path undoes what was
 // built when a step fails.
 func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
-	g := &gateway{log: log, errc: make(chan error, 2)}
+	g := &gateway{log: log, errc: make(chan error, 3)} // the TLS, TCP and admin listeners
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -259,7 +259,11 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 		log.Info().Str("listen", adminLn.Addr().String()).Bool("https", c.AdminTLSCert != "").Msg("admin listener ready (/healthz, /readyz, /metrics)")
 		actx, stop := context.WithCancel(context.Background()) // it outlives the drain: probes see it
 		g.adminStop = stop
-		go func() { _ = g.admin.Serve(actx, adminLn) }()
+		go func() {
+			if err := g.admin.Serve(actx, adminLn); err != nil {
+				g.errc <- fmt.Errorf("admin listener: %w", err) // the process stops: probes would otherwise see nothing
+			}
+		}()
 	}
 	go g.reloadLoop(ctx, c.TLSReloadInterval, c.FilePollInterval)
 	go func() {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,10 @@ type Config struct {
 	BrokerCheck func(ctx context.Context) error
 	// CheckEvery is how often BrokerCheck runs.
 	CheckEvery time.Duration
+	// BrokerChanged, when set, is told each change of the broker check's
+	// answer (nil: reachable again), for the operational log: /readyz
+	// gives the reason without the dial's error.
+	BrokerChanged func(err error)
 	// Metrics are the collectors /metrics exposes, beside the Go runtime
 	// and process collectors.
 	Metrics []prometheus.Collector
@@ -62,29 +67,83 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
-		IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+		IdleTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	return s, nil
 }
 
 // Handler is the plane's HTTP handler (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
-// Serve answers on ln and runs the broker check until ctx ends; it
-// returns when the listener is closed.
+// MaxConns bounds the admin listener's connections at once: each is a
+// descriptor the MQTT listener needs too.
+const MaxConns = 64
+
+// Serve answers on ln (at most MaxConns connections at once) and runs the
+// broker check until ctx ends or the listener fails; it returns then,
+// with the listener's error, its goroutines ended.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait() // after the cancel below (deferred calls run last first)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if s.cfg.BrokerCheck != nil {
-		go s.checkLoop(ctx)
+		wg.Add(1)
+		go func() { defer wg.Done(); s.checkLoop(ctx) }()
 	}
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
+		sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
 		_ = s.http.Shutdown(sctx)
 	}()
-	if err := s.http.Serve(ln); err != http.ErrServerClosed {
+	if err := s.http.Serve(limitListener(ln, MaxConns)); err != http.ErrServerClosed {
 		return err
 	}
 	return nil
+}
+
+// limitListener accepts at most n connections at once: past that, Accept
+// waits for one to close.
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limited{Listener: ln, sem: make(chan struct{}, n)}
+}
+
+type limited struct {
+	net.Listener
+	sem chan struct{}
+}
+
+func (l *limited) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// LastBrokerError is why the last readiness dial failed ("" after a good
+// one), for the operational log.
+func (s *Server) LastBrokerError() string {
+	if s.brokerOK.Load() {
+		return ""
+	}
+	return s.brokerWhy.Load().(string)
 }
 
 // Drain makes /readyz answer 503 from now on, so that balancers stop
@@ -116,13 +175,14 @@ func (s *Server) checkOnce(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, every)
 	defer cancel()
-	if err := s.cfg.BrokerCheck(cctx); err != nil {
+	err := s.cfg.BrokerCheck(cctx)
+	if err != nil {
 		s.brokerWhy.Store(err.Error())
-		s.brokerOK.Store(false)
-	} else {
-		s.brokerOK.Store(true)
 	}
-	s.checked.Store(true)
+	was, checked := s.brokerOK.Swap(err == nil), s.checked.Swap(true)
+	if f := s.cfg.BrokerChanged; f != nil && (!checked || was != (err == nil)) {
+		f(err)
+	}
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -133,7 +193,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	case s.cfg.BrokerCheck != nil && !s.checked.Load():
 		reason = "broker not checked yet"
 	case s.cfg.BrokerCheck != nil && !s.brokerOK.Load():
-		reason = "broker unreachable: " + s.brokerWhy.Load().(string)
+		reason = "broker unreachable" // the dial's error (addresses) stays in the process: LastBrokerError
 	case s.cfg.Ready != nil:
 		if ok, why := s.cfg.Ready(); !ok {
 			reason = why

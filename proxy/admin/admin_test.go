@@ -58,8 +58,11 @@ func TestReadiness(t *testing.T) {
 	}
 	brokerDown.Store(true)
 	s.checkOnce(context.Background())
-	if code, body := get(t, h, "/readyz"); code != 503 || !strings.Contains(body, "connection refused") {
-		t.Errorf("broker down: %d %s", code, body)
+	if code, body := get(t, h, "/readyz"); code != 503 || !strings.Contains(body, "broker unreachable") || strings.Contains(body, "refused") {
+		t.Errorf("broker down: %d %s (the reason, not the dial's error: that stays in the process)", code, body)
+	}
+	if why := s.LastBrokerError(); why != "connection refused" {
+		t.Errorf("LastBrokerError %q", why)
 	}
 	brokerDown.Store(false)
 	s.checkOnce(context.Background())
@@ -111,7 +114,8 @@ func TestMetrics(t *testing.T) {
 }
 
 // Serve answers until its context ends, and the broker check runs on
-// its interval meanwhile.
+// its interval meanwhile; when the listener fails, Serve returns its
+// error with its goroutines ended (goleak).
 func TestServe(t *testing.T) {
 	var checks atomic.Int64
 	s, err := New(Config{CheckEvery: 10 * time.Millisecond, BrokerCheck: func(context.Context) error { checks.Add(1); return nil }})
@@ -144,4 +148,71 @@ func TestServe(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after its context ended")
 	}
+
+	s2, err := New(Config{CheckEvery: 10 * time.Millisecond, BrokerCheck: func(context.Context) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- s2.Serve(context.Background(), ln2) }()
+	mqtttest.WaitFor(t, "serving", func() bool {
+		c, err := net.Dial("tcp", ln2.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	ln2.Close() // the listener fails under it
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Serve returned nil after its listener failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its listener failed")
+	}
+}
+
+// At most MaxConns connections at once: the next waits for one to close.
+func TestConnectionCap(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := limitListener(ln, 2)
+	defer l.Close()
+	accepted := make(chan net.Conn, 3)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 3 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	first, second := <-accepted, <-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a third connection accepted with a cap of 2")
+	case <-time.After(100 * time.Millisecond): // nothing to wait on: the cap holds it back
+	}
+	first.Close()
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the third connection was not accepted once one closed")
+	}
+	second.Close()
 }
