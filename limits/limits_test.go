@@ -550,6 +550,20 @@ func TestQoS2InFlightAcrossReconnects(t *testing.T) {
 	}
 	full(p, "two PUBRELs sent ahead of their PUBLISHes", true)
 	p.Close(now)
+
+	// A PUBLISH reusing the id of a released flow before its PUBCOMP is a
+	// new message the broker keeps: the PUBCOMP of the old one does not
+	// end it.
+	r2 := ss.Open(Start{ClientID: "z", CleanStart: true}, now)
+	r2.Started(false, "")
+	for id := uint16(1); id <= 2; id++ {
+		send(r2, 2, id)
+		r2.Released(id)
+		send(r2, 2, id) // again, before the broker's PUBCOMP
+		r2.Acked(id, mqttwire.PUBCOMP)
+	}
+	full(r2, "ids reused after their PUBREL, before their PUBCOMP", true)
+	r2.Close(now)
 }
 
 // The memory of sessions without a connection is bounded.

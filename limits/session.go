@@ -443,10 +443,16 @@ func (s *Session) Commit() {
 			}
 			continue
 		}
-		if st.flowIndex(uint16(id)) < 0 { // a DUP of a flow in flight is the same flow
-			i, _ := slices.BinarySearch(st.flows, id<<1)
+		switch i := st.flowIndex(uint16(id)); {
+		case i < 0:
+			i, _ = slices.BinarySearch(st.flows, id<<1)
 			st.flows = slices.Insert(st.flows, i, id<<1)
+		case st.flows[i]&1 == 1:
+			// The id of a released flow, before its PUBCOMP: a new message
+			// the broker keeps unreleased, which that PUBCOMP must not end.
+			st.flows[i] &^= 1
 		}
+		// (Unreleased and in flight already: a DUP, the same flow.)
 	}
 	s.inflightN.Store(int32(len(s.inflight)))
 	st.flowsN.Store(int32(len(st.flows)))

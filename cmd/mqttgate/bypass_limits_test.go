@@ -276,6 +276,33 @@ func TestInflightCannotBeGamedAroundTheSession(t *testing.T) {
 			}
 		}
 	})
+	t.Run("id reused between PUBREL and PUBCOMP", func(t *testing.T) {
+		// PUBLISH X, then PUBREL X with PUBLISH X again in one write: the
+		// broker's PUBCOMP ends the first message, and the second stays
+		// unreleased at the broker.
+		for _, v := range []mqttwire.Version{mqttwire.V311, mqttwire.V5} {
+			c, _, err := dialGate(t, g, "", v, &mqttwire.Connect{ClientID: []byte("reuse-" + v.String())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			held := 0
+			for pid := uint16(1); pid <= 10; pid++ {
+				if refused(t, c, v, pid) {
+					break
+				}
+				c.Send(append(mqttwire.AppendPubAck(nil, mqttwire.PUBREL, v, pid, 0, nil), mqtttest.PublishPacket(v, "q2/x", 2, pid, nil, "again")...))
+				p1, open1 := c.NextOrClosed()
+				p2, open2 := c.NextOrClosed()
+				if !open1 || !open2 || p1.Type == mqttwire.DISCONNECT || p2.Type == mqttwire.DISCONNECT {
+					break
+				}
+				held++ // the second PUBLISH X, unreleased
+			}
+			if held > 3 {
+				t.Fatalf("%s: %d messages left unreleased at the broker with a limit of 3, each reusing an id between its PUBREL and PUBCOMP", v, held)
+			}
+		}
+	})
 	t.Run("assigned client id", func(t *testing.T) {
 		session := func(id []byte) (*mqtttest.RawClient, mqttwire.Packet) { // clean start off
 			conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
