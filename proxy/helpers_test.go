@@ -197,6 +197,28 @@ func expectMsg(t testing.TB, c *mqttClient, topic, payload string) {
 	}
 }
 
+// scriptedBroker is a broker on a loopback port that hands each packet
+// it receives, on each connection, to answer; answer returns false to
+// close that connection. It returns the broker's address.
+func scriptedBroker(t testing.TB, answer func(c net.Conn, p mqttwire.Packet) bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptLoop(t, ln, func(c net.Conn) {
+		defer c.Close()
+		r := mqttwire.NewReader(c, 256, 1<<20)
+		for {
+			p, err := r.Next()
+			if err != nil || !answer(c, p) {
+				return
+			}
+		}
+	})
+	return ln.Addr().String()
+}
+
 // acceptLoop runs handle in a goroutine for each connection ln accepts,
 // until the test ends; cleanup closes them all and waits for every goroutine.
 func acceptLoop(t testing.TB, ln net.Listener, handle func(net.Conn)) {

@@ -864,30 +864,20 @@ func TestRevokedClientCertificateRefused(t *testing.T) {
 // packetBroker accepts MQTT connections, answers CONNACK and PINGRESP,
 // and sends the type of every other packet it receives on the channel.
 func packetBroker(t *testing.T) (string, <-chan mqttwire.Type) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := make(chan mqttwire.Type, 64)
-	acceptLoop(t, ln, func(c net.Conn) {
-		r := mqttwire.NewReader(c, 256, 1<<20)
-		for {
-			p, err := r.Next()
-			if err != nil {
-				return
-			}
-			switch p.Type {
-			case mqttwire.CONNECT:
-				cn, _ := mqttwire.ParseConnect(p)
-				_, _ = c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Success, nil))
-			case mqttwire.PINGREQ:
-				_, _ = c.Write([]byte{0xd0, 0})
-			default:
-				seen <- p.Type
-			}
+	addr := scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+		switch p.Type {
+		case mqttwire.CONNECT:
+			cn, _ := mqttwire.ParseConnect(p)
+			_, _ = c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Success, nil))
+		case mqttwire.PINGREQ:
+			_, _ = c.Write([]byte{0xd0, 0})
+		default:
+			seen <- p.Type
 		}
+		return true
 	})
-	return ln.Addr().String(), seen
+	return addr, seen
 }
 
 // A 3.1.1 QoS 2 PUBLISH refused by an inspector (as by the ACL) is
@@ -972,17 +962,13 @@ func TestV5ClientOfA311OnlyBroker(t *testing.T) {
 		want   mqttwire.ReasonCode
 	}{{"closes", nil, mqttwire.UnsupportedProtocolVersion}, {"3.1.1 CONNACK 0x01", []byte{0x20, 2, 0, 1}, mqttwire.UnsupportedProtocolVersion},
 		{"3.1.1 CONNACK 0x05", []byte{0x20, 2, 0, 5}, mqttwire.NotAuthorized}} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		acceptLoop(t, ln, func(c net.Conn) {
-			defer c.Close()
-			if _, err := mqttwire.NewReader(c, 256, 1<<16).Next(); err == nil && tc.answer != nil {
+		broker := scriptedBroker(t, func(c net.Conn, _ mqttwire.Packet) bool { // the CONNECT: answered, or not; then closed
+			if tc.answer != nil {
 				_, _ = c.Write(tc.answer)
 			}
+			return false
 		})
-		px := startProxy(t, Config{Backend: ln.Addr().String()}, nil)
+		px := startProxy(t, Config{Backend: broker}, nil)
 		_, ack := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("v5")})
 		if want := mqttwire.AppendConnack(nil, mqttwire.V5, false, tc.want, nil); !bytes.Equal(ack.Raw, want) {
 			t.Errorf("%s: %x, want %x", tc.name, ack.Raw, want)
@@ -993,12 +979,8 @@ func TestV5ClientOfA311OnlyBroker(t *testing.T) {
 // A v5 client still waiting for its CONNACK when the drain reaches it is
 // closed, not sent a DISCONNECT before the CONNACK [MQTT-3.14.0-1].
 func TestDrainBeforeConnackCloses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptLoop(t, ln, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) // a broker that never answers
-	px := startProxy(t, Config{Backend: ln.Addr().String(), DrainTimeout: 200 * time.Millisecond}, nil)
+	broker := scriptedBroker(t, func(net.Conn, mqttwire.Packet) bool { return true }) // a broker that never answers
+	px := startProxy(t, Config{Backend: broker, DrainTimeout: 200 * time.Millisecond}, nil)
 	conn, err := net.Dial("tcp", px.addr)
 	if err != nil {
 		t.Fatal(err)

@@ -388,36 +388,26 @@ func TestDeliveryCheckKnowsAliasesSetBeforeItTurnedOn(t *testing.T) {
 	}
 	v := mqttwire.V5
 	alias := func(n uint32) []byte { return mqttwire.AppendProperty(nil, mqttwire.PropTopicAlias, n, nil) }
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptLoop(t, ln, func(c net.Conn) {
-		r := mqttwire.NewReader(c, 256, 1<<16)
-		for {
-			p, err := r.Next()
-			if err != nil {
-				return
+	broker := scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+		switch p.Type {
+		case mqttwire.CONNECT:
+			_, _ = c.Write(mqttwire.AppendConnack(nil, v, false, mqttwire.Success, nil))
+		case mqttwire.SUBSCRIBE:
+			id := uint16(p.Body[0])<<8 | uint16(p.Body[1])
+			out := mqttwire.AppendSuback(nil, v, id, []byte{0}, nil)
+			if id == 1 { // before the check: the broker sets alias 1 for a/1, 2 for a/2
+				out = mqttwire.AppendPublish(out, v, []byte("a/1"), 0, false, 0, alias(1), []byte("before"))
+				out = mqttwire.AppendPublish(out, v, []byte("a/2"), 0, false, 0, alias(2), []byte("before"))
+			} else {
+				out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(1), []byte("a/1 by alias"))
+				out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(9), []byte("never set"))
+				out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(2), []byte("a/2 by alias"))
 			}
-			switch p.Type {
-			case mqttwire.CONNECT:
-				_, _ = c.Write(mqttwire.AppendConnack(nil, v, false, mqttwire.Success, nil))
-			case mqttwire.SUBSCRIBE:
-				id := uint16(p.Body[0])<<8 | uint16(p.Body[1])
-				out := mqttwire.AppendSuback(nil, v, id, []byte{0}, nil)
-				if id == 1 { // before the check: the broker sets alias 1 for a/1, 2 for a/2
-					out = mqttwire.AppendPublish(out, v, []byte("a/1"), 0, false, 0, alias(1), []byte("before"))
-					out = mqttwire.AppendPublish(out, v, []byte("a/2"), 0, false, 0, alias(2), []byte("before"))
-				} else {
-					out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(1), []byte("a/1 by alias"))
-					out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(9), []byte("never set"))
-					out = mqttwire.AppendPublish(out, v, nil, 0, false, 0, alias(2), []byte("a/2 by alias"))
-				}
-				_, _ = c.Write(out)
-			}
+			_, _ = c.Write(out)
 		}
+		return true
 	})
-	px := startProxy(t, Config{Backend: ln.Addr().String(), Topics: func(*Session) TopicRights { return rules.View(acl.Client{ClientID: "c"}) }}, nil)
+	px := startProxy(t, Config{Backend: broker, Topics: func(*Session) TopicRights { return rules.View(acl.Client{ClientID: "c"}) }}, nil)
 	c, ack := dialRaw(t, px.addr, v, &mqttwire.Connect{ClientID: []byte("c"), Properties: mqttwire.AppendProperty(nil, mqttwire.PropTopicAliasMaximum, 10, nil)})
 	if ack.Type != mqttwire.CONNACK {
 		t.Fatalf("CONNACK %x", ack.Raw)

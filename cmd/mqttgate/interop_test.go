@@ -22,24 +22,34 @@ import (
 // its npm packages pinned in package-lock.json.
 var aedesDir = filepath.Join("..", "..", "testdata", "brokers", "aedes")
 
-var npmOnce sync.Once
+var npmDone sync.Map // directory -> *sync.Once
 
-// aedes starts Aedes with aedes-protocol-decoder reading PROXY headers,
-// installing its packages first (npm ci) when they are missing, and
-// returns its address and output (one JSON line per admitted client).
-func aedes(t *testing.T) (string, *mqtttest.SyncBuffer) {
+// npmPackages installs dir's npm packages (npm ci, from its lock file)
+// once per test binary, unless node_modules/probe is already there, and
+// returns dir.
+func npmPackages(t *testing.T, dir, probe string) string {
 	t.Helper()
-	node := mqtttest.Need(t, "node")
-	npmOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(aedesDir, "node_modules", "aedes")); err == nil {
+	once, _ := npmDone.LoadOrStore(dir, new(sync.Once))
+	once.(*sync.Once).Do(func() {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", probe)); err == nil {
 			return
 		}
 		cmd := exec.Command(mqtttest.Need(t, "npm"), "ci", "--no-audit", "--no-fund")
-		cmd.Dir = aedesDir
+		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", aedesDir, err, out)
+			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
 		}
 	})
+	return dir
+}
+
+// aedes starts Aedes with aedes-protocol-decoder reading PROXY headers,
+// installing its packages first when they are missing, and returns its
+// address and output (one JSON line per admitted client).
+func aedes(t *testing.T) (string, *mqtttest.SyncBuffer) {
+	t.Helper()
+	node := mqtttest.Need(t, "node")
+	npmPackages(t, aedesDir, "aedes")
 	addr := mqtttest.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(node, "broker.mjs", port)

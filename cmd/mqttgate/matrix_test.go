@@ -8,12 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -453,33 +451,13 @@ var stacks = []stack{
 			ver = "5"
 		}
 		cmd := exec.Command(mqtttest.Need(t, "node"), "roundtrip.mjs", url, ver, ca, st.topic, st.id)
-		cmd.Dir = mqttjsDir(t)
+		cmd.Dir = npmPackages(t, filepath.Join("..", "..", "testdata", "clients", "mqttjs"), "mqtt")
 		out, err := cmd.CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "got "+st.topic+" mqttjs" {
 			return fmt.Sprintf("%v: %s", err, strings.TrimSpace(string(out)))
 		}
 		return "ok"
 	}},
-}
-
-var mqttjsOnce sync.Once
-
-// mqttjsDir is MQTT.js's directory, its packages installed (npm ci) when
-// missing.
-func mqttjsDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "testdata", "clients", "mqttjs")
-	mqttjsOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "mqtt")); err == nil {
-			return
-		}
-		cmd := exec.Command(mqtttest.Need(t, "npm"), "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-		}
-	})
-	return dir
 }
 
 // mochiBroker runs mochi-mqtt (the demo's broker) on a loopback port.
