@@ -239,13 +239,10 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 	for {
 		if !r.Buffered() {
 			if held := r.Held(); len(held) > 0 {
-				if sess.writeClient(client, held) != nil {
+				if sess.writeClientAnswer(client, held, !first) != nil {
 					return closeClient
 				}
 				r.Written()
-				if !first {
-					sess.answered.Store(true) // the CONNACK is out: from now on a DISCONNECT may follow it
-				}
 			}
 		}
 		p, err := r.Next()
@@ -288,10 +285,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				return closeBroker
 			}
 			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
-				if !replacePacket(sess, client, r, p, connack) {
+				if !replacePacket(sess, client, r, p, nil) || sess.writeClientAnswer(client, connack, true) != nil {
 					return closeClient
 				}
-				sess.answered.Store(true)
 				continue
 			}
 		}

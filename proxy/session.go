@@ -158,6 +158,21 @@ func (s *Session) writeBroker(b []byte) error {
 	return err
 }
 
+// writeClientAnswer is writeClient for the broker's packets; connack
+// says b holds (or follows) the CONNACK, which is then marked written in
+// the same step, so that a DISCONNECT of the proxy's comes after it or
+// not at all.
+func (s *Session) writeClientAnswer(c net.Conn, b []byte, connack bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	n, err := c.Write(b)
+	s.bytesOut.Add(int64(n))
+	if err == nil && connack {
+		s.answered.Store(true)
+	}
+	return err
+}
+
 // writeClient writes whole packets to the client; the two pumps never
 // interleave inside a packet.
 func (s *Session) writeClient(c net.Conn, b []byte) error {
@@ -186,8 +201,8 @@ func (s *Session) drain(serverReference string) {
 	s.mu.Lock()
 	cw := s.cw
 	s.mu.Unlock()
-	if s.Version != mqttwire.V5 || cw == nil || !s.answered.Load() { // Version is set before connected, under mu
-		s.closeAll(closeShutdown) // 3.1/3.1.1 cannot be told; a v5 client without its CONNACK must not be
+	if s.Version != mqttwire.V5 || cw == nil { // Version is set before connected, under mu
+		s.closeAll(closeShutdown) // 3.1/3.1.1 cannot be told
 		return
 	}
 	code := mqttwire.ServerShuttingDown
@@ -198,7 +213,12 @@ func (s *Session) drain(serverReference string) {
 	go func() {
 		defer s.srv.wg.Done()
 		_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = s.writeClient(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference))
+		s.wmu.Lock()
+		if s.answered.Load() { // a client still waiting for its CONNACK is only closed [MQTT-3.14.0-1]
+			n, _ := cw.Write(mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference))
+			s.bytesOut.Add(int64(n))
+		}
+		s.wmu.Unlock()
 		s.closeAll(closeShutdown)
 	}()
 }
