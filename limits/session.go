@@ -670,3 +670,27 @@ func (b *bucket) fullAt() time.Time {
 	}
 	return b.last.Add(time.Duration((b.burst - b.tokens) / b.perSec * float64(time.Second)))
 }
+
+// InFlight is how many of the connection's QoS 1 and 2 PUBLISHes the
+// broker has not finished (the session's QoS 2 flows included); 0 when
+// in-flight messages are not counted (MaxInflight 0). Safe to call from
+// any goroutine.
+func (s *Session) InFlight() int {
+	if s.subs == nil {
+		return 0
+	}
+	return int(s.inflightN.Load() + s.subs.flowsN.Load())
+}
+
+// Subscriptions is how many distinct filters the session holds, or -1
+// when they are not counted (MaxSubscriptions 0). Safe to call from any
+// goroutine.
+func (s *Session) Subscriptions() int {
+	st := s.subs
+	if st == nil || s.l.MaxSubscriptions <= 0 {
+		return -1
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.filters)
+}

@@ -46,6 +46,8 @@ func (refuseMarked) Released(uint16)                   {}
 func (refuseMarked) Started(bool, string)              {}
 func (refuseMarked) Expiry(uint32)                     {}
 func (refuseMarked) Close(time.Time)                   {}
+func (refuseMarked) InFlight() int                     { return 0 }
+func (refuseMarked) Subscriptions() int                { return -1 }
 
 // countingMeter counts decisions by stage and why.
 type countingMeter struct {

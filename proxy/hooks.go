@@ -99,6 +99,12 @@ type Limiter interface {
 	Expiry(seconds uint32)
 	// Close is called once when the session ends.
 	Close(now time.Time)
+	// InFlight is how many of the client's QoS 1 and 2 PUBLISHes the
+	// broker has not finished; Subscriptions how many filters the
+	// session holds (-1: not counted). Both are asked from other
+	// goroutines (the operations plane, a drain).
+	InFlight() int
+	Subscriptions() int
 }
 
 // ConnectChecker decides at CONNECT whether a client may go on, and

@@ -140,6 +140,10 @@ func New(cfg Config) (*Server, error) {
 	}, nil
 }
 
+// drainInFlightWait is how long a draining session's QoS 1 and 2
+// messages in flight are given to finish before it is disconnected.
+const drainInFlightWait = 500 * time.Millisecond
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 
@@ -265,7 +269,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				}
-				sess.drain(s.cfg.DrainServerReference)
+				sess.drain(s.cfg.DrainServerReference, drainInFlightWait)
 			}
 		}()
 	}
@@ -274,7 +278,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(finished)
 	}()
-	timer := time.NewTimer(s.cfg.DrainTimeout + time.Second) // the last disconnect's write has a second
+	timer := time.NewTimer(s.cfg.DrainTimeout + drainInFlightWait + time.Second) // the last disconnect's in-flight wait and write
 	defer timer.Stop()
 	var err error
 	select {

@@ -195,30 +195,55 @@ func (s *Session) isConnected() bool {
 // drain ends the session for a shutdown: a v5 client is told where to go
 // (DISCONNECT 0x9C with the Server Reference) or that the server is going
 // (0x8B); 3.1 and 3.1.1 have no way to say it, so the connection is
-// closed. The write has a second: a blocked client does not hold up the
-// others (it runs on a goroutine of its own).
-func (s *Session) drain(serverReference string) {
-	s.mu.Lock()
-	cw := s.cw
-	s.mu.Unlock()
-	if s.Version != mqttwire.V5 || cw == nil { // Version is set before connected, under mu
-		s.closeAll(closeShutdown) // 3.1/3.1.1 cannot be told
-		return
-	}
+// closed. A QoS 1 or 2 message of the client's still in flight is given
+// up to inFlightWait to finish first.
+func (s *Session) drain(serverReference string, inFlightWait time.Duration) {
 	code := mqttwire.ServerShuttingDown
 	if serverReference != "" {
 		code = mqttwire.UseAnotherServer
 	}
+	s.end(code, serverReference, closeShutdown, inFlightWait)
+}
+
+// inFlightPoll is how often a draining session looks whether its
+// messages in flight have finished.
+const inFlightPoll = 10 * time.Millisecond
+
+// end ends the session from outside its pumps (a drain, a kick): a v5
+// client that has its CONNACK is told code (and serverReference) in a
+// DISCONNECT, any other is closed. It returns at once: the wait for
+// messages in flight (up to wait) and the write (a second at most, so a
+// blocked client holds up nobody) run on a goroutine the server waits
+// for.
+func (s *Session) end(code mqttwire.ReasonCode, serverReference, reason string, wait time.Duration) {
+	s.mu.Lock()
+	cw := s.cw
+	s.mu.Unlock()
 	s.srv.wg.Add(1)
 	go func() {
 		defer s.srv.wg.Done()
-		_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
-		s.wmu.Lock()
-		if s.answered.Load() { // a client still waiting for its CONNACK is only closed [MQTT-3.14.0-1]
-			n, _ := cw.Write(mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference))
-			s.bytesOut.Add(int64(n))
+		if lim := s.limiter; lim != nil && wait > 0 && lim.InFlight() > 0 {
+			t := time.NewTicker(inFlightPoll)
+			deadline := time.Now().Add(wait)
+		waiting:
+			for lim.InFlight() > 0 && time.Now().Before(deadline) {
+				select {
+				case <-t.C:
+				case <-s.done:
+					break waiting
+				}
+			}
+			t.Stop()
 		}
-		s.wmu.Unlock()
-		s.closeAll(closeShutdown)
+		if s.Version == mqttwire.V5 && cw != nil { // Version is set before connected, under mu
+			_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
+			s.wmu.Lock()
+			if s.answered.Load() { // a client still waiting for its CONNACK is only closed [MQTT-3.14.0-1]
+				n, _ := cw.Write(mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference))
+				s.bytesOut.Add(int64(n))
+			}
+			s.wmu.Unlock()
+		}
+		s.closeAll(reason)
 	}()
 }
