@@ -282,3 +282,43 @@ func (b *Bans) edit(change func([]Ban) []Ban) error {
 	b.sum = sha256.Sum256(raw)
 	return nil
 }
+
+// BanChanges is what changed between two lists of bans at a moment:
+// bans added (or changed), bans removed before they ran out, and bans
+// that ran out.
+type BanChanges struct {
+	Added, Removed, Expired []Ban
+}
+
+// DiffBans compares the bans in force before (at since) with now's list.
+func DiffBans(before, after []Ban, since, now time.Time) BanChanges {
+	key := func(b Ban) string { return b.Kind + "\x00" + b.Value + "\x00" + b.User }
+	old := map[string]Ban{}
+	for _, b := range before {
+		if since.Before(b.Until) {
+			old[key(b)] = b
+		}
+	}
+	var c BanChanges
+	for _, b := range after {
+		k := key(b)
+		o, was := old[k]
+		delete(old, k)
+		switch {
+		case !now.Before(b.Until):
+			if was {
+				c.Expired = append(c.Expired, b)
+			}
+		case !was || !o.Until.Equal(b.Until) || o.Reason != b.Reason:
+			c.Added = append(c.Added, b)
+		}
+	}
+	for _, b := range old {
+		if now.Before(b.Until) {
+			c.Removed = append(c.Removed, b)
+		} else {
+			c.Expired = append(c.Expired, b) // ran out and dropped from the file meanwhile
+		}
+	}
+	return c
+}

@@ -31,20 +31,9 @@ type Connects struct {
 // CONNECT as forwarded. It returns the v5 CONNACK code to refuse with
 // (0: go on) and the limit's name for logs and counters.
 func (c *Connects) Check(id *identity.Identity, addr netip.Addr, cn *mqttwire.Connect) (mqttwire.ReasonCode, string) {
-	now := time.Now()
 	if c.Bans != nil {
-		if _, banned := c.Bans.Client(string(cn.ClientID), string(cn.Username), now); banned {
+		if _, banned := c.Bans.Matching(string(cn.ClientID), string(cn.Username), id, addr, time.Now()); banned {
 			return mqttwire.Banned, "banned"
-		}
-		if id != nil {
-			// The identity's user name is the credential's (a token's
-			// subject, even when the token is the CONNECT's user name).
-			if _, banned := c.Bans.Client("", id.Username, now); banned {
-				return mqttwire.Banned, "banned"
-			}
-			if _, banned := c.Bans.Identity(string(cn.ClientID), IdentityKey(id, addr), now); banned {
-				return mqttwire.Banned, "banned"
-			}
 		}
 	}
 	if c.Limits != nil {
@@ -53,6 +42,29 @@ func (c *Connects) Check(id *identity.Identity, addr netip.Addr, cn *mqttwire.Co
 		}
 	}
 	return 0, ""
+}
+
+// Matching returns a ban in force on a client: on its client id or user
+// name as sent, on the user name its identity gives (a token's subject,
+// even when the token is the CONNECT's user name), on its client id for
+// that identity (flapping), or on its address. id may be nil (before
+// authentication).
+func (b *Bans) Matching(clientID, username string, id *identity.Identity, addr netip.Addr, now time.Time) (Ban, bool) {
+	if ban, banned := b.Client(clientID, username, now); banned {
+		return ban, true
+	}
+	if id != nil {
+		if ban, banned := b.Client("", id.Username, now); banned {
+			return ban, true
+		}
+		if ban, banned := b.Identity(clientID, IdentityKey(id, addr), now); banned {
+			return ban, true
+		}
+	}
+	if addr.IsValid() {
+		return b.Addr(addr, now)
+	}
+	return Ban{}, false
 }
 
 // Closed notes the end of an admitted session; past the flapping

@@ -779,3 +779,26 @@ func TestKeepAliveAndOverRate(t *testing.T) {
 		t.Errorf("over rate, throttling: %+v", d)
 	}
 }
+
+func TestDiffBans(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := Ban{Kind: BanClientID, Value: "a", Until: t0.Add(time.Hour)}
+	b := Ban{Kind: BanUsername, Value: "b", Until: t0.Add(2 * time.Second)}
+	c := Ban{Kind: BanIP, Value: "10.0.0.0/8", Until: t0.Add(time.Hour)}
+	d := Ban{Kind: BanIdentity, Value: "x", User: "user:u", Until: t0.Add(time.Hour)}
+	longer := a
+	longer.Until = a.Until.Add(time.Hour)
+	got := DiffBans([]Ban{a, b, c}, []Ban{longer, b, d}, t0, t0.Add(5*time.Second))
+	if len(got.Added) != 2 || got.Added[0] != longer || got.Added[1] != d {
+		t.Errorf("added %v", got.Added)
+	}
+	if len(got.Removed) != 1 || got.Removed[0] != c {
+		t.Errorf("removed %v", got.Removed)
+	}
+	if len(got.Expired) != 1 || got.Expired[0] != b {
+		t.Errorf("expired %v", got.Expired)
+	}
+	if again := DiffBans([]Ban{longer, b, d}, []Ban{longer, b, d}, t0.Add(5*time.Second), t0.Add(6*time.Second)); len(again.Added)+len(again.Removed)+len(again.Expired) != 0 {
+		t.Errorf("no change reported as %v", again)
+	}
+}

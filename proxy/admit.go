@@ -172,6 +172,7 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 		if !code.IsError() {
 			code = mqttwire.NotAuthorized
 		}
+		s.auditRefused(sess, code, "refused")
 		s.refuse(sess, conn, c.Version, code)
 		return nil, nil, closeAuth
 	}
@@ -180,6 +181,7 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 	}
 	if !sess.expires.IsZero() && !time.Now().Before(sess.expires) {
 		s.Stats.AuthRefused.Add(1)
+		s.auditRefused(sess, mqttwire.NotAuthorized, "credentials expired")
 		s.refuse(sess, conn, c.Version, mqttwire.NotAuthorized)
 		return nil, nil, closeExpired
 	}
@@ -193,6 +195,23 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 		return nil, nil, reason // the identity the credential gave may be banned
 	}
 	return forward, admitted, ""
+}
+
+// auditRefused writes an authentication refusal to the audit trail.
+func (s *Server) auditRefused(sess *Session, code mqttwire.ReasonCode, why string) {
+	ev := s.cfg.Audit.Event("auth_refused")
+	if ev == nil {
+		return
+	}
+	ev = ev.Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).Str("listener", sess.Listener).Str("client_id", sess.ClientID).
+		Str("why", why).Uint8("reason_code", uint8(code))
+	if sess.Username != "" && !s.cfg.UsernameIsSecret {
+		ev = ev.Str("username", sess.Username)
+	}
+	if cert := sess.ClientCert(); cert != nil {
+		ev = ev.Str("cert_cn", cert.Subject.CommonName)
+	}
+	ev.Send()
 }
 
 // prepare sets up what the pumps enforce for an admitted client: the

@@ -10,7 +10,7 @@ import (
 // Its tests run the real deciders behind the seams (acl, limits), with
 // certificates from the binary's dev PKI.
 func TestDependencies(t *testing.T) {
-	mqtttest.OnlyDependsOutsideTests(t, ".", "mqttwire", "authn/identity", "limits/cidr", "limits/logbudget")
+	mqtttest.OnlyDependsOutsideTests(t, ".", "mqttwire", "authn/identity", "limits/cidr", "limits/logbudget", "proxy/audit")
 	mqtttest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "limits/cidr", "proxy/certstore",
-		"acl", "limits", "cmd/mqttgate/devpki", "mqttwire/mqtttest")
+		"acl", "limits", "cmd/mqttgate/devpki", "mqttwire/mqtttest", "proxy/audit")
 }

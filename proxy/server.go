@@ -15,6 +15,7 @@ import (
 
 	"github.com/mqttgate/mqttgate/limits/logbudget"
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy/audit"
 )
 
 // Config is everything a Server needs; cmd/mqttgate fills it from the
@@ -66,6 +67,9 @@ type Config struct {
 	// a token in the user name field).
 	UsernameIsSecret bool
 	Inspector        Inspector // nil forwards every valid packet
+	// Audit, when set, takes authentication refusals and ACL denials (the
+	// latter sampled under floods, with exact counts).
+	Audit *audit.Log
 
 	Logger zerolog.Logger
 	// Dial connects to the broker; nil uses net.Dialer.

@@ -308,6 +308,14 @@ func (s *Server) topicDenied(sess *Session, action string, topic []byte, d Decis
 			m.Decided(byTopics.String(), d) // forwarded: enforce never sees it
 		}
 	}
+	if ev := s.cfg.Audit.Sampled("acl_deny"); ev != nil {
+		ev = ev.Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).Str("client_id", sess.ClientID).Str("action", action).
+			Bytes("topic", topic).Str("rule", d.Why).Bool("dry_run", d.Is(mqttwire.DryRun))
+		if sess.Username != "" && !s.cfg.UsernameIsSecret {
+			ev = ev.Str("username", sess.Username)
+		}
+		ev.Send()
+	}
 	ev := s.securityEvent(zerolog.WarnLevel, sess)
 	if ev == nil {
 		return // over the log budget: nothing to build (the address would be boxed for nothing)

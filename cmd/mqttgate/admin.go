@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +23,9 @@ func (c *config) checkAdmin() error {
 		if c.AdminTLSCert != "" || c.AdminTLSKey != "" {
 			return bad("ADMIN_TLS_CERT", "set, but the admin listener is off (MQTTGATE_ADMIN_LISTEN)")
 		}
+		if c.AdminKeysFile != "" || c.AdminMetricsAuth || c.AdminTLSClientCA != "" {
+			return bad("ADMIN_KEYS_FILE", "admin settings set, but the admin listener is off (MQTTGATE_ADMIN_LISTEN)")
+		}
 		return nil
 	}
 	host, _, err := net.SplitHostPort(c.AdminListen)
@@ -27,6 +34,9 @@ func (c *config) checkAdmin() error {
 	}
 	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
 		return bad("ADMIN_TLS_KEY", "MQTTGATE_ADMIN_TLS_CERT and MQTTGATE_ADMIN_TLS_KEY go together")
+	}
+	if c.AdminTLSClientCA != "" && c.AdminTLSCert == "" {
+		return bad("ADMIN_TLS_CLIENT_CA", "client certificates need HTTPS (MQTTGATE_ADMIN_TLS_CERT, MQTTGATE_ADMIN_TLS_KEY)")
 	}
 	if ip := net.ParseIP(host); c.AdminTLSCert == "" && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return bad("ADMIN_LISTEN", "%q is not a loopback address: the admin plane beyond this host needs HTTPS (MQTTGATE_ADMIN_TLS_CERT, MQTTGATE_ADMIN_TLS_KEY)", c.AdminListen)
@@ -40,7 +50,7 @@ func (c *config) checkAdmin() error {
 // buildAdmin builds the admin plane over the gateway's parts: metrics
 // read from the counters they keep, readiness from the listeners, the
 // certificates and a broker dial.
-func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Decisions) (*admin.Server, error) {
+func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Decisions, keys *admin.Keys) (*admin.Server, error) {
 	srv := g.srv
 	st := &srv.Stats
 	counter := func(name, help string, read func() int64) prometheus.Collector {
@@ -90,7 +100,36 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Dec
 			}))
 	}
 	backend, dialTimeout := c.Backend, c.DialTimeout
+	if keys == nil {
+		g.log.Warn().Msg("no MQTTGATE_ADMIN_KEYS_FILE: every admin API call is refused")
+	}
+	settings := c.effective()
+	api := &admin.API{Keys: keys, Conns: srv, Bans: g.bans, MetricsAuth: c.AdminMetricsAuth, Audit: g.audit, Log: g.log,
+		BansChanged: func() int {
+			g.reloadMu.Lock()
+			defer g.reloadMu.Unlock()
+			return g.watchBans(time.Now())
+		},
+		Reload: func() []admin.FileResult { return g.reload("api") },
+		Drain: func() {
+			select {
+			case g.drainc <- "api":
+			default: // already asked
+			}
+		},
+		Status: func() any {
+			g.reloadMu.Lock()
+			defer g.reloadMu.Unlock()
+			files := map[string]fileState{}
+			for name, st := range g.loads {
+				files[envPrefix+name] = *st
+			}
+			return map[string]any{"version": moduleVersion(), "started": g.started.UTC(), "uptime_seconds": int64(time.Since(g.started).Seconds()),
+				"connections": st.Active.Load(), "settings": settings, "files": files}
+		},
+	}
 	return admin.New(admin.Config{
+		API:        api,
 		Metrics:    metrics,
 		CheckEvery: c.ReadyCheckInterval,
 		BrokerChanged: func(err error) {
@@ -117,14 +156,58 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Dec
 	})
 }
 
-// adminTLS serves the admin plane over HTTPS with its own certificate.
-func (c *config) adminTLS() (*tls.Config, error) {
-	if c.AdminTLSCert == "" {
-		return nil, nil
-	}
-	pair, err := tls.LoadX509KeyPair(c.AdminTLSCert, c.AdminTLSKey)
+// keyPair is a certificate and key reloaded when either file changes; a
+// pair that does not load keeps the one in service.
+type keyPair struct {
+	cert, key string
+	cur       atomic.Pointer[tls.Certificate]
+	sum       [32]byte
+}
+
+func (p *keyPair) reload(bool) (bool, error) {
+	c, err := os.ReadFile(p.cert)
 	if err != nil {
-		return nil, bad("ADMIN_TLS_CERT", "%v", err)
+		return false, err
 	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13}, nil // 1.3: AEAD suites only
+	k, err := os.ReadFile(p.key)
+	if err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256(append(c, k...))
+	if sum == p.sum {
+		return false, nil
+	}
+	pair, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		return false, err
+	}
+	p.cur.Store(&pair)
+	p.sum = sum
+	return true, nil
+}
+
+// adminTLS serves the admin plane over HTTPS with its own certificate,
+// reloaded (the returned reloadable) like the other files.
+func (c *config) adminTLS() (*tls.Config, *reloadable, error) {
+	if c.AdminTLSCert == "" {
+		return nil, nil, nil
+	}
+	p := &keyPair{cert: c.AdminTLSCert, key: c.AdminTLSKey}
+	if _, err := p.reload(true); err != nil {
+		return nil, nil, bad("ADMIN_TLS_CERT", "%v", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, // 1.3: AEAD suites only
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.cur.Load(), nil }}
+	if c.AdminTLSClientCA != "" {
+		pem, err := os.ReadFile(c.AdminTLSClientCA)
+		if err != nil {
+			return nil, nil, bad("ADMIN_TLS_CLIENT_CA", "%v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, bad("ADMIN_TLS_CLIENT_CA", "%s: no PEM certificate", c.AdminTLSClientCA)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, &reloadable{name: "ADMIN_TLS_CERT", reload: p.reload}, nil
 }

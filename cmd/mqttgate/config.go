@@ -122,6 +122,10 @@ type config struct {
 	AdminTLSCert       string        `env:"ADMIN_TLS_CERT"`
 	AdminTLSKey        string        `env:"ADMIN_TLS_KEY"`
 	ReadyCheckInterval time.Duration `env:"READY_CHECK_INTERVAL" envDefault:"5s"`
+	AdminTLSClientCA   string        `env:"ADMIN_TLS_CLIENT_CA"` // when set, admin clients need a certificate it issued
+	AdminKeysFile      string        `env:"ADMIN_KEYS_FILE"`     // API keys (mqttgate apikey); without it every /api/ call is refused
+	AdminMetricsAuth   bool          `env:"ADMIN_METRICS_AUTH"`  // /metrics needs a viewer key too
+	AuditLog           string        `env:"AUDIT_LOG"`           // the audit trail, one JSON line per fact; reopened on SIGUSR1
 
 	PprofAddr string `env:"PPROF_ADDR"` // net/http/pprof on a loopback address, for profiling under load
 

@@ -7,10 +7,12 @@
 //	mqttgate certs init DIR  write a development PKI to DIR
 //	mqttgate passwd ...      create and update password files (as mosquitto_passwd)
 //	mqttgate bans ...        list, add and remove bans
+//	mqttgate apikey ...      create, list and revoke admin API keys
 package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -22,13 +24,16 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/admin"
+	"github.com/mqttgate/mqttgate/proxy/audit"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
@@ -40,6 +45,8 @@ const usage = `usage:
                            create and update a password file (mosquitto_passwd's format)
   mqttgate bans list|add|remove ...
                            edit the bans file (MQTTGATE_BANS_FILE)
+  mqttgate apikey create|list|revoke ...
+                           manage the admin API's keys (MQTTGATE_ADMIN_KEYS_FILE)
   mqttgate version         the version and how this binary was built
   mqttgate config          check the settings and print them as in force, secrets redacted
 `
@@ -64,6 +71,14 @@ func versionText() string {
 		}
 	}
 	return sb.String()
+}
+
+// moduleVersion is the module's version, "(devel)" in a checkout.
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "unknown"
 }
 
 func environ() map[string]string {
@@ -99,6 +114,8 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 		err = passwdCmd(args, os.Stdin, stdout, stderr)
 	case "bans":
 		err = bansCmd(args, environ, stdout)
+	case "apikey":
+		err = apikeyCmd(args, environ, stdout)
 	case "version", "--version":
 		fmt.Fprint(stdout, versionText())
 		return 0
@@ -144,6 +161,22 @@ type gateway struct {
 	admin     *admin.Server // nil: no admin listener
 	adminStop context.CancelFunc
 	cancel    context.CancelFunc
+	audit     *audit.Log // nil: no audit trail
+	bans      *limits.Bans
+	drainc    chan string // a drain asked for (by the API), with who asked
+	started   time.Time
+
+	reloadMu  sync.Mutex // one reload at a time: the loop's and the API's
+	loads     map[string]*fileState
+	lastBans  []limits.Ban
+	bansSince time.Time
+}
+
+// fileState is what the status shows of one reloaded file.
+type fileState struct {
+	Generation int       `json:"generation"` // loads since start, the first included
+	Loaded     time.Time `json:"loaded"`
+	LastError  string    `json:"last_error,omitempty"`
 }
 
 // startGateway builds and starts everything the configuration asks for.
@@ -151,7 +184,8 @@ type gateway struct {
 // before anything starts serving, and one cleanup path undoes what was
 // built when a step fails.
 func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
-	g := &gateway{log: log, errc: make(chan error, 3)} // the TLS, TCP and admin listeners
+	g := &gateway{log: log, errc: make(chan error, 3), // the TLS, TCP and admin listeners
+		drainc: make(chan string, 1), started: time.Now(), loads: map[string]*fileState{}}
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -165,6 +199,12 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 			return nil, bad("TLS_CERT", "%v", err)
 		}
 	}
+	if c.AuditLog != "" {
+		if g.audit, err = audit.Open(c.AuditLog); err != nil {
+			return nil, bad("AUDIT_LOG", "%v", err)
+		}
+		undo = append(undo, func() { g.audit.Close() })
+	}
 	chain, files, closers, err := c.buildAuthn(log)
 	undo = append(undo, closers...)
 	if err != nil {
@@ -174,6 +214,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	pc := c.proxyConfig(log)
 	pc.Authenticator = chain
 	pc.UsernameIsSecret = c.usernameIsSecret()
+	pc.Audit = g.audit
 	engine, err := c.buildACL(&pc, log)
 	if err != nil {
 		return nil, err
@@ -188,6 +229,17 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	if c.BansFile != "" {
 		g.files = append(g.files, reloadable{"BANS_FILE", bans.Reload, c.BansFile})
 	}
+	g.bans, g.lastBans, g.bansSince = bans, bans.List(), time.Now()
+	var keys *admin.Keys
+	if c.AdminKeysFile != "" {
+		if keys, err = admin.OpenKeys(c.AdminKeysFile); err != nil {
+			return nil, bad("ADMIN_KEYS_FILE", "%v", err)
+		}
+		g.files = append(g.files, reloadable{"ADMIN_KEYS_FILE", keys.Reload, c.AdminKeysFile})
+	}
+	for _, f := range g.files {
+		g.loads[f.name] = &fileState{Generation: 1, Loaded: g.started.UTC()}
+	}
 	var decisions *admin.Decisions
 	if c.AdminListen != "" {
 		decisions = new(admin.Decisions)
@@ -198,12 +250,16 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 	var adminLn net.Listener
 	if c.AdminListen != "" {
-		if g.admin, err = c.buildAdmin(g, chain, decisions); err != nil {
+		if g.admin, err = c.buildAdmin(g, chain, decisions, keys); err != nil {
 			return nil, err
 		}
-		tlsCfg, err := c.adminTLS()
+		tlsCfg, certFiles, err := c.adminTLS()
 		if err != nil {
 			return nil, err
+		}
+		if certFiles != nil {
+			g.files = append(g.files, *certFiles)
+			g.loads[certFiles.name] = &fileState{Generation: 1, Loaded: g.started.UTC()}
 		}
 		if adminLn, err = net.Listen("tcp", c.AdminListen); err != nil {
 			return nil, bad("ADMIN_LISTEN", "%v", err)
@@ -239,6 +295,9 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 
 	// Nothing below fails: serve.
+	settings := c.effective()
+	sum := sha256.Sum256([]byte(strings.Join(settings, "\n")))
+	g.audit.Event("start").Str("version", moduleVersion()).Hex("settings_sha256", sum[:]).Strs("settings", settings).Send()
 	srv := g.srv
 	if g.tlsLn != nil {
 		log.Info().Str("listen", g.tlsLn.Addr().String()).Str("backend", c.Backend).Msg("TLS listener ready")
@@ -318,49 +377,126 @@ func (b *burstWatch) ended(n int64) bool {
 }
 
 // reloadLoop reloads certificates on an interval, the other files when
-// they change, and everything on SIGHUP. A file that fails to load keeps
-// the old version in service.
+// they change, and everything on SIGHUP; it reopens the audit trail on
+// SIGUSR1. A file that fails to load keeps the old version in service.
 func (g *gateway) reloadLoop(ctx context.Context, certEvery, pollEvery time.Duration) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	certs := time.NewTicker(certEvery)
 	defer certs.Stop()
 	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
 	for {
-		var why string
 		select {
 		case <-ctx.Done():
 			return
 		case <-certs.C:
 			g.reloadCerts("interval")
-			continue
 		case <-poll.C:
-			why = "changed"
+			g.reload("changed")
 		case <-hup:
-			why = "SIGHUP"
-			g.reloadCerts(why)
-		}
-		now := time.Now()
-		for _, f := range g.files {
-			if why == "changed" && f.settling(now) {
-				continue // the next poll takes it
-			}
-			changed, err := f.reload(why == "SIGHUP")
-			switch {
-			case err != nil:
-				g.log.Error().Str("event", "reload_failed").Str("file", envPrefix+f.name).Str("trigger", why).Err(err).Msg("reload failed; keeping the old version in service")
-			case changed:
-				g.log.Info().Str("event", "reloaded").Str("file", envPrefix+f.name).Str("trigger", why).Msg("file reloaded")
+			g.reload("SIGHUP")
+		case <-usr1:
+			if err := g.audit.Reopen(); err != nil {
+				g.log.Error().Str("event", "audit_reopen_failed").Err(err).Msg("reopening the audit log failed; writing to the old file")
+			} else {
+				g.log.Info().Str("event", "audit_reopened").Msg("audit log reopened")
 			}
 		}
 	}
 }
 
-func (g *gateway) reloadCerts(why string) {
+// reload loads the files that changed (trigger "changed": those a poll
+// finds changed and settled; any other trigger, SIGHUP or the API, loads
+// every file and the certificates), then looks at the bans; it returns
+// what each file did.
+func (g *gateway) reload(trigger string) []admin.FileResult {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	force := trigger != "changed"
+	var out []admin.FileResult
+	if force && g.store != nil {
+		changed, err := g.reloadCerts(trigger)
+		out = append(out, fileResult("TLS_CERT", changed, err))
+	}
+	now := time.Now()
+	for _, f := range g.files {
+		if !force && f.settling(now) {
+			continue // the next poll takes it
+		}
+		changed, err := f.reload(force)
+		st := g.loads[f.name]
+		switch {
+		case err != nil:
+			st.LastError = err.Error()
+			g.log.Error().Str("event", "reload_failed").Str("file", envPrefix+f.name).Str("trigger", trigger).Err(err).Msg("reload failed; keeping the old version in service")
+		case changed:
+			st.Generation++
+			st.Loaded, st.LastError = now.UTC(), ""
+			g.log.Info().Str("event", "reloaded").Str("file", envPrefix+f.name).Str("trigger", trigger).Msg("file reloaded")
+		}
+		if err != nil || changed || force {
+			g.audit.Event("reload").Str("file", envPrefix+f.name).Str("trigger", trigger).Bool("changed", changed).AnErr("error", err).Send()
+		}
+		out = append(out, fileResult(f.name, changed, err))
+	}
+	g.watchBans(now)
+	return out
+}
+
+func fileResult(name string, changed bool, err error) admin.FileResult {
+	r := admin.FileResult{File: envPrefix + name, Changed: changed}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}
+
+// watchBans writes to the audit trail the bans added, removed and run
+// out since the last look, whoever made them (the API, the bans command,
+// flapping detection), and ends the live connections new bans match.
+func (g *gateway) watchBans(now time.Time) int {
+	list := g.bans.List()
+	ch := limits.DiffBans(g.lastBans, list, g.bansSince, now)
+	g.lastBans, g.bansSince = list, now
+	for _, set := range []struct {
+		event string
+		bans  []limits.Ban
+	}{{"ban_added", ch.Added}, {"ban_removed", ch.Removed}, {"ban_expired", ch.Expired}} {
+		for _, b := range set.bans {
+			ev := g.audit.Event(set.event).Str("kind", b.Kind).Time("until", b.Until).Str("reason", b.Reason)
+			if b.Kind != limits.BanUsername { // user names may be tokens
+				ev = ev.Str("value", b.Value)
+			}
+			ev.Send()
+		}
+	}
+	if len(ch.Added) == 0 {
+		return 0
+	}
+	return g.kickBanned(now)
+}
+
+// kickBanned ends the live connections a ban in force matches.
+func (g *gateway) kickBanned(now time.Time) int {
+	n := g.srv.Kick(func(s *proxy.Session) bool {
+		_, banned := g.bans.Matching(s.ClientID, s.Username, s.Identity, s.ClientAddr.Addr(), now)
+		return banned
+	}, "banned")
+	if n > 0 {
+		g.audit.Event("kick").Int("kicked", n).Str("why", "banned").Send()
+		g.log.Info().Str("event", "banned_kicked").Int("connections", n).Msg("live connections matching a new ban ended")
+	}
+	return n
+}
+
+func (g *gateway) reloadCerts(why string) (bool, error) {
 	if g.store == nil {
-		return
+		return false, nil
 	}
 	changed, err := g.store.Reload()
 	switch {
@@ -369,6 +505,7 @@ func (g *gateway) reloadCerts(why string) {
 	case changed:
 		g.log.Info().Str("event", "reloaded").Str("trigger", why).Str("subject", g.store.Leaf().Subject.String()).Msg("certificates reloaded")
 	}
+	return changed, err
 }
 
 // wait blocks until SIGTERM or SIGINT (or a listener failure), then shuts
@@ -378,12 +515,18 @@ func (g *gateway) wait(delay, drain time.Duration) error {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(stop)
 	var err error
+	trigger := ""
 	select {
 	case s := <-stop:
-		g.log.Info().Str("signal", s.String()).Msg("shutting down")
+		trigger = s.String()
+		g.log.Info().Str("signal", trigger).Msg("shutting down")
+	case trigger = <-g.drainc:
+		g.log.Info().Str("by", trigger).Msg("draining (admin API)")
 	case err = <-g.errc:
+		trigger = "listener failed"
 		g.log.Error().Err(err).Msg("listener failed")
 	}
+	g.audit.Event("drain").Str("trigger", trigger).Int64("connections", g.srv.Stats.Active.Load()).Send()
 	if err == nil && g.admin != nil && delay > 0 {
 		// Balancers see /readyz 503 and stop sending clients before the
 		// listeners close; a second signal cuts the wait short.
@@ -412,6 +555,10 @@ func (g *gateway) shutdown(drain time.Duration) error {
 	err := g.srv.Shutdown(ctx)
 	if g.adminStop != nil {
 		g.adminStop()
+	}
+	g.audit.Event("stop").Send()
+	if cerr := g.audit.Close(); cerr != nil {
+		g.log.Error().Err(cerr).Msg("audit log")
 	}
 	g.log.Info().Msg("stopped")
 	return err

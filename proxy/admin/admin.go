@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 )
 
 // Config is what the admin listener serves.
@@ -31,6 +33,8 @@ type Config struct {
 	// Metrics are the collectors /metrics exposes, beside the Go runtime
 	// and process collectors.
 	Metrics []prometheus.Collector
+	// API is what /api/v1 acts on; nil: every /api/ call is refused.
+	API *API
 }
 
 // Server is the admin HTTP plane.
@@ -65,7 +69,16 @@ func New(cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	a := &api{failures: map[netip.Addr]*rate.Limiter{}, logRate: rate.NewLimiter(1, 10)}
+	if cfg.API != nil {
+		a.API = *cfg.API
+	}
+	a.routes(mux)
+	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	if a.MetricsAuth {
+		metrics = a.need(Viewer, metrics.ServeHTTP)
+	}
+	mux.Handle("GET /metrics", metrics)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	return s, nil

@@ -6,8 +6,10 @@ import (
 	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
-// admin shows what the proxy's parts count: it imports the decision
-// vocabulary, never the proxy or the deciders (cmd hands it readers).
+// admin shows what the proxy's parts count (cmd hands it readers) and
+// acts on sessions through the proxy's registry and on the bans file;
+// it decides nothing the deciders decide.
 func TestDependencies(t *testing.T) {
-	mqtttest.OnlyDepends(t, ".", "mqttwire", "mqttwire/mqtttest")
+	mqtttest.OnlyDependsOutsideTests(t, ".", "mqttwire", "proxy", "proxy/audit", "limits", "limits/cidr", "limits/logbudget",
+		"authn/identity", "proxy/certstore")
 }
