@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 	"github.com/mqttgate/mqttgate/mqttwire"
@@ -230,20 +234,76 @@ func TestAdminOverHTTPS(t *testing.T) {
 	}
 }
 
-// Issue 14, the drain: on SIGTERM /readyz says 503 at once and the MQTT
-// listener still accepts for the drain delay; then a v5 client is told
-// DISCONNECT 0x9C with the configured Server Reference, a 3.1.1 client is
-// closed, and 300 connections are ended spread over the drain timeout,
-// not in one burst.
+// Issue 14, the drain: 1,000 connections (v5 and 3.1.1) are ended spread
+// over the drain timeout after the drain delay; v5 clients, a paho.golang
+// one among them, are told 0x9C with the Server Reference, 3.1.1 ones are
+// closed; every QoS 1 message the broker acknowledged to a publisher
+// before the drain reaches the subscriber, through the proxy before it
+// went and from its session on the broker after.
 func TestDrainSpreadsTheDisconnects(t *testing.T) {
 	adminAddr := mqtttest.FreeAddr(t)
-	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_READY_CHECK_INTERVAL=100ms",
+	backend := mqtttest.Mosquitto(t, "max_queued_messages 0\n")
+	g := startGate(t, backend, "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_READY_CHECK_INTERVAL=100ms",
 		"MQTTGATE_DRAIN_DELAY=1s", "MQTTGATE_DRAIN_TIMEOUT=3s", "MQTTGATE_DRAIN_SERVER_REFERENCE=other.example:8883",
-		"MQTTGATE_MAX_CONNECTIONS_PER_IP=0", "MQTTGATE_CONNECT_RATE_PER_IP=0")
+		"MQTTGATE_MAX_CONNECTIONS_PER_IP=0", "MQTTGATE_CONNECT_RATE_PER_IP=0", "MQTTGATE_CONNECT_RATE=0")
 	ready := "http://" + adminAddr + "/readyz"
 	mqtttest.WaitFor(t, "ready", func() bool { code, _, _ := httpTry(ready); return code == 200 })
 
-	const n = 300
+	// The QoS 1 flow: a subscriber whose session the broker keeps, and a
+	// publisher that goes on until the drain ends it.
+	expiry := mqttwire.AppendProperty(nil, mqttwire.PropSessionExpiry, 300, nil)
+	subc, _, err := dialGate(t, g, "", mqttwire.V5, &mqttwire.Connect{ClientID: []byte("drain-sub"), CleanStart: true, Properties: expiry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subc.Send(mqttwire.AppendSubscribe(nil, mqttwire.V5, 1, nil, []mqttwire.Filter{{Topic: []byte("drain/q"), Options: 1}}))
+	if p := subc.Next(); p.Type != mqttwire.SUBACK {
+		t.Fatalf("SUBACK: %x", p.Raw)
+	}
+	received := map[string]bool{}
+	subDone := make(chan struct{})
+	go func() { // the subscriber's reads, until the drain ends it
+		defer close(subDone)
+		for {
+			p, open := subc.NextOrClosedWithin(30 * time.Second)
+			if !open || p.Type != mqttwire.PUBLISH {
+				return
+			}
+			m, err := mqttwire.ParsePublish(p, mqttwire.V5)
+			if err != nil {
+				return
+			}
+			received[string(m.Payload)] = true
+			_, _ = subc.Conn().Write([]byte{0x40, 2, byte(m.PacketID >> 8), byte(m.PacketID)})
+		}
+	}()
+	pubc, _, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte("drain-pub"), CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	pubDone := make(chan struct{})
+	pubStarted := make(chan struct{})
+	go func() { // publish one at a time; what the broker acknowledged counts
+		defer close(pubDone)
+		for i := 1; i < 60000; i++ {
+			msg := fmt.Sprintf("m%d", i)
+			if _, err := pubc.Conn().Write(mqtttest.PublishPacket(mqttwire.V311, "drain/q", 1, uint16(i%65000+1), nil, msg)); err != nil {
+				return
+			}
+			p, open := pubc.NextOrClosedWithin(10 * time.Second)
+			if !open || p.Type != mqttwire.PUBACK {
+				return
+			}
+			acked = append(acked, msg)
+			if i == 10 {
+				close(pubStarted)
+			}
+		}
+	}()
+	<-pubStarted
+
+	const n = 1000
 	type ended struct {
 		at     time.Time
 		v5code int // -1: closed without a DISCONNECT
@@ -272,6 +332,19 @@ func TestDrainSpreadsTheDisconnects(t *testing.T) {
 			ends <- e
 		}()
 	}
+	pahoTold := make(chan *paho.Disconnect, 1)
+	pconn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := paho.NewClient(paho.ClientConfig{ClientID: "drain-paho", Conn: packets.NewThreadSafeConn(pconn),
+		OnServerDisconnect: func(d *paho.Disconnect) { pahoTold <- d }})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := pc.Connect(ctx, &paho.Connect{ClientID: "drain-paho", KeepAlive: 30, CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+
 	start := time.Now()
 	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -287,10 +360,12 @@ func TestDrainSpreadsTheDisconnects(t *testing.T) {
 	late.Close()
 
 	var times []time.Duration
+	told := map[int]int{}
 	for range n {
 		select {
 		case e := <-ends:
 			times = append(times, e.at.Sub(start))
+			told[e.v5code]++
 			if e.v5code >= 0 && (e.v5code != int(mqttwire.UseAnotherServer) || e.ref != "other.example:8883") {
 				t.Fatalf("v5 client told %#x %q, want 0x9c other.example:8883", e.v5code, e.ref)
 			}
@@ -298,22 +373,68 @@ func TestDrainSpreadsTheDisconnects(t *testing.T) {
 			t.Fatalf("%d of %d connections ended", len(times), n)
 		}
 	}
+	if told[-1] != n/2 || told[int(mqttwire.UseAnotherServer)] != n/2 {
+		t.Errorf("ends by DISCONNECT code (-1: closed): %v, want %d of each", told, n/2)
+	}
+	select {
+	case d := <-pahoTold:
+		if d.ReasonCode != byte(mqttwire.UseAnotherServer) || d.Properties == nil || d.Properties.ServerReference != "other.example:8883" {
+			t.Errorf("paho.golang was told %#x %+v", d.ReasonCode, d.Properties)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("paho.golang was told nothing")
+	}
 	slices.Sort(times)
-	// The listeners close after the 1 s delay; the 300 ends then come over
+	// The listeners close after the 1 s delay; the ends then come over
 	// 3 s at an even rate: each second of the window holds about a third.
 	first, last := times[0], times[n-1]
 	if first < 900*time.Millisecond {
 		t.Errorf("the first disconnect came %v after SIGTERM, before the drain delay", first)
 	}
 	if last-first < 2*time.Second {
-		t.Errorf("300 disconnects within %v: not spread over the 3 s drain timeout", last-first)
+		t.Errorf("%d disconnects within %v: not spread over the 3 s drain timeout", n, last-first)
 	}
 	for k := 1; k <= 2; k++ {
 		mid := first + time.Duration(k)*(last-first)/3
 		i, _ := slices.BinarySearch(times, mid)
-		if frac := float64(i) / n; frac < float64(k)/3-0.12 || frac > float64(k)/3+0.12 {
+		if frac := float64(i) / n; frac < float64(k)/3-0.1 || frac > float64(k)/3+0.1 {
 			t.Errorf("%.0f%% ended by %v, want about %d%%: not an even rate", 100*frac, mid, 100*k/3)
 		}
 	}
 	t.Logf("disconnects from %v to %v after SIGTERM", first.Round(time.Millisecond), last.Round(time.Millisecond))
+
+	<-pubDone
+	<-subDone
+	// After the drain the subscriber finds its session on the broker (as
+	// it would behind the next proxy) with what it had not received.
+	raw, err := net.Dial("tcp", backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, ack := mqtttest.NewRawSession(t, raw, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("drain-sub"), Properties: expiry})
+	if ack.Type != mqttwire.CONNACK || ack.Body[0]&1 != 1 {
+		t.Fatalf("the subscriber's session is gone: %x", ack.Raw)
+	}
+	for {
+		p, open := back.NextOrClosedWithin(time.Second) // bounded: the broker sends the queue at once
+		if !open || p.Type != mqttwire.PUBLISH {
+			break
+		}
+		m, err := mqttwire.ParsePublish(p, mqttwire.V5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		received[string(m.Payload)] = true
+		back.Send([]byte{0x40, 2, byte(m.PacketID >> 8), byte(m.PacketID)})
+	}
+	missing := 0
+	for _, m := range acked {
+		if !received[m] {
+			missing++
+		}
+	}
+	if len(acked) < 10 || missing > 0 {
+		t.Errorf("%d of %d acknowledged QoS 1 messages never delivered", missing, len(acked))
+	}
+	t.Logf("%d QoS 1 messages acknowledged before the drain, all delivered", len(acked))
 }

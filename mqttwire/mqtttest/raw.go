@@ -38,6 +38,10 @@ func NewRawSession(t *testing.T, conn net.Conn, v mqttwire.Version, c *mqttwire.
 	return rc, rc.Next()
 }
 
+// Conn is the client's connection, for writes from another goroutine
+// than the test's (Send fails the test, which only the test's may).
+func (c *RawClient) Conn() net.Conn { return c.conn }
+
 // Send writes b.
 func (c *RawClient) Send(b []byte) {
 	c.t.Helper()
