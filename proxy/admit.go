@@ -92,6 +92,9 @@ func (s *Server) admit(sess *Session, conn net.Conn, tlsConfig *tls.Config) (net
 		return conn, reason
 	}
 	sess.bytesIn.Add(int64(len(p.Raw)))
+	if tr := s.cfg.Traffic; tr != nil {
+		tr.count(FromClient, p)
+	}
 	_ = conn.SetReadDeadline(time.Time{})
 	s.logOpen(sess)
 	sess.reader = r
@@ -105,9 +108,18 @@ func (s *Server) handshake(sess *Session, conn net.Conn, tlsConfig *tls.Config) 
 	tc := tls.Server(conn, tlsConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	hs := make(chan error, 1)
+	began := time.Now()
 	go func() { hs <- tc.HandshakeContext(ctx) }()
 	err := <-hs
 	cancel()
+	if o := s.cfg.Observer; o != nil {
+		var st *tls.ConnectionState
+		if err == nil {
+			cs := tc.ConnectionState()
+			st = &cs
+		}
+		o.Handshake(st, err, time.Since(began))
+	}
 	if err != nil {
 		s.Stats.HandshakeFailed.Add(1)
 		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "tls_handshake_failed").Stringer("client", sess.ClientAddr).Err(err).Msg("TLS handshake failed")
@@ -260,8 +272,12 @@ func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Con
 func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, forward []byte) string {
 	log := &s.cfg.Logger
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	began := time.Now()
 	bc, err := s.cfg.Dial(ctx, "tcp", s.cfg.Backend)
 	cancel()
+	if o := s.cfg.Observer; o != nil {
+		o.Dialed(err, time.Since(began))
+	}
 	if err != nil {
 		s.Stats.BackendDown.Add(1)
 		log.Error().Str("event", "broker_unavailable").Str("backend", s.cfg.Backend).Err(err).Msg("cannot reach broker")

@@ -83,7 +83,14 @@ func benchACL(tb testing.TB) *acl.Engine {
 
 // forward runs the client-to-broker pump over n PUBLISH packets.
 func forward(tb testing.TB, rules *acl.Engine, n int) *sinkConn {
-	srv, err := New(Config{Backend: "127.0.0.1:1", Inspector: InspectorChain{topicCheck{}}})
+	return forwardWith(tb, rules, n, Config{})
+}
+
+// forwardWith is forward with the operations plane's counters of cfg
+// (Traffic, Meter).
+func forwardWith(tb testing.TB, rules *acl.Engine, n int, cfg Config) *sinkConn {
+	cfg.Backend, cfg.Inspector = "127.0.0.1:1", InspectorChain{topicCheck{}}
+	srv, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -107,8 +114,8 @@ func TestPublishPathAllocatesNothingPerPacket(t *testing.T) {
 	if got := forward(t, rules, 1000).n; got != 1000*len(benchPublish) {
 		t.Fatalf("forwarded %d bytes", got)
 	}
-	small := testing.AllocsPerRun(5, func() { forward(t, rules, 100) })
-	large := testing.AllocsPerRun(5, func() { forward(t, rules, 100_000) })
+	small := testing.AllocsPerRun(5, func() { forwardWith(t, rules, 100, Config{Traffic: new(Traffic)}) })
+	large := testing.AllocsPerRun(5, func() { forwardWith(t, rules, 100_000, Config{Traffic: new(Traffic)}) })
 	if large > small {
 		t.Fatalf("%v allocations for 100,000 packets, %v for 100: allocation per packet", large, small)
 	}
@@ -120,6 +127,20 @@ func BenchmarkPublishForward(b *testing.B) {
 	rules := benchACL(b)
 	b.ResetTimer()
 	forward(b, rules, b.N)
+}
+
+// BenchmarkPublishForwardMetered is the same path with the admin
+// listener's per-packet counters on (packets and bytes by type).
+func BenchmarkPublishForwardMetered(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchPublish)))
+	rules := benchACL(b)
+	tr := new(Traffic)
+	b.ResetTimer()
+	forwardWith(b, rules, b.N, Config{Traffic: tr})
+	if n, _ := tr.Read(FromClient, mqttwire.PUBLISH); n != int64(b.N) {
+		b.Fatalf("counted %d of %d", n, b.N)
+	}
 }
 
 // deliver runs the broker-to-client pump over n PUBLISH packets of pkt;

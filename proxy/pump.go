@@ -51,8 +51,16 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 	}
 	in := new(Inspected)
 	var now time.Time // of the last read from the client, once a PUBLISH needed it
+	tr := s.cfg.Traffic
+	tl := tally{t: tr, dir: FromClient}
+	if tr != nil {
+		defer tl.flush()
+	}
 	for {
 		if !r.Buffered() {
+			if tr != nil {
+				tl.flush()
+			}
 			if !flush(r.Held()) {
 				return closeBroker
 			}
@@ -72,6 +80,9 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			return s.readFailed(sess, client, err)
 		}
 		in.Packet = p
+		if tr != nil {
+			tl.add(p)
+		}
 		switch p.Type {
 		case mqttwire.PUBLISH:
 			in.Publish, err = mqttwire.ParsePublish(p, v)
@@ -236,8 +247,16 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 	r.UsePool(s.bufs)
 	r.HoldPackets()
 	first := true
+	tr := s.cfg.Traffic
+	tl := tally{t: tr, dir: FromBroker}
+	if tr != nil {
+		defer tl.flush()
+	}
 	for {
 		if !r.Buffered() {
+			if tr != nil {
+				tl.flush()
+			}
 			if held := r.Held(); len(held) > 0 {
 				if sess.writeClientAnswer(client, held, !first) != nil {
 					return closeClient
@@ -259,6 +278,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 			sess.closeAll(closeBroker)
 			return closeBroker
+		}
+		if tr != nil {
+			tl.add(p)
 		}
 		if first {
 			first = false

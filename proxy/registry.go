@@ -100,3 +100,29 @@ func (s *Session) info() ConnInfo {
 	}
 	return ci
 }
+
+// OpenCount is how many sessions past CONNECT one listener holds in one
+// protocol version.
+type OpenCount struct {
+	Listener string
+	Protocol mqttwire.Version
+	N        int
+}
+
+// OpenCounts counts the sessions past CONNECT by listener and protocol
+// version (for metrics: no per-session data is read).
+func (s *Server) OpenCounts() []OpenCount {
+	n := map[OpenCount]int{}
+	for _, sess := range s.connected() {
+		n[OpenCount{Listener: sess.Listener, Protocol: sess.Version}]++
+	}
+	out := make([]OpenCount, 0, len(n))
+	for k, v := range n {
+		k.N = v
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Listener < out[j].Listener || out[i].Listener == out[j].Listener && out[i].Protocol < out[j].Protocol
+	})
+	return out
+}

@@ -39,6 +39,10 @@ type Config struct {
 	Access AccessPolicy // nil allows everyone
 	// Meter, when set, counts every refusing decision (see Meter).
 	Meter Meter
+	// Traffic, when set, counts packets and bytes by type both ways;
+	// Observer, when set, hears handshake and dial durations.
+	Traffic  *Traffic
+	Observer Observer
 	// ProxyProtocolTrusted enables inbound PROXY headers (v1 and v2) from
 	// these peers only; a header from any other peer is refused.
 	ProxyProtocolTrusted []netip.Prefix

@@ -13,6 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mqttgate/mqttgate/authn"
+	"github.com/mqttgate/mqttgate/limits"
+	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/admin"
 )
 
@@ -50,15 +53,53 @@ func (c *config) checkAdmin() error {
 // buildAdmin builds the admin plane over the gateway's parts: metrics
 // read from the counters they keep, readiness from the listeners, the
 // certificates and a broker dial.
-func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Decisions, keys *admin.Keys) (*admin.Server, error) {
+func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *admin.Keys) (*admin.Server, error) {
+	decisions, traffic, timings := m.decisions, m.traffic, m.timings
 	srv := g.srv
 	st := &srv.Stats
 	counter := func(name, help string, read func() int64) prometheus.Collector {
 		return admin.Func(name, help, prometheus.CounterValue, nil, func() []admin.Sample { return []admin.Sample{{Value: float64(read())}} })
 	}
 	metrics := []prometheus.Collector{
-		admin.Func("mqttgate_connections_open", "MQTT connections open now.", prometheus.GaugeValue, nil,
-			func() []admin.Sample { return []admin.Sample{{Value: float64(st.Active.Load())}} }),
+		admin.Func("mqttgate_connections_open", "Connections open now, by listener and MQTT version (none: not past CONNECT yet).",
+			prometheus.GaugeValue, []string{"listener", "protocol"}, func() []admin.Sample {
+				var out []admin.Sample
+				past := 0
+				for _, o := range srv.OpenCounts() {
+					out = append(out, admin.Sample{Labels: []string{o.Listener, o.Protocol.String()}, Value: float64(o.N)})
+					past += o.N
+				}
+				return append(out, admin.Sample{Labels: []string{"", "none"}, Value: float64(max(0, int(st.Active.Load())-past))})
+			}),
+		admin.Func("mqttgate_packets_total", "MQTT packets by direction and type.", prometheus.CounterValue, []string{"direction", "type"},
+			func() []admin.Sample { return trafficSamples(traffic, false) }),
+		admin.Func("mqttgate_packet_bytes_total", "Bytes of MQTT packets by direction and type.", prometheus.CounterValue,
+			[]string{"direction", "type"}, func() []admin.Sample { return trafficSamples(traffic, true) }),
+		admin.Func("mqttgate_reloads_total", "File reloads by file and result.", prometheus.CounterValue, []string{"file", "result"},
+			func() []admin.Sample {
+				g.reloadMu.Lock()
+				defer g.reloadMu.Unlock()
+				var out []admin.Sample
+				for name, f := range g.loads {
+					out = append(out, admin.Sample{Labels: []string{envPrefix + name, "ok"}, Value: float64(f.Generation - 1)},
+						admin.Sample{Labels: []string{envPrefix + name, "failed"}, Value: float64(f.Failures)})
+				}
+				return out
+			}),
+		admin.Func("mqttgate_bans", "Bans in force, by kind.", prometheus.GaugeValue, []string{"kind"}, func() []admin.Sample {
+			n := map[string]int{limits.BanClientID: 0, limits.BanUsername: 0, limits.BanIP: 0, limits.BanIdentity: 0}
+			now := time.Now()
+			for _, b := range g.bans.List() {
+				if now.Before(b.Until) {
+					n[b.Kind]++
+				}
+			}
+			var out []admin.Sample
+			for kind, c := range n {
+				out = append(out, admin.Sample{Labels: []string{kind}, Value: float64(c)})
+			}
+			return out
+		}),
 		counter("mqttgate_connections_accepted_total", "TCP connections accepted.", st.Accepted.Load),
 		admin.Func("mqttgate_connections_refused_total", "Connections refused or ended before the broker saw them, by stage.", prometheus.CounterValue,
 			[]string{"stage"}, func() []admin.Sample {
@@ -83,6 +124,7 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, decisions *admin.Dec
 		}),
 		decisions.Collector(),
 	}
+	metrics = append(metrics, timings.Collectors()...)
 	if chain != nil {
 		metrics = append(metrics, admin.Func("mqttgate_auth_outcomes_total", "Authentication outcomes by authenticator, verdict and cause.",
 			prometheus.CounterValue, []string{"authenticator", "verdict", "cause"}, func() []admin.Sample {
@@ -184,6 +226,32 @@ func (p *keyPair) reload(bool) (bool, error) {
 	p.cur.Store(&pair)
 	p.sum = sum
 	return true, nil
+}
+
+// meters are the proxy's counters the admin plane shows: set only when
+// the admin listener is on (they cost nothing otherwise).
+type meters struct {
+	decisions *admin.Decisions
+	traffic   *proxy.Traffic
+	timings   *admin.Timings
+}
+
+// trafficSamples reads the packet counters (bytes: their sizes).
+func trafficSamples(t *proxy.Traffic, bytes bool) []admin.Sample {
+	var out []admin.Sample
+	for dir, name := range []string{proxy.FromClient: "from_client", proxy.FromBroker: "from_broker"} {
+		for typ := mqttwire.CONNECT; typ <= mqttwire.AUTH; typ++ {
+			packets, size := t.Read(dir, typ)
+			v := packets
+			if bytes {
+				v = size
+			}
+			if packets > 0 {
+				out = append(out, admin.Sample{Labels: []string{name, typ.String()}, Value: float64(v)})
+			}
+		}
+	}
+	return out
 }
 
 // adminTLS serves the admin plane over HTTPS with its own certificate,

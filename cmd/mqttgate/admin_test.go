@@ -49,6 +49,27 @@ func httpTry(u string) (int, string, error) {
 	return resp.StatusCode, string(b), nil
 }
 
+// tryConnack connects a v5 client and returns its CONNACK's reason code,
+// -1 when it got none (closed: a live session the ban ends as it loads);
+// it never fails the test, for use in a wait.
+func tryConnack(g *gate, c *mqttwire.Connect) int {
+	conn, err := tls.Dial("tcp", g.addr, g.clientTLS())
+	if err != nil {
+		return -1
+	}
+	defer conn.Close()
+	c.Version, c.KeepAlive, c.CleanStart = mqttwire.V5, 30, true
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write(mqttwire.AppendConnect(nil, c)); err != nil {
+		return -1
+	}
+	p, err := mqttwire.NewReader(conn, 256, 1<<16).Next()
+	if err != nil || p.Type != mqttwire.CONNACK || len(p.Body) < 2 {
+		return -1
+	}
+	return int(p.Body[1])
+}
+
 // Issue 14, the metrics: a real Prometheus server scrapes the admin
 // listener; after scripted traffic (a refused password, a denied
 // publish, a failed TLS handshake) each series is read back through
@@ -59,9 +80,11 @@ func TestPrometheusScrapesTheAdminListener(t *testing.T) {
 	pw := passwordFile(t, "alice")
 	aclFile := writeFile(t, "acl", "user alice\ntopic write allowed/#\n")
 	adminAddr := mqtttest.FreeAddr(t)
+	bansFile := filepath.Join(t.TempDir(), "bans.json")
 	g := startGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_AUTHN=password",
 		"MQTTGATE_PASSWORD_FILE="+pw, "MQTTGATE_ALLOW_ANONYMOUS=false", "MQTTGATE_ACL_FILE="+aclFile, "MQTTGATE_ACL_NO_MATCH=deny",
-		"MQTTGATE_READY_CHECK_INTERVAL=200ms")
+		"MQTTGATE_READY_CHECK_INTERVAL=200ms", "MQTTGATE_BANS_FILE="+bansFile, "MQTTGATE_FILE_POLL_INTERVAL=100ms",
+		"MQTTGATE_FLAPPING_MAX_DISCONNECTS=0") // the wait for the ban reconnects quickly
 	base := "http://" + adminAddr
 	if code, body := httpGet(t, base+"/healthz"); code != 200 || !strings.Contains(body, `"ok"`) {
 		t.Fatalf("/healthz: %d %s", code, body)
@@ -88,6 +111,15 @@ func TestPrometheusScrapesTheAdminListener(t *testing.T) {
 	_, _ = raw.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
 	_, _ = io.ReadAll(raw)
 	raw.Close()
+
+	// A ban, from the command, and the banned client refused.
+	if out, err := exec.Command(binary, "bans", "-f", bansFile, "add", "clientid", "stolen", "-for", "1h").CombinedOutput(); err != nil {
+		t.Fatalf("bans add: %v %s", err, out)
+	}
+	mqtttest.WaitFor(t, "the ban enforced", func() bool {
+		return tryConnack(g, &mqttwire.Connect{ClientID: []byte("stolen"), UsernameFlag: true, Username: []byte("alice"),
+			PasswordFlag: true, Password: []byte("alice-pw")}) == int(mqttwire.Banned)
+	})
 
 	dir := t.TempDir()
 	promAddr := mqtttest.FreeAddr(t)
@@ -125,8 +157,17 @@ func TestPrometheusScrapesTheAdminListener(t *testing.T) {
 		`mqttgate_connections_refused_total{stage="handshake"}`,
 		`mqttgate_acl_denials_total`,
 		`mqttgate_decisions_total{stage="topics",verdict="refuse",dry_run="false"}`,
-		`mqttgate_connections_open`,
+		`mqttgate_connections_open{listener="tls",protocol="5.0"}`,
 		`mqttgate_certificate_expiry_seconds{certificate="server"} > 3600`,
+		`mqttgate_packets_total{direction="from_client",type="PUBLISH"}`,
+		`mqttgate_packet_bytes_total{direction="from_broker",type="CONNACK"} >= 4`,
+		`mqttgate_tls_handshakes_total{result="failed"}`,
+		`mqttgate_tls_handshakes_total{version="TLS 1.3",result="ok"}`,
+		`mqttgate_tls_handshake_duration_seconds_count`,
+		`mqttgate_broker_dial_duration_seconds_count{result="ok"}`,
+		`mqttgate_bans{kind="clientid"}`,
+		`mqttgate_reloads_total{file="MQTTGATE_BANS_FILE",result="ok"}`,
+		`mqttgate_limit_hits_total{limit="banned"}`,
 	} {
 		mqtttest.WaitFor(t, "Prometheus reads "+q, func() bool { return query(q) >= 1 })
 	}
@@ -137,7 +178,7 @@ func TestPrometheusScrapesTheAdminListener(t *testing.T) {
 	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
-	for _, secret := range []string{"alice-pw", "wrong", "a1", "denied/x"} {
+	for _, secret := range []string{"alice-pw", "wrong", "a1", "denied/x", "stolen"} {
 		if strings.Contains(exposition, secret) {
 			t.Errorf("the exposition holds %q: no label holds a client id, user name, topic or secret", secret)
 		}

@@ -176,6 +176,7 @@ type gateway struct {
 type fileState struct {
 	Generation int       `json:"generation"` // loads since start, the first included
 	Loaded     time.Time `json:"loaded"`
+	Failures   int       `json:"failures"` // reloads that failed (the version in service stayed)
 	LastError  string    `json:"last_error,omitempty"`
 }
 
@@ -240,17 +241,17 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	for _, f := range g.files {
 		g.loads[f.name] = &fileState{Generation: 1, Loaded: g.started.UTC()}
 	}
-	var decisions *admin.Decisions
-	if c.AdminListen != "" {
-		decisions = new(admin.Decisions)
-		pc.Meter = decisions // counted only with the admin listener on
+	var m *meters
+	if c.AdminListen != "" { // counted only with the admin listener on
+		m = &meters{decisions: new(admin.Decisions), traffic: new(proxy.Traffic), timings: admin.NewTimings()}
+		pc.Meter, pc.Traffic, pc.Observer = m.decisions, m.traffic, m.timings
 	}
 	if g.srv, err = proxy.New(pc); err != nil {
 		return nil, err
 	}
 	var adminLn net.Listener
 	if c.AdminListen != "" {
-		if g.admin, err = c.buildAdmin(g, chain, decisions, keys); err != nil {
+		if g.admin, err = c.buildAdmin(g, chain, m, keys); err != nil {
 			return nil, err
 		}
 		tlsCfg, certFiles, err := c.adminTLS()
@@ -433,6 +434,7 @@ func (g *gateway) reload(trigger string) []admin.FileResult {
 		switch {
 		case err != nil:
 			st.LastError = err.Error()
+			st.Failures++
 			g.log.Error().Str("event", "reload_failed").Str("file", envPrefix+f.name).Str("trigger", trigger).Err(err).Msg("reload failed; keeping the old version in service")
 		case changed:
 			st.Generation++

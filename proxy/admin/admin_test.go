@@ -78,8 +78,8 @@ func TestReadiness(t *testing.T) {
 	if code, _ := get(t, h, "/healthz"); code != 200 {
 		t.Errorf("/healthz while draining: %d", code)
 	}
-	if code, _ := get(t, h, "/api/v1/status"); code != 404 {
-		t.Errorf("an unknown path: %d", code)
+	if code, _ := get(t, h, "/api/v1/status"); code != 401 {
+		t.Errorf("the API without keys: %d, want 401", code)
 	}
 }
 

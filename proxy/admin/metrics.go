@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"crypto/tls"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -81,4 +83,48 @@ func (m *Decisions) Collector() prometheus.Collector {
 			}
 			return out
 		})
+}
+
+// Timings is the proxy's Observer: TLS handshakes by version, cipher and
+// result, and histograms of the handshake and broker dial durations.
+type Timings struct {
+	handshakes *prometheus.CounterVec
+	handshake  prometheus.Histogram
+	dial       *prometheus.HistogramVec
+}
+
+// NewTimings builds the collectors; register them with Collectors.
+func NewTimings() *Timings {
+	return &Timings{
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mqttgate_tls_handshakes_total",
+			Help: "TLS handshakes on the MQTT listeners, by version, cipher suite and result."}, []string{"version", "cipher", "result"}),
+		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mqttgate_tls_handshake_duration_seconds",
+			Help: "How long TLS handshakes took, failed ones included.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mqttgate_broker_dial_duration_seconds",
+			Help: "How long dials to the broker took, by result.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"result"}),
+	}
+}
+
+// Collectors are the metrics to register.
+func (t *Timings) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{t.handshakes, t.handshake, t.dial}
+}
+
+// Handshake implements proxy.Observer.
+func (t *Timings) Handshake(st *tls.ConnectionState, err error, d time.Duration) {
+	t.handshake.Observe(d.Seconds())
+	if err != nil || st == nil {
+		t.handshakes.WithLabelValues("", "", "failed").Inc()
+		return
+	}
+	t.handshakes.WithLabelValues(tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), "ok").Inc()
+}
+
+// Dialed implements proxy.Observer.
+func (t *Timings) Dialed(err error, d time.Duration) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	t.dial.WithLabelValues(result).Observe(d.Seconds())
 }
