@@ -275,6 +275,49 @@ func TestAdminOverHTTPS(t *testing.T) {
 	}
 }
 
+// The admin listener's own certificate is reloaded when its files change,
+// and with MQTTGATE_ADMIN_TLS_CLIENT_CA a client without a certificate
+// from that CA is refused at the handshake.
+func TestAdminHTTPSReloadAndClientCertificates(t *testing.T) {
+	pki, err := devpki.Init(t.TempDir(), "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "admin.pem"), filepath.Join(dir, "admin-key.pem")
+	if _, err := pki.Authority.Issue(devpki.Leaf{CommonName: "admin-one", DNSNames: []string{"localhost"}}, cert, key); err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := mqtttest.FreeAddr(t)
+	g := startGateWith(t, pki, mqtttest.Mosquitto(t, ""), "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_ADMIN_TLS_CERT="+cert,
+		"MQTTGATE_ADMIN_TLS_KEY="+key, "MQTTGATE_ADMIN_TLS_CLIENT_CA="+pki.CA, "MQTTGATE_FILE_POLL_INTERVAL=100ms")
+	_, port, _ := net.SplitHostPort(adminAddr)
+	served := func(tc *tls.Config) (string, error) {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+		resp, err := c.Get("https://localhost:" + port + "/healthz")
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].Subject.CommonName, nil
+	}
+	if _, err := served(g.clientTLS()); err == nil {
+		t.Fatal("an admin client without a certificate was served")
+	}
+	ops := g.clientCertTLS(t, "ops")
+	if cn, err := served(ops); err != nil || cn != "admin-one" {
+		t.Fatalf("with a client certificate: %q %v", cn, err)
+	}
+	if _, err := pki.Authority.Issue(devpki.Leaf{CommonName: "admin-two", DNSNames: []string{"localhost"}}, cert, key); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "the new admin certificate served", func() bool {
+		ops.ClientSessionCache = nil // a fresh handshake each time
+		cn, _ := served(ops)
+		return cn == "admin-two"
+	})
+}
+
 // Issue 14, the drain: 1,000 connections (v5 and 3.1.1) are ended spread
 // over the drain timeout after the drain delay; v5 clients, a paho.golang
 // one among them, are told 0x9C with the Server Reference, 3.1.1 ones are

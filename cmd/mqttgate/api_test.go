@@ -268,6 +268,9 @@ func TestAdminAPI(t *testing.T) {
 	if _, b := api.call(t, viewer, "GET", "/api/v1/bans", ""); !strings.Contains(fmt.Sprint(b["bans"]), "dev2") {
 		t.Errorf("bans: %v", b)
 	}
+	if code, _ := api.call(t, operator, "POST", "/api/v1/bans", `{"kind":"ip","value":"192.0.2.0/24","for":"1s"}`); code != 201 {
+		t.Errorf("a short ban: %d", code)
+	}
 	if code, _ := api.call(t, operator, "DELETE", "/api/v1/bans/clientid/dev2", ""); code != 200 {
 		t.Errorf("unban: %d", code)
 	}
@@ -330,6 +333,7 @@ func TestAdminAPI(t *testing.T) {
 	waitAudit(t, auditFile, "ban_added", map[string]any{"kind": "clientid", "value": "dev2", "reason": "stolen"})
 	waitAudit(t, auditFile, "ban_removed", map[string]any{"kind": "clientid", "value": "dev2"})
 	waitAudit(t, auditFile, "kick", map[string]any{"why": "banned", "kicked": 1})
+	waitAudit(t, auditFile, "ban_expired", map[string]any{"kind": "ip", "value": "192.0.2.0/24"})
 	waitAudit(t, auditFile, "reload", map[string]any{"file": "MQTTGATE_ADMIN_KEYS_FILE", "trigger": "changed", "changed": true})
 	waitAudit(t, auditFile, "auth_refused", map[string]any{"client_id": "w", "username": "alice"})
 	waitAudit(t, auditFile, "acl_deny", map[string]any{"client_id": "dev4", "action": "publish", "topic": "other/secret"})
