@@ -220,10 +220,14 @@ func (b *Bans) Addr(a netip.Addr, now time.Time) (Ban, bool) {
 }
 
 // Add writes a ban (replacing one on the same kind and value) and puts
-// it in force. Expired entries are dropped from the file on the way.
+// it in force; a ban that would already have run out is refused (it would
+// lift the one it replaces, recorded as an expiry). Expired entries are dropped from the file on the way.
 func (b *Bans) Add(ban Ban) error {
 	if err := ban.check(); err != nil {
 		return err
+	}
+	if !time.Now().Before(ban.Until) {
+		return fmt.Errorf("%s ban until %s: that is past (remove a ban to lift it)", ban.Kind, ban.Until.Format(time.RFC3339))
 	}
 	return b.edit(func(list []Ban) []Ban {
 		list = slices.DeleteFunc(list, func(x Ban) bool { return x.Kind == ban.Kind && x.Value == ban.Value && x.User == ban.User })

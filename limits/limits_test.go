@@ -28,7 +28,7 @@ func TestBansPersistAndReload(t *testing.T) {
 		{Kind: BanClientID, Value: "evil", Until: now.Add(time.Hour), Reason: "test"},
 		{Kind: BanUsername, Value: "mallory", Until: now.Add(time.Hour)},
 		{Kind: BanIP, Value: "10.9.0.0/16", Until: now.Add(time.Hour)},
-		{Kind: BanClientID, Value: "old", Until: now.Add(-time.Hour)},
+		{Kind: BanClientID, Value: "old", Until: now.Add(20 * time.Millisecond)}, // runs out below
 	} {
 		if err := b.Add(ban); err != nil {
 			t.Fatal(err)
@@ -40,8 +40,11 @@ func TestBansPersistAndReload(t *testing.T) {
 	if _, ok := b.Client("x", "mallory", now); !ok {
 		t.Error("user name ban not in force")
 	}
-	if _, ok := b.Client("old", "", now); ok {
+	if _, ok := b.Client("old", "", now.Add(20*time.Millisecond)); ok {
 		t.Error("expired ban in force")
+	}
+	if err := b.Add(Ban{Kind: BanClientID, Value: "evil", Until: now.Add(-time.Hour)}); err == nil {
+		t.Error("a ban already run out was accepted (it would lift the one in force)")
 	}
 	if _, ok := b.Addr(netip.MustParseAddr("10.9.3.4"), now); !ok {
 		t.Error("CIDR ban not in force")
@@ -53,6 +56,7 @@ func TestBansPersistAndReload(t *testing.T) {
 		t.Error("unknown kind accepted")
 	}
 
+	time.Sleep(time.Until(now.Add(20 * time.Millisecond))) // the clock itself is what "old" waits for
 	// Another process (the bans command) reads what this one wrote.
 	b2, err := OpenBans(file)
 	if err != nil {

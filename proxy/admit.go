@@ -88,7 +88,7 @@ func (s *Server) admit(sess *Session, conn net.Conn, tlsConfig *tls.Config) (net
 	if reason := s.prepare(sess, conn, c, admitted); reason != "" {
 		return conn, reason
 	}
-	if reason := s.dialBroker(sess, conn, c.Version, forward); reason != "" {
+	if reason := s.dialBroker(sess, conn, c.Version, forward, admitted); reason != "" {
 		return conn, reason
 	}
 	sess.bytesIn.Add(int64(len(p.Raw)))
@@ -269,7 +269,7 @@ func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Con
 
 // dialBroker connects to the broker within the dial timeout and sends the
 // PROXY header, when configured, and the CONNECT.
-func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, forward []byte) string {
+func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, forward []byte, admitted *mqttwire.Connect) string {
 	log := &s.cfg.Logger
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
 	began := time.Now()
@@ -288,6 +288,12 @@ func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, fo
 	if !sess.setBroker(bc) {
 		bc.Close()
 		return closeShutdown
+	}
+	// A ban made while the broker was dialled found this session not yet
+	// connected (Server.Kick passes it by): the CONNECT checks run once
+	// more before the CONNECT leaves; from here on a Kick finds it.
+	if reason := s.checkConnect(sess, conn, admitted); reason != "" {
+		return reason
 	}
 	out := forward
 	if s.cfg.BackendProxyProtocol {

@@ -147,6 +147,7 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 	}
 	settings := c.effective()
 	api := &admin.API{Keys: keys, Conns: srv, Bans: g.bans, MetricsAuth: c.AdminMetricsAuth, Audit: g.audit, Log: g.log,
+		SecurityLog: g.secLog, UsernamesAreSecret: c.usernameIsSecret(),
 		BansChanged: func() int {
 			g.reloadMu.Lock()
 			defer g.reloadMu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/authn"
+	"github.com/mqttgate/mqttgate/limits/logbudget"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
@@ -108,8 +109,8 @@ func (f reloadable) settling(now time.Time) bool {
 // buildAuthn builds the authentication chain the settings ask for, and
 // returns the files it keeps in service and what stops the authenticators
 // that run in the background (also when it fails half-way).
-func (c *config) buildAuthn(log zerolog.Logger) (_ *authn.Chain, files []reloadable, closers []func(), err error) {
-	cfg := authn.Config{AllowAnonymous: c.AllowAnonymous, Logger: log, UsernameIsSecret: c.usernameIsSecret()}
+func (c *config) buildAuthn(log zerolog.Logger, budget *logbudget.Budget) (_ *authn.Chain, files []reloadable, closers []func(), err error) {
+	cfg := authn.Config{AllowAnonymous: c.AllowAnonymous, Logger: log, UsernameIsSecret: c.usernameIsSecret(), LogBudget: budget}
 	cfg.UsernameFrom, cfg.ClientIDFrom = c.parsed.usernameFrom, c.parsed.clientIDFrom
 	cfg.Rules, cfg.ClientIDPattern = c.parsed.authnRules, c.parsed.clientIDPattern
 	for _, name := range c.Authn {

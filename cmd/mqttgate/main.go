@@ -31,6 +31,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/limits"
+	"github.com/mqttgate/mqttgate/limits/logbudget"
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/admin"
 	"github.com/mqttgate/mqttgate/proxy/audit"
@@ -161,7 +162,8 @@ type gateway struct {
 	admin     *admin.Server // nil: no admin listener
 	adminStop context.CancelFunc
 	cancel    context.CancelFunc
-	audit     *audit.Log // nil: no audit trail
+	audit     *audit.Log        // nil: no audit trail
+	secLog    *logbudget.Budget // the security events' budget: the proxy's, the chain's and the admin API's
 	bans      *limits.Bans
 	drainc    chan string // a drain asked for (by the API), with who asked
 	started   time.Time
@@ -206,7 +208,8 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 		}
 		undo = append(undo, func() { g.audit.Close() })
 	}
-	chain, files, closers, err := c.buildAuthn(log)
+	g.secLog = logbudget.New()
+	chain, files, closers, err := c.buildAuthn(log, g.secLog)
 	undo = append(undo, closers...)
 	if err != nil {
 		return nil, err
@@ -216,6 +219,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	pc.Authenticator = chain
 	pc.UsernameIsSecret = c.usernameIsSecret()
 	pc.Audit = g.audit
+	pc.SecurityLog = g.secLog
 	engine, err := c.buildACL(&pc, log)
 	if err != nil {
 		return nil, err

@@ -9,12 +9,21 @@ import (
 )
 
 // Parse reads a CIDR (masked to its network) or a bare address (a prefix
-// of that one address; an IPv4-mapped IPv6 address is read as IPv4).
+// of that one address). IPv4-mapped IPv6 forms are read as IPv4, since
+// clients' addresses are compared unmapped: ::ffff:10.0.0.0/104 is
+// 10.0.0.0/8; a mapped prefix shorter than /96 is refused (it would
+// match no IPv4 client).
 func Parse(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return p, err
+		}
+		if p.Addr().Is4In6() { // as written, before masking
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped prefix shorter than /96; name the IPv4 range", s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 )
 
 // Config is what the admin listener serves.
@@ -69,17 +68,14 @@ func New(cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	a := &api{failures: map[netip.Addr]*rate.Limiter{}, logRate: rate.NewLimiter(1, 10)}
-	if cfg.API != nil {
-		a.API = *cfg.API
-	}
+	a := newAPI(cfg.API)
 	a.routes(mux)
 	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	if a.MetricsAuth {
 		metrics = a.need(Viewer, metrics.ServeHTTP)
 	}
 	mux.Handle("GET /metrics", metrics)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	return s, nil
 }
@@ -111,31 +107,61 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer stop()
 		_ = s.http.Shutdown(sctx)
 	}()
-	if err := s.http.Serve(limitListener(ln, MaxConns)); err != http.ErrServerClosed {
+	if err := s.http.Serve(limitListener(ln, MaxConns, MaxConnsPerSource)); err != http.ErrServerClosed {
 		return err
 	}
 	return nil
 }
 
-// limitListener accepts at most n connections at once: past that, Accept
-// waits for one to close.
-func limitListener(ln net.Listener, n int) net.Listener {
-	return &limited{Listener: ln, sem: make(chan struct{}, n)}
+// MaxConnsPerSource bounds one source's share (an IPv4 /24, an IPv6 /64,
+// loopback as one): a client holding connections open cannot take the
+// probes' and the operators' slots.
+const MaxConnsPerSource = 16
+
+// limitListener admits at most n connections at once, and perSource
+// from one source; past either the connection is closed at once (rather
+// than left waiting in the backlog, which a prober would take for a hung
+// process).
+func limitListener(ln net.Listener, n, perSource int) net.Listener {
+	return &limited{Listener: ln, max: n, perSource: perSource, bySource: map[netip.Prefix]int{}}
 }
 
 type limited struct {
 	net.Listener
-	sem chan struct{}
+	max, perSource int
+	mu             sync.Mutex
+	open           int
+	bySource       map[netip.Prefix]int
 }
 
 func (l *limited) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var src netip.Prefix
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			src = sourceOf(ap.Addr().Unmap())
+		}
+		l.mu.Lock()
+		if l.open >= l.max || l.bySource[src] >= l.perSource {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.open++
+		l.bySource[src]++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, release: func() {
+			l.mu.Lock()
+			l.open--
+			if l.bySource[src]--; l.bySource[src] == 0 {
+				delete(l.bySource, src)
+			}
+			l.mu.Unlock()
+		}}, nil
 	}
-	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
 }
 
 type limitedConn struct {

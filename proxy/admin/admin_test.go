@@ -176,43 +176,57 @@ func TestServe(t *testing.T) {
 	}
 }
 
-// At most MaxConns connections at once: the next waits for one to close.
+// At most n connections at once and perSource from one source (loopback
+// is one): past either, a connection is closed at once (read: EOF), and a
+// slot freed is taken again.
 func TestConnectionCap(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := limitListener(ln, 2)
-	defer l.Close()
-	accepted := make(chan net.Conn, 3)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	for range 3 {
-		c, err := net.Dial("tcp", ln.Addr().String())
+	for _, c := range []struct{ n, perSource int }{{2, 10}, {10, 2}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		l := limitListener(ln, c.n, c.perSource)
+		accepted := make(chan net.Conn, 8)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		dial := func(from string) net.Conn {
+			t.Helper()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+			conn, err := d.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			return conn
+		}
+		closedAtOnce := func(conn net.Conn) bool {
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := conn.Read(make([]byte, 1))
+			ne, isNet := err.(net.Error)
+			return err != nil && !(isNet && ne.Timeout())
+		}
+		dial("127.0.0.1")
+		dial("127.0.0.2")
+		first := <-accepted
+		<-accepted
+		if !closedAtOnce(dial("127.0.0.3")) {
+			t.Fatalf("%+v: a third connection was kept", c)
+		}
+		first.Close()
+		dial("127.0.0.5")
+		select {
+		case conn := <-accepted:
+			conn.Close()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%+v: a freed slot was not taken again", c)
+		}
+		l.Close()
 	}
-	first, second := <-accepted, <-accepted
-	select {
-	case <-accepted:
-		t.Fatal("a third connection accepted with a cap of 2")
-	case <-time.After(100 * time.Millisecond): // nothing to wait on: the cap holds it back
-	}
-	first.Close()
-	select {
-	case c := <-accepted:
-		c.Close()
-	case <-time.After(5 * time.Second):
-		t.Fatal("the third connection was not accepted once one closed")
-	}
-	second.Close()
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mqttgate/mqttgate/limits"
+	"github.com/mqttgate/mqttgate/limits/logbudget"
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/audit"
 )
@@ -40,8 +41,13 @@ type API struct {
 	// MetricsAuth asks for a viewer key on /metrics too.
 	MetricsAuth bool
 	Audit       *audit.Log
-	// Log takes security events (refused keys), at a bounded rate.
-	Log zerolog.Logger
+	// Log takes security events (refused keys), within SecurityLog's
+	// budget (shared with the proxy's; a new one when nil).
+	Log         zerolog.Logger
+	SecurityLog *logbudget.Budget
+	// UsernamesAreSecret keeps the values of user name bans out of the
+	// bans list (the user names may be tokens).
+	UsernamesAreSecret bool
 }
 
 // Registry is the proxy's session registry (*proxy.Server is one).
@@ -73,8 +79,19 @@ const (
 type api struct {
 	API
 	mu       sync.Mutex
-	failures map[netip.Addr]*rate.Limiter
-	logRate  *rate.Limiter // security events of refused keys
+	failures map[netip.Prefix]*rate.Limiter
+	overflow *rate.Limiter // shared by new sources while failures is full
+}
+
+func newAPI(cfg *API) *api {
+	a := &api{failures: map[netip.Prefix]*rate.Limiter{}, overflow: rate.NewLimiter(rate.Every(failureEvery), failureBurst)}
+	if cfg != nil {
+		a.API = *cfg
+	}
+	if a.SecurityLog == nil {
+		a.SecurityLog = logbudget.New()
+	}
+	return a
 }
 
 func (a *api) routes(mux *http.ServeMux) {
@@ -106,12 +123,17 @@ func (r *recorder) WriteHeader(code int) {
 
 // need serves h to keys of role need or above: 401 without a valid key
 // (expired and unknown alike), 403 when the key's role may not, 429 for
-// a source that failed too often. Every call is audited.
+// a source whose keys were refused too often (a valid key is served
+// whatever its source did). Every call is audited: those refused
+// before a key was accepted are sampled, since anybody can make them.
+// The audit and security log name the route, never the path (a path may
+// hold a user name that is a token).
 func (a *api) need(need Role, h func(http.ResponseWriter, *http.Request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		src := remoteAddr(r)
 		key, why := a.authorize(r, src, need)
+		defer func() { a.audit(r, rec, src, key, why) }() // also when h panics
 		switch why {
 		case "":
 			h(rec, r)
@@ -124,72 +146,112 @@ func (a *api) need(need Role, h func(http.ResponseWriter, *http.Request)) http.H
 			rec.Header().Set("WWW-Authenticate", `Bearer realm="mqttgate"`)
 			writeError(rec, http.StatusUnauthorized, why)
 		}
-		ev := a.Audit.Event("admin_api").Str("method", r.Method).Str("path", r.URL.Path).Str("source", src.String()).Int("status", rec.status)
-		if key.Name != "" {
-			ev = ev.Str("key", key.Name).Stringer("role", key.Role)
-		}
-		if why != "" {
-			ev = ev.Str("refused", why)
-		}
-		if rec.note != "" {
-			ev = ev.Str("result", rec.note)
-		}
-		ev.Send()
 	})
 }
 
-func (a *api) authorize(r *http.Request, src netip.Addr, need Role) (Key, string) {
-	lim := a.failureLimiter(src)
-	if lim.Tokens() < 1 {
-		return Key{}, "throttled"
+func (a *api) audit(r *http.Request, rec *recorder, src netip.Addr, key Key, why string) {
+	var ev *zerolog.Event
+	if why == "" || why == "forbidden" {
+		ev = a.Audit.Event("admin_api")
+	} else {
+		ev = a.Audit.Sampled("admin_api_refused")
 	}
-	fail := func(key Key, why string) (Key, string) {
-		lim.Allow()
-		if a.logRate.Allow() {
-			ev := a.Log.Warn().Str("event", "admin_key_refused").Stringer("source", src).Str("path", r.URL.Path).Str("why", why)
-			if key.Name != "" {
-				ev = ev.Str("key", key.Name)
-			}
-			ev.Msg("admin API key refused")
-		}
-		return key, why
+	if ev == nil {
+		return
 	}
-	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || a.Keys == nil {
-		return fail(Key{}, "an API key is needed (Authorization: Bearer)")
+	ev = ev.Str("route", route(r)).Str("source", src.String()).Int("status", rec.status)
+	if key.Name != "" {
+		ev = ev.Str("key", key.Name).Stringer("role", key.Role)
 	}
-	key, err := a.Keys.Check(strings.TrimSpace(secret), time.Now())
-	if errors.Is(err, ErrExpiredKey) {
-		return fail(key, "expired API key")
+	if why != "" {
+		ev = ev.Str("refused", why)
 	}
-	if err != nil {
-		return fail(Key{}, "unknown API key")
+	if rec.note != "" {
+		ev = ev.Str("result", rec.note)
 	}
-	if key.Role < need {
-		return key, "forbidden"
-	}
-	return key, ""
+	ev.Send()
 }
 
-// failureLimiter is the refused-key budget of one source.
+// route is the pattern a request matched ("DELETE /api/v1/bans/{kind}/{value}").
+func route(r *http.Request) string {
+	if r.Pattern == "" {
+		return r.Method + " (none)"
+	}
+	if strings.HasPrefix(r.Pattern, "/") { // the catch-all and /metrics with auth: no method in the pattern
+		return r.Method + " " + r.Pattern
+	}
+	return r.Pattern
+}
+
+func (a *api) authorize(r *http.Request, src netip.Addr, need Role) (Key, string) {
+	why := "an API key is needed (Authorization: Bearer)"
+	var key Key
+	if secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.Keys != nil {
+		k, err := a.Keys.Check(strings.TrimSpace(secret), time.Now())
+		switch {
+		case err == nil && k.Role < need:
+			return k, "forbidden"
+		case err == nil:
+			return k, ""
+		case errors.Is(err, ErrExpiredKey):
+			key, why = k, "expired API key"
+		default:
+			why = "unknown API key"
+		}
+	}
+	if !a.failureLimiter(src).Allow() {
+		return Key{}, "throttled"
+	}
+	if ok, held := a.SecurityLog.Allow(src); ok {
+		ev := a.Log.Warn().Str("event", "admin_key_refused").Stringer("source", src).Str("route", route(r)).Str("why", why)
+		if key.Name != "" {
+			ev = ev.Str("key", key.Name)
+		}
+		if held > 0 {
+			ev = ev.Int64("suppressed", held)
+		}
+		ev.Msg("admin API key refused")
+	}
+	return key, why
+}
+
+// sourceOf is what refused keys are counted by: an IPv4 /24, an IPv6
+// /64, loopback as one (a host's own clients are one source).
+func sourceOf(a netip.Addr) netip.Prefix {
+	switch {
+	case a.IsLoopback():
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	case a.Is4():
+		p, _ := a.Prefix(24)
+		return p
+	default:
+		p, _ := a.Prefix(64)
+		return p
+	}
+}
+
+// failureLimiter is the refused-key budget of one source. While the table
+// is full of sources still paying off their failures, new sources share
+// one budget: an address sprayer cannot reset anybody's.
 func (a *api) failureLimiter(src netip.Addr) *rate.Limiter {
+	k := sourceOf(src)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	lim := a.failures[src]
-	if lim == nil {
-		if len(a.failures) >= maxSources {
-			for k, l := range a.failures {
-				if l.Tokens() >= failureBurst {
-					delete(a.failures, k)
-				}
-			}
-			if len(a.failures) >= maxSources {
-				clear(a.failures)
+	if lim := a.failures[k]; lim != nil {
+		return lim
+	}
+	if len(a.failures) >= maxSources {
+		for p, l := range a.failures {
+			if l.Tokens() >= failureBurst {
+				delete(a.failures, p)
 			}
 		}
-		lim = rate.NewLimiter(rate.Every(failureEvery), failureBurst)
-		a.failures[src] = lim
+		if len(a.failures) >= maxSources {
+			return a.overflow
+		}
 	}
+	lim := rate.NewLimiter(rate.Every(failureEvery), failureBurst)
+	a.failures[k] = lim
 	return lim
 }
 
@@ -216,7 +278,7 @@ func (a *api) connections(w http.ResponseWriter, r *http.Request) {
 	page := 1
 	if p := q.Get("page"); p != "" {
 		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > 1<<20 {
 			writeError(w, http.StatusBadRequest, "page: want a number from 1")
 			return
 		}
@@ -316,7 +378,15 @@ func (a *api) bans(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no bans file")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"bans": nonNil(a.Bans.List())})
+	list := nonNil(a.Bans.List())
+	if a.UsernamesAreSecret {
+		for i := range list {
+			if list[i].Kind == limits.BanUsername {
+				list[i].Value = "(secret)"
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"bans": list})
 }
 
 func (a *api) addBan(w http.ResponseWriter, r *http.Request) {

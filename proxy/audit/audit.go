@@ -36,8 +36,8 @@ type Log struct {
 	err    error // the last write error, reported by Close
 	closed bool
 
-	sample     *rate.Limiter
-	mu2        sync.Mutex // sampledHeld by kind
+	mu2        sync.Mutex               // guards sample and held
+	sample     map[string]*rate.Limiter // by kind: one flood does not starve another kind's lines
 	held       map[string]int64
 	heldAny    atomic.Bool
 	stop, done chan struct{}
@@ -50,7 +50,7 @@ func Open(path string) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10), sample: rate.NewLimiter(SampleRate, SampleBurst),
+	l := &Log{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10), sample: map[string]*rate.Limiter{},
 		held: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
 	l.zl = zerolog.New(l).With().Timestamp().Logger()
 	go l.flushLoop()
@@ -85,21 +85,27 @@ func (l *Log) Event(kind string) *zerolog.Event {
 	return l.zl.Log().Str("event", kind)
 }
 
-// Sampled is Event for facts that can come in floods (ACL denials): past
-// SampleRate a second it returns nil and counts the fact as held back;
+// Sampled is Event for facts that can come in floods (ACL denials,
+// refused admin calls): past SampleRate a second of that kind it returns nil and counts the fact as held back;
 // the count is written as "held_back" with the next line of that kind
 // written, or in a "<kind>_held_back" summary at the next flush.
 func (l *Log) Sampled(kind string) *zerolog.Event {
 	if l == nil {
 		return nil
 	}
-	if !l.sample.Allow() {
-		l.mu2.Lock()
+	l.mu2.Lock()
+	lim := l.sample[kind]
+	if lim == nil {
+		lim = rate.NewLimiter(SampleRate, SampleBurst)
+		l.sample[kind] = lim // kinds are the code's constants: a few
+	}
+	if !lim.Allow() {
 		l.held[kind]++
 		l.mu2.Unlock()
 		l.heldAny.Store(true)
 		return nil
 	}
+	l.mu2.Unlock()
 	ev := l.zl.Log().Str("event", kind)
 	if l.heldAny.Load() {
 		l.mu2.Lock()
