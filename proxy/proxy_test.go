@@ -819,6 +819,13 @@ func TestRevokedClientCertificateRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &pki{Files: f, store: store}
+	kinds := map[string]bool{}
+	for _, e := range store.Expiries() { // what mqttgate_certificate_expiry_seconds shows
+		kinds[e.Kind] = !e.Until.IsZero() && time.Until(e.Until) > 0
+	}
+	if !kinds["server"] || !kinds["intermediate"] || !kinds["client_ca"] || !kinds["crl"] {
+		t.Errorf("expiries: %v, want server, intermediate, client_ca and crl, each in the future", kinds)
+	}
 	px := startProxy(t, Config{Backend: broker}, store.ServerConfig())
 	if !served(t, p, px.addr, "alice") {
 		t.Fatal("alice refused")

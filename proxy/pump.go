@@ -160,7 +160,28 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 				sessionExpiry(lim, p, v) // forwarded: the broker takes it
 			}
 		}
+		if p.Type == mqttwire.DISCONNECT {
+			if !flush(r.Held()) {
+				return closeBroker
+			}
+			return s.afterDisconnect(client)
+		}
 	}
+}
+
+// afterDisconnectWait bounds how long a client that sent DISCONNECT has
+// to close its side.
+const afterDisconnectWait = time.Second
+
+// afterDisconnect waits, after a client's DISCONNECT went to the broker,
+// for the client to close the connection as the protocol says it does,
+// reading (and dropping) what it still sends, such as TLS's close_notify.
+// Closing first with those bytes unread would send the client a TCP
+// reset where the broker itself would have closed cleanly.
+func (s *Server) afterDisconnect(client net.Conn) string {
+	_ = client.SetReadDeadline(time.Now().Add(afterDisconnectWait))
+	_, _ = io.Copy(io.Discard, io.LimitReader(client, 64<<10))
+	return closeClient
 }
 
 // pace spends a forwarded PUBLISH's rate tokens before it is written on.
@@ -276,7 +297,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				// bare close.
 				s.brokerSpeaksNoV5(sess, client, mqttwire.UnsupportedProtocolVersion, "closed without CONNACK")
 			}
-			sess.closeAll(closeBroker)
+			if !sess.disconnected.Load() {
+				sess.closeAll(closeBroker)
+			} // else the client pump reads the client's own close (see afterDisconnect): closing now would reset it
 			return closeBroker
 		}
 		if tr != nil {

@@ -136,9 +136,19 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 			}))
 	}
 	if store := g.store; store != nil {
-		metrics = append(metrics, admin.Func("mqttgate_certificate_expiry_seconds", "Seconds until the server certificate in service expires.",
-			prometheus.GaugeValue, []string{"certificate"}, func() []admin.Sample {
-				return []admin.Sample{{Labels: []string{"server"}, Value: time.Until(store.Leaf().NotAfter).Seconds()}}
+		metrics = append(metrics, admin.Func("mqttgate_certificate_expiry_seconds",
+			"Seconds until each certificate in service expires (server, intermediate, client_ca) and each CRL's next update (crl).",
+			prometheus.GaugeValue, []string{"certificate", "subject"}, func() []admin.Sample {
+				var out []admin.Sample
+				seen := map[[2]string]bool{}
+				for _, e := range store.Expiries() {
+					k := [2]string{e.Kind, e.Name}
+					if !seen[k] { // one series per kind and subject: a CA in two chains is one
+						seen[k] = true
+						out = append(out, admin.Sample{Labels: []string{e.Kind, e.Name}, Value: time.Until(e.Until).Seconds()})
+					}
+				}
+				return out
 			}))
 	}
 	backend, dialTimeout := c.Backend, c.DialTimeout

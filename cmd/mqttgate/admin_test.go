@@ -159,6 +159,8 @@ func TestPrometheusScrapesTheAdminListener(t *testing.T) {
 		`mqttgate_decisions_total{stage="topics",verdict="refuse",dry_run="false"}`,
 		`mqttgate_connections_open{listener="tls",protocol="5.0"}`,
 		`mqttgate_certificate_expiry_seconds{certificate="server"} > 3600`,
+		`mqttgate_certificate_expiry_seconds{certificate="intermediate"} > 3600`,
+		`mqttgate_certificate_expiry_seconds{certificate="client_ca"} > 3600`,
 		`mqttgate_packets_total{direction="from_client",type="PUBLISH"}`,
 		`mqttgate_packet_bytes_total{direction="from_broker",type="CONNACK"} >= 4`,
 		`mqttgate_tls_handshakes_total{result="failed"}`,

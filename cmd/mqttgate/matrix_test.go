@@ -164,6 +164,28 @@ func (tg suiteTarget) receive(t *testing.T, c, pub *mqtttest.RawClient, describe
 	return append(got, "no fence")
 }
 
+// queued waits (at most 5 s) for one PUBLISH and describes it, acked.
+func (tg suiteTarget) queued(c *mqtttest.RawClient) []string {
+	for range 10 {
+		p, open := c.NextOrClosedWithin(5 * time.Second)
+		if !open {
+			return nil
+		}
+		if p.Type != mqttwire.PUBLISH {
+			continue
+		}
+		m, err := mqttwire.ParsePublish(p, tg.v)
+		if err != nil {
+			return []string{"bad PUBLISH"}
+		}
+		if m.QoS > 0 {
+			_, _ = c.Conn().Write(mqttwire.AppendPubAck(nil, mqttwire.PUBACK, tg.v, m.PacketID, 0, nil))
+		}
+		return []string{fmt.Sprintf("%s q%d r%v %q", strings.TrimPrefix(string(m.Topic), tg.topic("")), m.QoS, m.Retain, m.Payload)}
+	}
+	return nil
+}
+
 // next waits (at most 5 s) for the next PUBLISH and describes it, acked.
 func (tg suiteTarget) next(t *testing.T, c *mqtttest.RawClient) string {
 	t.Helper()
@@ -283,7 +305,10 @@ var suite = []suiteCase{
 		sent := tg.publish(t, p, tg.topic("queue"), 1, false, nil, "while away")
 		back, ack := tg.client(t, "s", &mqttwire.Connect{Properties: props})
 		present := len(ack.Body) > 0 && ack.Body[0]&1 == 1
-		return join(sent, fmt.Sprintf("present %v", present), tg.receive(t, back, p, nil))
+		// No fence here: a broker may resend what it queued after it
+		// routes a new message (mochi does), so the queued one is waited
+		// for itself.
+		return join(sent, fmt.Sprintf("present %v", present), tg.queued(back))
 	}},
 	{name: "unsubscribe", run: func(t *testing.T, tg suiteTarget) string {
 		s, bad := tg.connected(t, "s", nil)

@@ -131,6 +131,15 @@ type certState struct {
 	noALPN *tls.Config // for all others
 	digest [32]byte    // of every file's contents, to skip reloads of unchanged files
 	leaves []*x509.Certificate
+	expiry []Expiry
+}
+
+// Expiry is when one certificate or CRL in service runs out: Kind is
+// "server", "intermediate", "client_ca" or "crl" (its next update).
+type Expiry struct {
+	Kind  string
+	Name  string // the subject's common name (the CRL's issuer's)
+	Until time.Time
 }
 
 // AEAD cipher suites with ECDHE key exchange, the only ones offered for
@@ -167,6 +176,7 @@ func (s *Store) Reload() (changed bool, err error) {
 	h := sha256.New()
 	var certs []tls.Certificate
 	var leaves []*x509.Certificate
+	var expiry []Expiry
 	for _, p := range s.opts.Pairs {
 		certPEM, err := os.ReadFile(p.CertFile)
 		if err != nil {
@@ -187,6 +197,12 @@ func (s *Store) Reload() (changed bool, err error) {
 		}
 		certs = append(certs, c)
 		leaves = append(leaves, c.Leaf)
+		expiry = append(expiry, Expiry{"server", c.Leaf.Subject.CommonName, c.Leaf.NotAfter})
+		for _, der := range c.Certificate[1:] {
+			if ic, err := x509.ParseCertificate(der); err == nil {
+				expiry = append(expiry, Expiry{"intermediate", ic.Subject.CommonName, ic.NotAfter})
+			}
+		}
 	}
 	var pool *x509.CertPool
 	var cas []*x509.Certificate
@@ -207,6 +223,7 @@ func (s *Store) Reload() (changed bool, err error) {
 			}
 			if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
 				cas = append(cas, c)
+				expiry = append(expiry, Expiry{"client_ca", c.Subject.CommonName, c.NotAfter})
 			}
 		}
 	}
@@ -219,6 +236,11 @@ func (s *Store) Reload() (changed bool, err error) {
 		h.Write(b)
 		if crl, err = parseCRLs(b, cas); err != nil {
 			return false, fmt.Errorf("%s: %w", s.opts.CRLFile, err)
+		}
+		for _, l := range crl.lists {
+			if !l.NextUpdate.IsZero() {
+				expiry = append(expiry, Expiry{"crl", l.Issuer.CommonName, l.NextUpdate})
+			}
 		}
 	}
 	var digest [32]byte
@@ -270,7 +292,7 @@ func (s *Store) Reload() (changed bool, err error) {
 	// "x-amzn-mqtt-ca", say) or none get a config without ALPN.
 	noALPN := cfg.Clone()
 	noALPN.NextProtos = nil
-	s.state.Store(&certState{config: cfg, noALPN: noALPN, digest: digest, leaves: leaves})
+	s.state.Store(&certState{config: cfg, noALPN: noALPN, digest: digest, leaves: leaves, expiry: expiry})
 	return true, nil
 }
 
@@ -292,3 +314,7 @@ func (s *Store) ServerConfig() *tls.Config {
 
 // Leaf returns the default certificate in service.
 func (s *Store) Leaf() *x509.Certificate { return s.state.Load().leaves[0] }
+
+// Expiries lists when each certificate in service (served chains, client
+// CAs) and each CRL's next update runs out.
+func (s *Store) Expiries() []Expiry { return slices.Clone(s.state.Load().expiry) }
