@@ -97,6 +97,9 @@ type Leaf struct {
 	Emails     []string
 	Client     bool // client authentication instead of server
 	Key        KeyType
+	// NotAfter, when set, ends the certificate's validity (in the past:
+	// an expired certificate); otherwise it runs three months.
+	NotAfter time.Time
 }
 
 // Issue signs a leaf with the intermediate and writes the certificate
@@ -115,6 +118,12 @@ func (a *Authority) Issue(l Leaf, certFile, keyFile string) (*x509.Certificate, 
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: l.CommonName, Organization: []string{"mqttgate dev"}},
 		NotBefore: now, NotAfter: now.AddDate(0, 3, 0), DNSNames: l.DNSNames, IPAddresses: l.IPs, EmailAddresses: l.Emails,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+	}
+	if !l.NotAfter.IsZero() {
+		tmpl.NotAfter = l.NotAfter
+		if !tmpl.NotBefore.Before(l.NotAfter) {
+			tmpl.NotBefore = l.NotAfter.Add(-24 * time.Hour)
+		}
 	}
 	if l.Key == RSA2048 {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment

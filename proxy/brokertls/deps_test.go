@@ -1,0 +1,15 @@
+package brokertls
+
+import (
+	"testing"
+
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
+)
+
+// The broker hop's TLS decides one question and depends on nothing else
+// of this module (no decider, not the proxy); its tests borrow the dev PKI
+// and the shared helpers.
+func TestDependencies(t *testing.T) {
+	mqtttest.OnlyDependsOutsideTests(t, ".")
+	mqtttest.OnlyDepends(t, ".", "mqttwire/mqtttest", "mqttwire", "cmd/mqttgate/devpki")
+}

@@ -1,0 +1,2 @@
+// Package brokertls decides how the proxy proves the broker is the broker, and itself to the broker.
+package brokertls
