@@ -268,13 +268,15 @@ func (s *Server) prepare(sess *Session, conn net.Conn, c, admitted *mqttwire.Con
 }
 
 // dialBroker connects to the broker within the dial timeout and sends the
-// PROXY header, when configured, and the CONNECT.
+// PROXY header, when configured, and the CONNECT: in one write, or with
+// TLS to the broker the header in the clear, the handshake (within what
+// is left of the dial timeout), then the CONNECT (brokerTLS).
 func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, forward []byte, admitted *mqttwire.Connect) string {
 	log := &s.cfg.Logger
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	defer cancel()
 	began := time.Now()
 	bc, err := s.cfg.Dial(ctx, "tcp", s.cfg.Backend)
-	cancel()
 	if o := s.cfg.Observer; o != nil {
 		o.Dialed(err, time.Since(began))
 	}
@@ -296,14 +298,17 @@ func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, fo
 		return reason
 	}
 	out := forward
+	var hdr []byte
 	if s.cfg.BackendProxyProtocol {
-		hdr, err := outboundHeader(sess, s.cfg.BackendProxyTLVs)
-		if err != nil {
+		if hdr, err = outboundHeader(sess, s.cfg.BackendProxyTLVs); err != nil {
 			log.Error().Err(err).Msg("building PROXY header")
 			s.refuse(sess, conn, v, mqttwire.ServerUnavailable)
 			return closeBackend
 		}
 		out = append(hdr, forward...)
+	}
+	if s.cfg.BackendTLS != nil {
+		return s.brokerTLS(ctx, sess, conn, v, bc, hdr, forward)
 	}
 	if _, err := bc.Write(out); err != nil {
 		s.refuse(sess, conn, v, mqttwire.ServerUnavailable)

@@ -296,6 +296,11 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				// 3.10). The client is told so, rather than left with a
 				// bare close.
 				s.brokerSpeaksNoV5(sess, client, mqttwire.UnsupportedProtocolVersion, "closed without CONNACK")
+			} else if first && s.cfg.BackendTLS != nil && !errors.Is(err, io.EOF) {
+				// Over TLS, an error rather than a close: most often an alert
+				// sent after a TLS 1.3 handshake that was complete on this
+				// side (the broker wanted a client certificate).
+				s.brokerTLSEnded(sess, client, err)
 			}
 			if !sess.disconnected.Load() {
 				sess.closeAll(closeBroker)

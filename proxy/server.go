@@ -26,6 +26,10 @@ type Config struct {
 	// BackendProxyTLVs is what the header carries beyond the addresses:
 	// some brokers' decoders cannot skip TLVs.
 	BackendProxyTLVs ProxyTLVs
+	// BackendTLS, when set, gives the TLS configuration for a broker
+	// dial, asked afresh for each (a reload applies to the next dial); it
+	// must not return nil. nil: plaintext to the broker.
+	BackendTLS       func() *tls.Config
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	ConnectTimeout   time.Duration // first packet must be a CONNECT within this time
