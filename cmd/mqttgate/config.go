@@ -30,6 +30,11 @@ type config struct {
 	Backend              string `env:"BACKEND" envDefault:"127.0.0.1:1883"`
 	BackendProxyProtocol bool   `env:"BACKEND_PROXY_PROTOCOL"`
 	BackendProxyTLVs     string `env:"BACKEND_PROXY_TLVS" envDefault:"all"`
+	BackendTLS           bool   `env:"BACKEND_TLS"`             // TLS to the broker, verified (see backendtls.go)
+	BackendTLSCA         string `env:"BACKEND_TLS_CA"`          // the broker's CA bundle; empty: the system roots
+	BackendTLSCert       string `env:"BACKEND_TLS_CERT"`        // the proxy's client certificate, for brokers that require one
+	BackendTLSKey        string `env:"BACKEND_TLS_KEY"`         // its key
+	BackendTLSServerName string `env:"BACKEND_TLS_SERVER_NAME"` // the name the broker's certificate must hold; empty: the backend's host
 
 	ListenTLS string `env:"LISTEN_TLS" envDefault:":8883"`
 	ListenTCP string `env:"LISTEN_TCP"` // plaintext, off unless set
@@ -321,6 +326,9 @@ func (c *config) check() error {
 	}
 	if c.BackendProxyTLVs != "all" && !c.BackendProxyProtocol {
 		return bad("BACKEND_PROXY_TLVS", "set, but the outbound PROXY header is off: set MQTTGATE_BACKEND_PROXY_PROTOCOL=true as well, or unset this")
+	}
+	if err := c.checkBackendTLS(); err != nil {
+		return err
 	}
 	trusted, err := cidr.ParseList(c.ProxyProtocolTrusted)
 	if err != nil {

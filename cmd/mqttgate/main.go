@@ -242,6 +242,9 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 		}
 		g.files = append(g.files, reloadable{"ADMIN_KEYS_FILE", keys.Reload, c.AdminKeysFile})
 	}
+	if err := c.buildBackendTLS(&pc, g); err != nil {
+		return nil, err
+	}
 	for _, f := range g.files {
 		g.loads[f.name] = &fileState{Generation: 1, Loaded: g.started.UTC()}
 	}
