@@ -31,11 +31,14 @@ type Request struct {
 	// Cert is the client certificate when it was verified against the
 	// client CA bundle; nil otherwise.
 	Cert *x509.Certificate
+	// Token is a bearer token from the transport (identity.Peer.Token):
+	// the JWT authenticator takes it when the CONNECT's field is empty.
+	Token string
 }
 
 // anonymous reports whether the client presented no credentials at all.
 func (r *Request) anonymous() bool {
-	return !r.UsernameSet && !r.PasswordSet && r.Cert == nil
+	return !r.UsernameSet && !r.PasswordSet && r.Cert == nil && r.Token == ""
 }
 
 // Verdict is an authenticator's answer.
@@ -157,7 +160,7 @@ func (ch *Chain) Authenticate(ctx context.Context, c *mqttwire.Connect, p Peer) 
 	req := Request{
 		ClientID: string(c.ClientID), Username: string(c.Username), Password: c.Password,
 		UsernameSet: c.UsernameFlag, PasswordSet: c.PasswordFlag,
-		Version: c.Version, Peer: p.Addr, Listener: p.Listener, Cert: p.Cert,
+		Version: c.Version, Peer: p.Addr, Listener: p.Listener, Cert: p.Cert, Token: p.Token,
 	}
 	var out Outcome
 	if ch.cfg.UsernameFrom != CertNone || ch.cfg.ClientIDFrom != CertNone {

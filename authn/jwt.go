@@ -175,6 +175,9 @@ func (j *JWT) Authenticate(_ context.Context, r *Request) Result {
 	if j.o.FromUsername {
 		token = []byte(r.Username)
 	}
+	if len(token) == 0 && r.Token != "" { // the CONNECT's field first, then the WebSocket upgrade's
+		token = []byte(r.Token)
+	}
 	if len(token) == 0 {
 		return ignore("no_token")
 	}

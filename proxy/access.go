@@ -15,7 +15,12 @@ import (
 // can change the client address, so anybody else is judged on its own
 // address at accept, before a byte is read; a balancer's connections by
 // the header's address.
-func (s *Server) acceptPeer(sess *Session, conn net.Conn) (net.Conn, string) {
+//
+// On a WebSocket listener a trusted balancer may send no PROXY header
+// and name the client in X-Forwarded-For or Forwarded instead (an HTTP
+// balancer): its connections are then judged once the upgrade has read
+// those (gateAfterUpgrade).
+func (s *Server) acceptPeer(sess *Session, conn net.Conn, ws bool) (net.Conn, string) {
 	peer := sess.ClientAddr
 	trusted := cidr.Contains(s.cfg.ProxyProtocolTrusted, peer.Addr())
 	if !trusted {
@@ -24,7 +29,7 @@ func (s *Server) acceptPeer(sess *Session, conn net.Conn) (net.Conn, string) {
 		}
 	}
 	if len(s.cfg.ProxyProtocolTrusted) > 0 {
-		pc, client, err := inboundHeader(conn, peer, trusted, s.cfg.HandshakeTimeout)
+		pc, client, err := inboundHeader(conn, peer, trusted, trusted && ws, s.cfg.HandshakeTimeout)
 		if err != nil {
 			s.Stats.ProxyHeaderRefused.Add(1)
 			s.securityEvent(zerolog.WarnLevel, sess).Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
@@ -33,6 +38,10 @@ func (s *Server) acceptPeer(sess *Session, conn net.Conn) (net.Conn, string) {
 		conn, sess.ClientAddr = pc, client
 	}
 	if trusted {
+		if ws {
+			sess.gateAfterUpgrade = true
+			return conn, ""
+		}
 		if reason := s.gate(sess); reason != "" {
 			return conn, reason
 		}
@@ -41,11 +50,15 @@ func (s *Server) acceptPeer(sess *Session, conn net.Conn) (net.Conn, string) {
 }
 
 // inboundHeader reads the PROXY header (v1 or v2) that a trusted load
-// balancer must send, and refuses one from anybody else. It returns the
+// balancer must send (may, when optional), and refuses one from anybody
+// else. It returns the
 // connection to read MQTT from and the real client address.
-func inboundHeader(c net.Conn, peer netip.AddrPort, trusted bool, timeout time.Duration) (net.Conn, netip.AddrPort, error) {
+func inboundHeader(c net.Conn, peer netip.AddrPort, trusted, optional bool, timeout time.Duration) (net.Conn, netip.AddrPort, error) {
 	policy := proxyproto.REJECT
-	if trusted {
+	switch {
+	case trusted && optional:
+		policy = proxyproto.USE
+	case trusted:
 		policy = proxyproto.REQUIRE
 	}
 	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))

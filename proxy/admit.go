@@ -31,9 +31,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 // hands it to the pumps on a goroutine of their own: this one's stack grew
 // through authentication and the rest of the admission, and an idle
 // connection would otherwise keep that stack for its life.
-func (s *Server) handle(sess *Session, tlsConfig *tls.Config) {
+func (s *Server) handle(sess *Session, tlsConfig *tls.Config, up Upgrader) {
 	sess.ClientAddr = addrPort(sess.client.RemoteAddr())
-	conn, reason := s.admit(sess, sess.client, tlsConfig)
+	conn, reason := s.admit(sess, sess.client, tlsConfig, up)
 	if reason != "" {
 		s.finish(sess, reason, false)
 		return
@@ -65,14 +65,19 @@ func (s *Server) finish(sess *Session, reason string, admitted bool) {
 // stage. It returns the connection to read the client from (past the
 // PROXY header and TLS), and a close reason, or "" once the broker
 // connection is up.
-func (s *Server) admit(sess *Session, conn net.Conn, tlsConfig *tls.Config) (net.Conn, string) {
-	conn, reason := s.acceptPeer(sess, conn)
+func (s *Server) admit(sess *Session, conn net.Conn, tlsConfig *tls.Config, up Upgrader) (net.Conn, string) {
+	conn, reason := s.acceptPeer(sess, conn, up != nil)
 	if reason != "" {
 		return conn, reason
 	}
 	sess.localAddr = conn.LocalAddr() // the address the client connected to (from the header behind a balancer)
 	if tlsConfig != nil {
 		if conn, reason = s.handshake(sess, conn, tlsConfig); reason != "" {
+			return conn, reason
+		}
+	}
+	if up != nil {
+		if conn, reason = s.upgrade(sess, conn, up); reason != "" {
 			return conn, reason
 		}
 	}
@@ -130,6 +135,32 @@ func (s *Server) handshake(sess *Session, conn net.Conn, tlsConfig *tls.Config) 
 	return tc, ""
 }
 
+// upgrade runs the WebSocket upgrade within the handshake timeout. A
+// client address forwarded by a trusted balancer replaces the one known
+// so far once the access rules allow it (before the upgrade is granted).
+func (s *Server) upgrade(sess *Session, conn net.Conn, up Upgrader) (net.Conn, string) {
+	_ = conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	stream, client, token, err := up.Upgrade(conn, addrPort(sess.client.RemoteAddr()), func(a netip.AddrPort) bool {
+		return s.cfg.Access == nil || s.cfg.Access.Allowed(a.Addr())
+	})
+	_ = conn.SetDeadline(time.Time{})
+	if err != nil {
+		s.Stats.UpgradeRefused.Add(1)
+		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "ws_upgrade_refused").Stringer("client", sess.ClientAddr).Err(err).Msg("WebSocket upgrade refused")
+		return conn, closeUpgrade
+	}
+	if client.IsValid() {
+		sess.ClientAddr = client
+	}
+	sess.token = token
+	if sess.gateAfterUpgrade { // a trusted balancer's connection: judged as the client it names
+		if reason := s.gate(sess); reason != "" {
+			return stream, reason
+		}
+	}
+	return stream, ""
+}
+
 // readConnect reads the first packet, which must be a CONNECT, within the
 // connect timeout, and applies the CONNECT checks that need no
 // authentication (a banned client costs no hashing).
@@ -175,7 +206,7 @@ func (s *Server) authenticate(sess *Session, conn net.Conn, p mqttwire.Packet, c
 	var adm Admission // no authenticator: refused
 	if s.cfg.Authenticator != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
-		adm = s.cfg.Authenticator.Authenticate(ctx, c, identity.Peer{Addr: sess.ClientAddr, Listener: sess.Listener, Cert: sess.ClientCert()})
+		adm = s.cfg.Authenticator.Authenticate(ctx, c, identity.Peer{Addr: sess.ClientAddr, Listener: sess.Listener, Cert: sess.ClientCert(), Token: sess.token})
 		cancel()
 	}
 	if !adm.Admit {

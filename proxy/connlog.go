@@ -38,7 +38,7 @@ func (s *Server) logClose(sess *Session) {
 
 // connFields adds what is known about a connection; never a password.
 func (s *Server) connFields(ev *zerolog.Event, sess *Session) *zerolog.Event {
-	ev = ev.Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr)
+	ev = ev.Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).Str("listener", sess.Listener)
 	if st := sess.TLS; st != nil {
 		ev = ev.Str("tls_version", tlsVersionName(st.Version)).Str("cipher", tls.CipherSuiteName(st.CipherSuite))
 		if st.ServerName != "" {

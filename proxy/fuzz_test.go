@@ -47,7 +47,7 @@ func FuzzInboundProxyHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Untrusted peer: a header is never honoured.
 		c := &bytesConn{r: bytes.NewReader(data), peer: net.TCPAddrFromAddrPort(fuzzStranger)}
-		if pc, addr, err := inboundHeader(c, fuzzStranger, false, time.Second); err == nil {
+		if pc, addr, err := inboundHeader(c, fuzzStranger, false, false, time.Second); err == nil {
 			if addr != fuzzStranger {
 				t.Fatalf("untrusted peer got address %v from a header", addr)
 			}
@@ -57,7 +57,7 @@ func FuzzInboundProxyHeader(f *testing.F) {
 		}
 		// Trusted peer.
 		c = &bytesConn{r: bytes.NewReader(data), peer: net.TCPAddrFromAddrPort(fuzzTrustedIP)}
-		pc, addr, err := inboundHeader(c, fuzzTrustedIP, true, time.Second)
+		pc, addr, err := inboundHeader(c, fuzzTrustedIP, true, false, time.Second)
 		if err != nil {
 			return
 		}

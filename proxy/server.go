@@ -95,7 +95,8 @@ const (
 // Stats counts what the server has done; read with Load.
 type Stats struct {
 	Accepted, Active, AccessDenied, ProxyHeaderRefused, HandshakeFailed,
-	NoConnect, BadPacket, AuthRefused, Expired, BackendDown, Refused, TopicDenied, LimitHit, Throttled, ConnRefused, Closed atomic.Int64
+	NoConnect, BadPacket, AuthRefused, Expired, BackendDown, Refused, TopicDenied, LimitHit, Throttled, ConnRefused, Closed,
+	UpgradeRefused atomic.Int64
 }
 
 // Server runs listeners and connections.
@@ -156,12 +157,34 @@ func New(cfg Config) (*Server, error) {
 // messages in flight are given to finish before it is disconnected.
 const drainInFlightWait = 500 * time.Millisecond
 
+// Upgrader turns a connection, past its TLS handshake, into the stream
+// MQTT packets travel in (wstransport.Upgrader: a WebSocket). peer is the
+// TCP peer, whose forwarding headers it may believe; admit judges a
+// forwarded client address before the upgrade is granted. It returns the
+// stream, the client's address when a trusted peer forwarded one (zero
+// otherwise) and a bearer token the request carried ("" when none). On
+// an error it has answered the client itself (an HTTP error).
+type Upgrader interface {
+	Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.AddrPort) bool) (stream net.Conn, client netip.AddrPort, token string, err error)
+}
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 
 // Serve accepts connections on ln until Shutdown. With tlsConfig nil the
 // listener is plaintext MQTT.
 func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config) error {
+	return s.serve(ln, tlsConfig, nil)
+}
+
+// ServeWebSocket is Serve for MQTT over WebSocket: each connection is
+// upgraded by up after TLS (none with tlsConfig nil), then runs the same
+// pipeline.
+func (s *Server) ServeWebSocket(ln net.Listener, tlsConfig *tls.Config, up Upgrader) error {
+	return s.serve(ln, tlsConfig, up)
+}
+
+func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config, up Upgrader) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -205,12 +228,23 @@ func (s *Server) Serve(ln net.Listener, tlsConfig *tls.Config) error {
 			c.Close()
 			return ErrServerClosed
 		}
-		sess.Listener = "tcp"
-		if tlsConfig != nil {
-			sess.Listener = "tls"
-		}
-		go s.handle(sess, tlsConfig)
+		sess.Listener = listenerName(tlsConfig != nil, up != nil)
+		go s.handle(sess, tlsConfig, up)
 	}
+}
+
+// listenerName is what logs, metrics and the connection gate call a
+// listener: tcp, tls, ws or wss.
+func listenerName(tls, ws bool) string {
+	switch {
+	case ws && tls:
+		return "wss"
+	case ws:
+		return "ws"
+	case tls:
+		return "tls"
+	}
+	return "tcp"
 }
 
 // track registers a new connection, or returns nil once shutdown began.

@@ -23,12 +23,17 @@ type Session struct {
 	ClientID   string
 	Username   string
 	Identity   *identity.Identity // from the Authenticator; nil before authentication
-	Listener   string             // "tls" or "tcp"
+	Listener   string             // "tcp", "tls", "ws" or "wss"
 
 	srv       *Server
 	start     time.Time
 	localAddr net.Addr  // where the client connected: the PROXY header's destination
 	expires   time.Time // when the admission runs out; zero: never
+	token     string    // a bearer token the WebSocket upgrade carried
+	// gateAfterUpgrade: a trusted balancer's WebSocket connection, judged
+	// by the access rules and the connection gate as the client its
+	// headers name, once the upgrade has read them.
+	gateAfterUpgrade bool
 
 	mu        sync.Mutex
 	client    net.Conn // the raw accepted connection
@@ -83,6 +88,7 @@ const (
 	closeAccess      = "access denied"
 	closeProxyHdr    = "PROXY header refused"
 	closeHandshake   = "TLS handshake failed"
+	closeUpgrade     = "WebSocket upgrade refused"
 	closeAuth        = "authentication refused"
 	closeExpired     = "credentials expired"
 	closeLimit       = "limit exceeded"
@@ -114,6 +120,9 @@ func (s *Session) closeAll(reason string) {
 	s.closed, s.reason = true, reason
 	if s.done != nil {
 		close(s.done)
+	}
+	if wc, ok := s.cw.(interface{ SendClose() }); ok {
+		wc.SendClose() // a WebSocket client is told the connection ends (1000), if its writer is free
 	}
 	s.client.Close()
 	if s.broker != nil {

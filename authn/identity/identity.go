@@ -37,6 +37,10 @@ type Peer struct {
 	Addr     netip.AddrPort
 	Listener string            // "tls" or "tcp"
 	Cert     *x509.Certificate // the client certificate when it was verified, or nil
+	// Token is a bearer token the transport carried (a WebSocket
+	// upgrade's Authorization header or configured cookie), for clients
+	// that cannot put one in the CONNECT; "" when none.
+	Token string
 }
 
 // Admission is authentication's answer for one CONNECT, as the

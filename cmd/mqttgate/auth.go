@@ -45,7 +45,7 @@ func (c *config) checkAuthn(auth certstore.ClientAuth) error {
 		// Only a certificate verified against the CA bundle may name a
 		// client: with optional or no client auth, anyone could claim any
 		// identity with a self-signed one, or none.
-		if s != "" && (auth != certstore.ClientAuthRequire || c.ListenTCP != "") {
+		if s != "" && (auth != certstore.ClientAuthRequire || c.ListenTCP != "" || c.ListenWS != "") {
 			return bad(v, "identity mapping needs MQTTGATE_TLS_CLIENT_AUTH=require with MQTTGATE_TLS_CLIENT_CA, and no plaintext listener")
 		}
 	}

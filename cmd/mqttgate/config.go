@@ -21,6 +21,7 @@ import (
 	"github.com/mqttgate/mqttgate/limits/cidr"
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
+	"github.com/mqttgate/mqttgate/proxy/wstransport"
 )
 
 const envPrefix = "MQTTGATE_"
@@ -38,6 +39,12 @@ type config struct {
 
 	ListenTLS string `env:"LISTEN_TLS" envDefault:":8883"`
 	ListenTCP string `env:"LISTEN_TCP"` // plaintext, off unless set
+	// MQTT over WebSocket: over TLS (the same certificates) and plaintext.
+	ListenWSS     string   `env:"LISTEN_WSS"`
+	ListenWS      string   `env:"LISTEN_WS"`
+	WSPath        string   `env:"WS_PATH" envDefault:"/mqtt"`
+	WSOrigins     []string `env:"WS_ORIGINS" envSeparator:","` // browser Origins allowed; none: no browser
+	WSTokenCookie string   `env:"WS_TOKEN_COOKIE"`             // a cookie carrying a JWT for browsers
 
 	TLSCert           []string      `env:"TLS_CERT"` // comma-separated; the first pair is the default
 	TLSKey            []string      `env:"TLS_KEY"`
@@ -154,6 +161,7 @@ type parsed struct {
 	clientIDPattern *authn.ClientIDPattern
 	jwtClaims       map[string]string
 	proxyTLVs       proxy.ProxyTLVs
+	upgrader        *wstransport.Upgrader // the WebSocket listeners
 }
 
 // configError names the variable at fault; main exits 2 on it.
@@ -277,12 +285,12 @@ func (c *config) check() error {
 	if c.Backend == "" || !strings.Contains(c.Backend, ":") {
 		return bad("BACKEND", "%q: want host:port", c.Backend)
 	}
-	if c.ListenTLS == "" && c.ListenTCP == "" {
-		return bad("LISTEN_TLS", "no listener: set MQTTGATE_LISTEN_TLS (or MQTTGATE_LISTEN_TCP for plaintext)")
+	if c.ListenTLS == "" && c.ListenTCP == "" && c.ListenWSS == "" && c.ListenWS == "" {
+		return bad("LISTEN_TLS", "no listener: set MQTTGATE_LISTEN_TLS or MQTTGATE_LISTEN_WSS (or MQTTGATE_LISTEN_TCP, MQTTGATE_LISTEN_WS for plaintext)")
 	}
-	if c.ListenTLS != "" {
+	if c.tlsListener() != "" {
 		if len(c.TLSCert) == 0 {
-			return bad("TLS_CERT", "required for the TLS listener %s", c.ListenTLS)
+			return bad("TLS_CERT", "required for the TLS listener %s", c.tlsListener())
 		}
 		if len(c.TLSKey) != len(c.TLSCert) {
 			return bad("TLS_KEY", "%d key files for %d certificate files", len(c.TLSKey), len(c.TLSCert))
@@ -366,6 +374,9 @@ func (c *config) check() error {
 		return bad("LOG_FORMAT", "%q: want json or console", c.LogFormat)
 	}
 	if err := c.checkAdmin(); err != nil {
+		return err
+	}
+	if err := c.checkWebSocket(); err != nil { // after the trusted peers and the packet size
 		return err
 	}
 	return c.checkAuthn(auth)

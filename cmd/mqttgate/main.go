@@ -187,7 +187,7 @@ type fileState struct {
 // before anything starts serving, and one cleanup path undoes what was
 // built when a step fails.
 func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
-	g := &gateway{log: log, errc: make(chan error, 3), // the TLS, TCP and admin listeners
+	g := &gateway{log: log, errc: make(chan error, 5), // the TLS, TCP, WSS, WS and admin listeners
 		drainc: make(chan string, 1), started: time.Now(), loads: map[string]*fileState{}}
 	var undo []func()
 	defer func() {
@@ -197,7 +197,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 			}
 		}
 	}()
-	if c.ListenTLS != "" {
+	if c.tlsListener() != "" {
 		if g.store, err = certstore.New(c.tlsOptions()); err != nil {
 			return nil, bad("TLS_CERT", "%v", err)
 		}
@@ -295,6 +295,10 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 			return nil, err
 		}
 	}
+	ws, err := c.webSocketListeners(listen)
+	if err != nil {
+		return nil, err
+	}
 	var pprofLn net.Listener
 	if c.PprofAddr != "" {
 		if pprofLn, err = listen(c.PprofAddr, "PPROF_ADDR"); err != nil {
@@ -315,6 +319,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 		log.Warn().Str("listen", g.tcpLn.Addr().String()).Msg("plaintext MQTT listener enabled")
 		go func() { g.errc <- srv.Serve(g.tcpLn, nil) }()
 	}
+	ws.serve(g, log)
 	if pprofLn != nil {
 		g.pprof = &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = g.pprof.Serve(pprofLn) }()
