@@ -55,7 +55,10 @@ func (s *Server) finish(sess *Session, reason string, admitted bool) {
 	}
 	s.Stats.Closed.Add(1)
 	s.logClose(sess)
-	if admitted && s.cfg.Connects != nil {
+	// Only a session the broker accepted counts towards flapping: a broker
+	// that refuses or fails before its CONNACK (TLS to it, a restart) must
+	// not get its clients banned.
+	if admitted && sess.answered.Load() && s.cfg.Connects != nil {
 		s.cfg.Connects.Closed(sess.ClientID, sess.Identity, sess.ClientAddr.Addr())
 	}
 	s.untrack(sess)

@@ -95,3 +95,30 @@ func TestBanDuringTheDialRefuses(t *testing.T) {
 	}
 	conn.Close()
 }
+
+// A broker that fails before its CONNACK (down, refusing the TLS hop)
+// does not get its clients banned for flapping: only sessions the broker
+// accepted count.
+func TestBrokerFailuresAreNotFlapping(t *testing.T) {
+	bans, err := limits.OpenBans("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := scriptedBroker(t, func(net.Conn, mqttwire.Packet) bool { return false }) // closes on the CONNECT
+	px := startProxy(t, Config{Backend: broker, Connects: &limits.Connects{Bans: bans,
+		Flapping: &limits.Flapping{Max: 2, Window: time.Minute, Ban: time.Hour}}}, nil)
+	for range 5 {
+		conn, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = conn.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: []byte("steady"), KeepAlive: 30, CleanStart: true}))
+		_, _ = mqttwire.NewReader(conn, 64, 1024).Next() // closed, or a refusal
+		conn.Close()
+	}
+	mqtttest.WaitFor(t, "the five sessions ended", func() bool { return px.srv.Stats.Closed.Load() == 5 })
+	if list := bans.List(); len(list) != 0 {
+		t.Fatalf("banned for the broker's failures: %+v", list)
+	}
+}

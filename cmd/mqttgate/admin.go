@@ -195,10 +195,14 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 		BrokerCheck: func(ctx context.Context) error {
 			d := net.Dialer{Timeout: dialTimeout}
 			conn, err := d.DialContext(ctx, "tcp", backend)
-			if err == nil {
-				conn.Close()
+			if err != nil {
+				return err
 			}
-			return err
+			defer conn.Close()
+			if g.backendTLS != nil { // ready means clients can get through: the broker's certificate verifies
+				return tls.Client(conn, g.backendTLS()).HandshakeContext(ctx)
+			}
+			return nil
 		},
 		Ready: func() (bool, string) {
 			if g.store != nil && time.Now().After(g.store.Leaf().NotAfter) {

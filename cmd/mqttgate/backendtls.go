@@ -68,7 +68,7 @@ func (c *config) buildBackendTLS(pc *proxy.Config, g *gateway) error {
 		}
 		return bad("BACKEND_TLS", "%v", err)
 	}
-	pc.BackendTLS = bt.Config
+	pc.BackendTLS, g.backendTLS = bt.Config, bt.Config
 	g.files = append(g.files, reloadable{"BACKEND_TLS_CA", bt.Reload, ""})
 	ca := c.BackendTLSCA
 	if ca == "" {

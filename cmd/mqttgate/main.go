@@ -151,22 +151,23 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 
 // gateway is a running proxy with its listeners and reload loop.
 type gateway struct {
-	srv       *proxy.Server
-	store     *certstore.Store
-	log       zerolog.Logger
-	errc      chan error
-	tlsLn     net.Listener
-	tcpLn     net.Listener
-	files     []reloadable // password files, keys, CRLs: polled for changes
-	pprof     *http.Server
-	admin     *admin.Server // nil: no admin listener
-	adminStop context.CancelFunc
-	cancel    context.CancelFunc
-	audit     *audit.Log        // nil: no audit trail
-	secLog    *logbudget.Budget // the security events' budget: the proxy's, the chain's and the admin API's
-	bans      *limits.Bans
-	drainc    chan string // a drain asked for (by the API), with who asked
-	started   time.Time
+	srv        *proxy.Server
+	store      *certstore.Store
+	log        zerolog.Logger
+	errc       chan error
+	tlsLn      net.Listener
+	tcpLn      net.Listener
+	files      []reloadable // password files, keys, CRLs: polled for changes
+	pprof      *http.Server
+	admin      *admin.Server // nil: no admin listener
+	adminStop  context.CancelFunc
+	cancel     context.CancelFunc
+	audit      *audit.Log         // nil: no audit trail
+	secLog     *logbudget.Budget  // the security events' budget: the proxy's, the chain's and the admin API's
+	backendTLS func() *tls.Config // TLS to the broker; nil: plaintext
+	bans       *limits.Bans
+	drainc     chan string // a drain asked for (by the API), with who asked
+	started    time.Time
 
 	reloadMu  sync.Mutex // one reload at a time: the loop's and the API's
 	loads     map[string]*fileState
