@@ -16,6 +16,7 @@ import (
 // target is where clients connect: tls://host:port or tcp://host:port.
 type target struct {
 	addr     string
+	ws       bool // MQTT over WebSocket (wss:// or ws://), at /mqtt
 	tls      *tls.Config
 	user     string
 	password string
@@ -32,10 +33,10 @@ func parseTarget(raw, caFile, user, password, groups string) (*target, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("target %q: want tls://host:port or tcp://host:port", raw)
 	}
-	t := &target{addr: u.Host, user: user, password: password}
+	t := &target{addr: u.Host, user: user, password: password, ws: u.Scheme == "ws" || u.Scheme == "wss"}
 	switch u.Scheme {
-	case "tcp":
-	case "tls":
+	case "tcp", "ws":
+	case "tls", "wss":
 		pool := x509.NewCertPool()
 		if caFile != "" {
 			pem, err := os.ReadFile(caFile)
@@ -53,7 +54,7 @@ func parseTarget(raw, caFile, user, password, groups string) (*target, error) {
 			return nil, fmt.Errorf("groups %q: classic or go", groups)
 		}
 	default:
-		return nil, fmt.Errorf("target %q: scheme tls or tcp", raw)
+		return nil, fmt.Errorf("target %q: scheme tls, tcp, wss or ws", raw)
 	}
 	return t, nil
 }
@@ -68,10 +69,24 @@ func (d *dialer) dial(t *target) (net.Conn, error) {
 	d.n++
 	src := net.IPv4(127, byte(1+d.n/20000%200), byte(d.n%250+1), 1)
 	nd := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
+	var c net.Conn
+	var err error
 	if t.tls != nil {
-		return tls.DialWithDialer(nd, "tcp", t.addr, t.tls)
+		c, err = tls.DialWithDialer(nd, "tcp", t.addr, t.tls)
+	} else {
+		c, err = nd.Dial("tcp", t.addr)
 	}
-	return nd.Dial("tcp", t.addr)
+	if err != nil || !t.ws {
+		return c, err
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	wc, err := upgradeWS(c, "localhost", "/mqtt")
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return wc, nil
 }
 
 // mqttConn is one client connection.

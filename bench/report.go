@@ -153,8 +153,17 @@ func ratios(rs []result) []ratio {
 	}
 	m, h = median(rs, "mqttgate", "idle", kibPerConn), median(rs, "haproxy", "idle", kibPerConn)
 	add("KiB per idle TLS connection: mqttgate", m, fmt.Sprintf("≤ HAProxy (%.1f) and ≤ 20", h), m <= h && m <= 20, fmt.Sprintf("%.1f vs %.1f KiB", m, h))
+	if w := median(rs, "mqttgate-wss", "idle", kibPerConn); !math.IsNaN(w) {
+		add("KiB per idle wss connection: mqttgate, above its TLS", w-m, "≤ 2", w-m <= 2, fmt.Sprintf("%.1f vs %.1f KiB", w, m))
+	}
+	if w := median(rs, "mqttgate-wss", "qos0-64", cpuPerMsgUS); !math.IsNaN(w) {
+		add("proxy CPU-µs per PUBLISH (qos0-64) over wss: mqttgate / HAProxy (TLS)", w/h0(rs), "≤ 1.5", w/h0(rs) <= 1.5, fmt.Sprintf("%.2f vs %.2f µs", w, h0(rs)))
+	}
 	return out
 }
+
+// h0 is HAProxy's CPU per message at qos0-64.
+func h0(rs []result) float64 { return median(rs, "haproxy", "qos0-64", cpuPerMsgUS) }
 
 // svgChart draws each ratio as a bar against its target.
 func svgChart(rs []ratio) string {

@@ -105,12 +105,13 @@ gate() { # port cert key [env...]
 }
 gate 18833 "$pki/server.pem" "$pki/server-key.pem" MQTTGATE_PPROF_ADDR=127.0.0.1:16060; gate_ecdsa=$!
 gate 18843 "$work/rsa.pem" "$work/rsa-key.pem"; gate_rsa=$!
+gate 18853 "$pki/server.pem" "$pki/server-key.pem" MQTTGATE_LISTEN_WSS=127.0.0.1:18854; gate_wss=$! # MQTT over WebSocket
 sleep 1 # the listeners come up; each target is also checked by its first connection
 
 run() { # name test pid target ca [args]
   local name=$1 test=$2 pid=$3 target=$4 ca=$5; shift 5
   local auth=()
-  [ "$name" = mqttgate ] && auth=(-user bench -pass bench-pw)
+  [[ "$name" == mqttgate* ]] && auth=(-user bench -pass bench-pw)
   echo "== $name $test (round $r)" >&2
   taskset -c 1 "$B" "$@" -name "$name" -test "$test" -repeat "$r" -pid "$pid" -target "$target" -ca "$ca" "${auth[@]}" \
     -out "$out/$name-$test-$r.json"
@@ -138,10 +139,14 @@ for r in $(seq 1 "$REPEATS"); do
   run haproxy hs-rsa "$hap" tls://127.0.0.1:18842 "$work/rsa.pem" handshake -n 1000 -parallel 8
   run mqttgate hs-rsa "$gate_rsa" tls://127.0.0.1:18843 "$work/rsa.pem" handshake -n 1000 -parallel 8
 done
+for r in $(seq 1 "$REPEATS"); do
+  run mqttgate-wss qos0-64 "$gate_wss" wss://127.0.0.1:18854 "$pki/ca.pem" load -size 64 -duration "$DURATION"
+done
 for t in hapx mgate; do
   unset -n T 2>/dev/null || true; declare -n T=$t
   r=1 run "${T[0]}" idle "${T[1]}" "${T[2]}" "${T[3]}" idle -n "$IDLE_N"
 done
+r=1 run mqttgate-wss idle "$gate_wss" wss://127.0.0.1:18854 "$pki/ca.pem" idle -n "$IDLE_N"
 
 # Profiles of mqttgate under the qos0-64 load.
 taskset -c 1 "$B" load -target tls://127.0.0.1:18833 -ca "$pki/ca.pem" -user bench -pass bench-pw -size 64 -duration 12s -out /dev/null 2>/dev/null &
