@@ -155,6 +155,13 @@ func TestWebSocketUpgradeAndFrames(t *testing.T) {
 		t.Errorf("an oversized packet over frames: %v %x, want DISCONNECT 0x95", op, body)
 	}
 	conn.Close()
+
+	// Each violation closed its own connection only: the first client,
+	// connected all along, is still served.
+	c.Send([]byte{0xc0, 0})
+	if p := c.Next(); p.Type != mqttwire.PINGRESP {
+		t.Errorf("the bystander after the violations: %x", p.Raw)
+	}
 }
 
 // A JWT from the upgrade: the Authorization header always, the cookie

@@ -54,7 +54,8 @@ type Conn struct {
 	err      error
 
 	wmu    sync.Mutex
-	closed bool // a close frame was sent
+	closed bool                   // a close frame was sent
+	whdr   [ws.MaxHeaderSize]byte // the writer's frame header (a field: a local would escape)
 }
 
 // waitingConn is a Conn over a source that can wait for readability
@@ -162,20 +163,32 @@ func (c *Conn) control(h ws.Header) error {
 		return err
 	case ws.OpClose:
 		code := CloseNormal
-		if len(p) >= 2 {
-			code = ws.StatusCode(binary.BigEndian.Uint16(p))
-			switch {
-			case len(p) == 1, code == closeNoStatus || code == closeAbnormal || code == closeTLS, code < 1000, code >= 1016 && code < 3000:
+		switch {
+		case len(p) == 1:
+			code = CloseProtocol
+		case len(p) >= 2:
+			if code = ws.StatusCode(binary.BigEndian.Uint16(p)); !sendable(code) {
 				code = CloseProtocol
 			}
-		} else if len(p) == 1 {
-			code = CloseProtocol
 		}
 		c.sendClose(code, "")
 		c.err = io.EOF
 		return io.EOF
 	}
 	return nil
+}
+
+// sendable reports whether an endpoint may send code in a close frame
+// (RFC 6455 7.4): the defined codes but 1004-1006 and 1015, and the
+// registered and private ranges.
+func sendable(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }
 
 // fail closes with code and makes every later Read fail.
@@ -233,7 +246,7 @@ const smallFrame = 16 << 10
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, smallFrame+ws.MaxHeaderSize); return &b }}
 
 func (c *Conn) writeFrame(op ws.OpCode, b []byte) (int, error) {
-	var hdr [ws.MaxHeaderSize]byte
+	hdr := &c.whdr
 	hdr[0] = 0x80 | byte(op) // FIN: one frame per write; server frames are unmasked
 	n := 2
 	switch l := len(b); {

@@ -318,3 +318,37 @@ func TestWithTheTestClient(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// One PUBLISH per frame, read and written: no allocation per frame.
+func TestFramesAllocateNothing(t *testing.T) {
+	publish := []byte{0x30, 0x0e, 0, 6, 's', 'e', 'n', 's', 'o', 'r', 'v', 'a', 'l', 'u', 'e', '!'}
+	in := bytes.Repeat(frame(ws.OpBinary, true, publish, false), 2000)
+	c := NewConn(&memConn{r: bytes.NewReader(in)}, 4096)
+	buf := make([]byte, 4096)
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, err := io.ReadFull(c, buf[:len(publish)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(buf[:len(publish)]); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 0 {
+		t.Fatalf("%v allocations per frame read and written", n)
+	}
+}
+
+func BenchmarkFrameRead(b *testing.B) {
+	publish := append([]byte{0x30, 0x7e, 0, 6, 's', 'e', 'n', 's', 'o', 'r'}, make([]byte, 120)...)
+	one := frame(ws.OpBinary, true, publish, false)
+	in := bytes.Repeat(one, b.N)
+	c := NewConn(&memConn{r: bytes.NewReader(in)}, 4096)
+	buf := make([]byte, len(publish))
+	b.SetBytes(int64(len(publish)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
