@@ -1,0 +1,214 @@
+package brokerpool
+
+import (
+	"fmt"
+
+	"math/rand/v2"
+	"sync/atomic"
+)
+
+// State is a node's health as the pool sees it.
+type State int32
+
+// States.
+const (
+	Up       State = iota // takes new clients
+	Down                  // failed its checks: takes none
+	Draining              // an operator is taking it out: takes none, its clients are moved off
+)
+
+func (s State) String() string {
+	switch s {
+	case Up:
+		return "up"
+	case Down:
+		return "down"
+	case Draining:
+		return "draining"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// Node is one broker address.
+type Node struct {
+	Addr  string
+	seed  uint64 // the address hashed: its rendezvous identity, the same in every process
+	state atomic.Int32
+	conns atomic.Int64
+}
+
+// State returns the node's state.
+func (n *Node) State() State { return State(n.state.Load()) }
+
+// SetState sets it (health checks, the admin API).
+func (n *Node) SetState(s State) { n.state.Store(int32(s)) }
+
+// Conns is how many clients the node serves now.
+func (n *Node) Conns() int64 { return n.conns.Load() }
+
+// Acquire and Release count a client on the node.
+func (n *Node) Acquire() { n.conns.Add(1) }
+
+// Release counts a client off the node.
+func (n *Node) Release() { n.conns.Add(-1) }
+
+// Balance is how a client's node is chosen.
+type Balance int
+
+// Balances.
+const (
+	// ClientID: the same client id lands on the same healthy node
+	// (rendezvous hashing: removing one of N nodes moves only the ids
+	// that were on it, about 1/N); an empty client id goes by LeastConn.
+	ClientID Balance = iota
+	// LeastConn: the healthy node with the fewest clients.
+	LeastConn
+	// Random: the less loaded of two healthy nodes drawn at random.
+	Random
+)
+
+// ParseBalance reads clientid, leastconn or random.
+func ParseBalance(s string) (Balance, error) {
+	switch s {
+	case "clientid":
+		return ClientID, nil
+	case "leastconn":
+		return LeastConn, nil
+	case "random":
+		return Random, nil
+	}
+	return 0, fmt.Errorf("%q: want clientid, leastconn or random", s)
+}
+
+// Pool is the nodes and the balance. It is safe for concurrent use.
+type Pool struct {
+	nodes   []*Node
+	balance Balance
+}
+
+// New builds a pool of addrs (at least one, no address twice).
+func New(addrs []string, b Balance) (*Pool, error) {
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("no broker node")
+	}
+	p := &Pool{balance: b}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			return nil, fmt.Errorf("broker node %s listed twice", a)
+		}
+		seen[a] = true
+		p.nodes = append(p.nodes, &Node{Addr: a, seed: hashString(a)})
+	}
+	return p, nil
+}
+
+// Nodes returns the nodes, in the order configured.
+func (p *Pool) Nodes() []*Node { return p.nodes }
+
+// Pick returns the node for a client, skipping the nodes tried already
+// (tried holds their indexes as bits; nodes past 64 are never skipped),
+// and the node's index; nil when no healthy node is left. It allocates
+// nothing.
+func (p *Pool) Pick(clientID []byte, tried uint64) (*Node, int) {
+	switch {
+	case len(p.nodes) == 1:
+		if n := p.nodes[0]; n.State() == Up && tried&1 == 0 {
+			return n, 0
+		}
+		return nil, -1
+	case p.balance == ClientID && len(clientID) > 0:
+		return p.rendezvous(hashBytes(clientID), tried)
+	case p.balance == Random:
+		return p.twoChoices(tried)
+	}
+	return p.leastConn(tried)
+}
+
+func usable(n *Node, i int, tried uint64) bool {
+	return n.State() == Up && (i >= 64 || tried&(1<<uint(i)) == 0)
+}
+
+// rendezvous picks the usable node with the highest score for the
+// client's hash: the next node in the client's own order when the first
+// is down or tried.
+func (p *Pool) rendezvous(h uint64, tried uint64) (*Node, int) {
+	best, bi := uint64(0), -1
+	for i, n := range p.nodes {
+		if !usable(n, i, tried) {
+			continue
+		}
+		if s := mix(h ^ n.seed); bi < 0 || s > best {
+			best, bi = s, i
+		}
+	}
+	if bi < 0 {
+		return nil, -1
+	}
+	return p.nodes[bi], bi
+}
+
+func (p *Pool) leastConn(tried uint64) (*Node, int) {
+	bi, least := -1, int64(0)
+	for i, n := range p.nodes {
+		if !usable(n, i, tried) {
+			continue
+		}
+		if c := n.Conns(); bi < 0 || c < least {
+			bi, least = i, c
+		}
+	}
+	if bi < 0 {
+		return nil, -1
+	}
+	return p.nodes[bi], bi
+}
+
+// twoChoices draws two usable nodes and takes the less loaded ("the power
+// of two choices"); with one usable node, that one.
+func (p *Pool) twoChoices(tried uint64) (*Node, int) {
+	n := len(p.nodes)
+	a, b := -1, -1
+	for range 2 * n { // bounded: a few draws find the usable ones
+		i := rand.IntN(n)
+		if !usable(p.nodes[i], i, tried) || i == a {
+			continue
+		}
+		if a < 0 {
+			a = i
+			continue
+		}
+		b = i
+		break
+	}
+	switch {
+	case a < 0:
+		return p.leastConn(tried) // draws missed: look at all
+	case b < 0:
+		return p.nodes[a], a
+	case p.nodes[b].Conns() < p.nodes[a].Conns():
+		return p.nodes[b], b
+	}
+	return p.nodes[a], a
+}
+
+// FNV-1a, then a finaliser: stable across processes and versions, so a
+// fleet of proxies sends a client id to the same node.
+func hashBytes(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return mix(h)
+}
+
+func hashString(s string) uint64 { return hashBytes([]byte(s)) }
+
+// mix is splitmix64's finaliser: every input bit reaches every output bit.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}

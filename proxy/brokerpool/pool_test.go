@@ -1,0 +1,130 @@
+package brokerpool
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
+)
+
+func nodes(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("10.0.0.%d:1883", i+1))
+	}
+	return out
+}
+
+// 3,000 client ids over three nodes: max/min share at most 1.15; removing
+// one node moves only the ids that were on it.
+func TestClientIDSpreadAndStability(t *testing.T) {
+	p, err := New(nodes(3), ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ids = 3000
+	where := make([]int, ids)
+	count := map[int]int{}
+	for i := range ids {
+		_, where[i] = p.Pick([]byte(fmt.Sprintf("device-%d", i)), 0)
+		count[where[i]]++
+	}
+	lo, hi := ids, 0
+	for _, c := range count {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	t.Logf("3 nodes: %v, max/min %.3f", count, float64(hi)/float64(lo))
+	if float64(hi)/float64(lo) > 1.15 {
+		t.Errorf("max/min share %.3f over 1.15: %v", float64(hi)/float64(lo), count)
+	}
+	p.Nodes()[1].SetState(Down)
+	moved, strayed := 0, 0
+	for i := range ids {
+		_, now := p.Pick([]byte(fmt.Sprintf("device-%d", i)), 0)
+		if now != where[i] {
+			moved++
+			if where[i] != 1 {
+				strayed++
+			}
+		}
+	}
+	t.Logf("node 1 down: %d of %d ids moved (%.1f%%), %d from surviving nodes", moved, ids, 100*float64(moved)/ids, strayed)
+	if moved > ids*40/100 || strayed > 0 || moved != count[1] {
+		t.Errorf("moved %d (node 1 had %d), %d from surviving nodes", moved, count[1], strayed)
+	}
+}
+
+// A client's next node, when its first is tried, is the same in every
+// call (its own order), and all nodes tried leaves none.
+func TestFailoverOrder(t *testing.T) {
+	p, _ := New(nodes(4), ClientID)
+	id := []byte("sensor-7")
+	first, fi := p.Pick(id, 0)
+	second, si := p.Pick(id, 1<<uint(fi))
+	if second == nil || second == first {
+		t.Fatalf("second choice %v", second)
+	}
+	if again, _ := p.Pick(id, 1<<uint(fi)); again != second {
+		t.Fatal("the second choice changed")
+	}
+	if n, _ := p.Pick(id, 0b1111); n != nil {
+		t.Fatalf("all tried, got %v", n)
+	}
+	p.Nodes()[fi].SetState(Draining)
+	if n, _ := p.Pick(id, 0); n != second {
+		t.Fatalf("with the first draining: %v, want the second choice", n)
+	}
+	_ = si
+}
+
+// No client id, leastconn, random: the least loaded healthy node.
+func TestLoadBalances(t *testing.T) {
+	for _, b := range []Balance{ClientID, LeastConn, Random} {
+		p, _ := New(nodes(3), b)
+		p.Nodes()[0].SetState(Down)
+		for range 300 {
+			n, _ := p.Pick(nil, 0)
+			if n == nil || n.State() != Up {
+				t.Fatalf("balance %d: %v", b, n)
+			}
+			n.Acquire()
+		}
+		c1, c2 := p.Nodes()[1].Conns(), p.Nodes()[2].Conns()
+		if c1+c2 != 300 || c1 < 100 || c2 < 100 {
+			t.Errorf("balance %d: %d and %d", b, c1, c2)
+		}
+	}
+}
+
+func TestNew(t *testing.T) {
+	if _, err := New(nil, ClientID); err == nil {
+		t.Error("no nodes accepted")
+	}
+	if _, err := New([]string{"a:1", "a:1"}, ClientID); err == nil {
+		t.Error("a node twice accepted")
+	}
+	if _, err := ParseBalance("roundrobin"); err == nil {
+		t.Error("roundrobin accepted")
+	}
+}
+
+func TestPickAllocatesNothing(t *testing.T) {
+	p, _ := New(nodes(100), ClientID)
+	id := []byte("device-12345")
+	if n := testing.AllocsPerRun(1000, func() { p.Pick(id, 0) }); n != 0 {
+		t.Fatalf("%v allocations", n)
+	}
+}
+
+func BenchmarkPickBackend(b *testing.B) {
+	p, _ := New(nodes(100), ClientID)
+	id := []byte("device-0000012345")
+	b.ReportAllocs()
+	for range b.N {
+		p.Pick(id, 0)
+	}
+}
+
+func TestDependencies(t *testing.T) {
+	mqtttest.OnlyDepends(t, ".", "mqttwire/mqtttest", "mqttwire")
+}
