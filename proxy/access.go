@@ -35,10 +35,16 @@ func (s *Server) acceptPeer(sess *Session, conn net.Conn, ws bool) (net.Conn, st
 			s.securityEvent(zerolog.WarnLevel, sess).Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
 			return conn, closeProxyHdr
 		}
+		sess.proxyHeader = pc.(*proxyproto.Conn).ProxyHeader() != nil
 		conn, sess.ClientAddr = pc, client
 	}
 	if trusted {
-		if ws {
+		if ws && !sess.proxyHeader {
+			// An HTTP balancer: the client it names in its forwarding
+			// headers is judged once the upgrade has read them. Had it
+			// sent a PROXY header, that would name the client, and the
+			// request's headers (the client's own, through an L4
+			// balancer) would be ignored.
 			sess.gateAfterUpgrade = true
 			return conn, ""
 		}

@@ -103,7 +103,7 @@ func (s *Server) admit(sess *Session, conn net.Conn, tlsConfig *tls.Config, up U
 	if tr := s.cfg.Traffic; tr != nil {
 		tr.count(FromClient, p)
 	}
-	_ = conn.SetReadDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	s.logOpen(sess)
 	sess.reader = r
 	return conn, ""
@@ -142,8 +142,17 @@ func (s *Server) handshake(sess *Session, conn net.Conn, tlsConfig *tls.Config) 
 // client address forwarded by a trusted balancer replaces the one known
 // so far once the access rules allow it (before the upgrade is granted).
 func (s *Server) upgrade(sess *Session, conn net.Conn, up Upgrader) (net.Conn, string) {
-	_ = conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	stream, client, token, err := up.Upgrade(conn, addrPort(sess.client.RemoteAddr()), func(a netip.AddrPort) bool {
+	// One handshake timeout from accept for the PROXY header, TLS and the
+	// upgrade together: a slow TLS handshake leaves the upgrade less.
+	_ = conn.SetDeadline(sess.start.Add(s.cfg.HandshakeTimeout))
+	// The peer whose forwarding headers may be believed: the TCP peer,
+	// unless a PROXY header already named the client (an L4 balancer
+	// passes the client's own headers through).
+	peer := addrPort(sess.client.RemoteAddr())
+	if sess.proxyHeader {
+		peer = sess.ClientAddr
+	}
+	stream, client, token, err := up.Upgrade(conn, peer, func(a netip.AddrPort) bool {
 		return s.cfg.Access == nil || s.cfg.Access.Allowed(a.Addr())
 	})
 	_ = conn.SetDeadline(time.Time{})
@@ -168,7 +177,9 @@ func (s *Server) upgrade(sess *Session, conn net.Conn, up Upgrader) (net.Conn, s
 // connect timeout, and applies the CONNECT checks that need no
 // authentication (a banned client costs no hashing).
 func (s *Server) readConnect(sess *Session, conn net.Conn) (*mqttwire.Reader, mqttwire.Packet, *mqttwire.Connect, string) {
-	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout))
+	// Writes too: a WebSocket client that floods pings and reads no pong
+	// must not outlive the CONNECT deadline.
+	_ = conn.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	r := mqttwire.NewReader(conn, initialReadBuffer, s.cfg.MaxPacketSize)
 	r.UsePool(s.bufs)
 	p, err := r.Next()

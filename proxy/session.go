@@ -34,6 +34,8 @@ type Session struct {
 	// by the access rules and the connection gate as the client its
 	// headers name, once the upgrade has read them.
 	gateAfterUpgrade bool
+	// proxyHeader: a trusted balancer's PROXY header named the client.
+	proxyHeader bool
 
 	mu        sync.Mutex
 	client    net.Conn // the raw accepted connection

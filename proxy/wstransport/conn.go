@@ -22,6 +22,7 @@ const (
 	closeAbnormal    = ws.StatusAbnormalClosure      // 1006: never sent
 	closeTLS         = ws.StatusTLSHandshake         // 1015: never sent
 	closeWait        = 100 * time.Millisecond        // for a close frame to go out
+	pongWait         = 2 * time.Second               // for a pong to go out: a client that reads none is closed
 	controlMax       = ws.MaxControlFramePayloadSize // 125
 )
 
@@ -159,7 +160,14 @@ func (c *Conn) control(h ws.Header) error {
 		if c.closed {
 			return nil
 		}
+		// A client that sends pings and reads nothing would otherwise hold
+		// its reader in this write for ever.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(pongWait))
 		_, err := c.writeFrame(ws.OpPong, p)
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+		if err != nil {
+			c.err = err
+		}
 		return err
 	case ws.OpClose:
 		code := CloseNormal

@@ -97,7 +97,7 @@ func (u *Upgrader) Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.
 		cookie           string
 	)
 	trusted := containsAddr(u.o.Trusted, peer.Addr())
-	lr := &io.LimitedReader{R: conn, N: int64(u.o.MaxRequest)}
+	lr := &headReader{r: conn, max: u.o.MaxRequest}
 	upgrader := ws.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 512,
 		Protocol: func(p []byte) bool {
@@ -122,6 +122,11 @@ func (u *Upgrader) Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.
 				hasOrigin, originSeen = true, string(value)
 			case "X-Forwarded-For", "Forwarded":
 				if trusted {
+					// One header naming the client: two (of either kind)
+					// leave it to the order, which the client may set.
+					if forwardedKind != "" {
+						return reject(http.StatusBadRequest, "more than one X-Forwarded-For or Forwarded header")
+					}
 					forwarded, forwardedKind = append(forwarded[:0], value...), http.CanonicalHeaderKey(string(key))
 				}
 			case "Authorization":
@@ -159,7 +164,7 @@ func (u *Upgrader) Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.
 		io.Reader
 		io.Writer
 	}{lr, conn}); err != nil {
-		if lr.N <= 0 {
+		if lr.over {
 			_, _ = io.WriteString(conn, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 			return nil, client, "", fmt.Errorf("%w: request over %d bytes", ErrRefused, u.o.MaxRequest)
 		}
@@ -167,6 +172,10 @@ func (u *Upgrader) Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.
 	}
 	if up.Token == "" && cookie != "" {
 		up.Token = cookieValue(cookie, u.o.TokenCookie)
+	}
+	if rest := lr.rest(); len(rest) > 0 {
+		// Frames sent right behind the request, in the same read.
+		conn = &prefixed{Conn: conn, pre: rest}
 	}
 	return NewConn(conn, u.o.MaxFrame), up.Client, up.Token, nil
 }
@@ -214,6 +223,9 @@ func forwardedClient(kind, v string) (netip.AddrPort, bool) {
 
 func parseHost(s string) (netip.AddrPort, bool) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
+		if ap.Addr().Zone() != "" { // a zone makes an address no rule or ban matches
+			return netip.AddrPort{}, false
+		}
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 	}
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
@@ -232,4 +244,71 @@ func cookieValue(header, name string) string {
 		}
 	}
 	return ""
+}
+
+// headReader gives the upgrade the request's head and nothing past it
+// (the blank line), at most max bytes: what a client sends right behind
+// the request (its first frames) stays for the stream.
+type headReader struct {
+	r    io.Reader
+	max  int
+	buf  []byte
+	n    int  // bytes of buf given out
+	done bool // the blank line was given out
+	over bool // the head was longer than max
+}
+
+func (h *headReader) Read(p []byte) (int, error) {
+	if h.done {
+		return 0, io.EOF
+	}
+	if h.n == len(h.buf) {
+		if len(h.buf) >= h.max {
+			h.over = true
+			return 0, io.ErrUnexpectedEOF
+		}
+		chunk := make([]byte, min(4096, h.max-len(h.buf)))
+		m, err := h.r.Read(chunk)
+		h.buf = append(h.buf, chunk[:m]...)
+		if m == 0 {
+			return 0, err
+		}
+	}
+	avail := h.buf[h.n:]
+	// Up to the end of the head: the first "\r\n\r\n" in what has come.
+	if i := bytes.Index(h.buf[max(0, h.n-3):], []byte("\r\n\r\n")); i >= 0 {
+		end := max(0, h.n-3) + i + 4
+		if end <= len(h.buf) {
+			avail = h.buf[h.n:end]
+			if end <= h.n+len(p) {
+				h.done = true
+			}
+		}
+	}
+	m := copy(p, avail)
+	h.n += m
+	return m, nil
+}
+
+// rest is what came behind the head.
+func (h *headReader) rest() []byte {
+	if !h.done {
+		return nil
+	}
+	return h.buf[h.n:]
+}
+
+// prefixed reads pre before the connection.
+type prefixed struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixed) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
 }

@@ -352,3 +352,32 @@ func BenchmarkFrameRead(b *testing.B) {
 		}
 	}
 }
+
+// Frames sent in the same write as the request reach the stream; two
+// forwarding headers, or a zoned address, are refused.
+func TestPipelinedFramesAndForwardingAmbiguity(t *testing.T) {
+	u := mustNew(t, Options{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	s, c := pair(t)
+	go func() {
+		_, _ = c.Write(append([]byte(goodRequest+"\r\n"), frame(ws.OpBinary, true, []byte("early"), false)...))
+	}()
+	stream, _, _, err := u.Upgrade(s, anyPeer, func(netip.AddrPort) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(stream, buf); err != nil || string(buf) != "early" {
+		t.Fatalf("pipelined frame: %q %v", buf, err)
+	}
+	balancer := netip.MustParseAddrPort("10.1.1.1:4000")
+	for name, h := range map[string]string{
+		"two kinds":       "X-Forwarded-For: 198.51.100.7\r\nForwarded: for=192.0.2.1\r\n",
+		"twice":           "X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-For: 192.0.2.1\r\n",
+		"a zone":          "X-Forwarded-For: [fe80::1%eth0]:1\r\n",
+		"a zone, no port": "Forwarded: for=\"[fe80::1%eth0]\"\r\n",
+	} {
+		if r := upgrade(t, u, goodRequest+h, balancer, nil); r.err == nil || !strings.Contains(r.status, "400") {
+			t.Errorf("%s: %q %v, want 400", name, r.status, r.err)
+		}
+	}
+}
