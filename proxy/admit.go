@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"time"
@@ -52,6 +53,9 @@ func (s *Server) finish(sess *Session, reason string, admitted bool) {
 	}
 	if sess.limiter != nil {
 		sess.limiter.Close(time.Now())
+	}
+	if sess.node >= 0 {
+		s.cfg.Brokers.Done(sess.node)
 	}
 	s.Stats.Closed.Add(1)
 	s.logClose(sess)
@@ -320,14 +324,10 @@ func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, fo
 	log := &s.cfg.Logger
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
 	defer cancel()
-	began := time.Now()
-	bc, err := s.cfg.Dial(ctx, "tcp", s.cfg.Backend)
-	if o := s.cfg.Observer; o != nil {
-		o.Dialed(err, time.Since(began))
-	}
+	bc, err := s.dialNode(ctx, sess, admitted.ClientID)
 	if err != nil {
 		s.Stats.BackendDown.Add(1)
-		log.Error().Str("event", "broker_unavailable").Str("backend", s.cfg.Backend).Err(err).Msg("cannot reach broker")
+		log.Error().Str("event", "broker_unavailable").Str("backend", sess.backend).Err(err).Msg("cannot reach broker")
 		s.refuse(sess, conn, v, mqttwire.ServerUnavailable)
 		return closeBackend
 	}
@@ -360,6 +360,47 @@ func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, fo
 		return closeBackend
 	}
 	return ""
+}
+
+// errNoBroker: every broker node is down or was tried.
+var errNoBroker = errors.New("no broker node is up")
+
+// dialNode dials the client's broker: Config.Backend, or with a pool the
+// client's node, and on a failure its next node, until one answers or the
+// dial timeout ends, so that a client sees no failure while a healthy
+// node is left.
+func (s *Server) dialNode(ctx context.Context, sess *Session, clientID []byte) (net.Conn, error) {
+	sess.backend = s.cfg.Backend
+	pool := s.cfg.Brokers
+	var tried uint64
+	for {
+		node := -1
+		if pool != nil {
+			if node, sess.backend = pool.PickBroker(clientID, tried); node < 0 {
+				sess.backend = ""
+				return nil, errNoBroker
+			}
+		}
+		began := time.Now()
+		bc, err := s.cfg.Dial(ctx, "tcp", sess.backend)
+		if o := s.cfg.Observer; o != nil {
+			o.Dialed(err, time.Since(began))
+		}
+		if pool == nil {
+			return bc, err
+		}
+		pool.Dialled(node, err)
+		if err == nil {
+			sess.node = node
+			return bc, nil
+		}
+		s.cfg.Logger.Warn().Str("event", "broker_node_failed").Uint64("conn", sess.ID).Str("backend", sess.backend).Err(err).
+			Msg("broker node did not answer: trying the client's next node")
+		if ctx.Err() != nil || node >= 64 {
+			return nil, err
+		}
+		tried |= 1 << uint(node)
+	}
 }
 
 // checkConnect applies Config.Connects (bans, client id length).

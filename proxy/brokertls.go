@@ -72,7 +72,7 @@ func (s *Server) brokerTLSFailed(sess *Session, conn net.Conn, v mqttwire.Versio
 		return closeShutdown
 	}
 	s.Stats.BackendDown.Add(1)
-	s.cfg.Logger.Error().Str("event", "broker_tls_failed").Uint64("conn", sess.ID).Str("backend", s.cfg.Backend).Str("step", step).Err(err).
+	s.cfg.Logger.Error().Str("event", "broker_tls_failed").Uint64("conn", sess.ID).Str("backend", sess.backend).Str("step", step).Err(err).
 		Msg("TLS to the broker failed: the client is refused as the broker being unavailable")
 	s.refuse(sess, conn, v, mqttwire.ServerUnavailable)
 	return closeBackend
@@ -87,7 +87,7 @@ func (s *Server) brokerTLSEnded(sess *Session, client net.Conn, err error) {
 		return
 	}
 	s.Stats.BackendDown.Add(1)
-	s.cfg.Logger.Error().Str("event", "broker_tls_failed").Uint64("conn", sess.ID).Str("backend", s.cfg.Backend).Str("step", "CONNACK").Err(err).
+	s.cfg.Logger.Error().Str("event", "broker_tls_failed").Uint64("conn", sess.ID).Str("backend", sess.backend).Str("step", "CONNACK").Err(err).
 		Msg("the broker ended the TLS connection before its CONNACK: the client is refused as the broker being unavailable")
 	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = sess.writeClient(client, mqttwire.AppendConnack(nil, sess.Version, false, mqttwire.ServerUnavailable, nil))

@@ -8,7 +8,7 @@ import (
 )
 
 func (s *Server) logOpen(sess *Session) {
-	ev := s.cfg.Logger.Info().Str("event", "open")
+	ev := s.cfg.Logger.Info().Str("event", "open").Str("backend", sess.backend)
 	s.connFields(ev, sess).Msg("connection open")
 }
 

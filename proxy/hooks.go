@@ -130,6 +130,19 @@ type Meter interface {
 	Decided(stage string, d Decision)
 }
 
+// BrokerPicker chooses the broker node a client goes to
+// (brokerpool.Pool). With none, every client goes to Config.Backend.
+type BrokerPicker interface {
+	// PickBroker returns a node and its address for a client id, skipping
+	// the nodes in tried (bit i: node i); node -1 when none is left.
+	PickBroker(clientID []byte, tried uint64) (node int, addr string)
+	// Dialled is told how a dial to a node went (a failure: passive
+	// health; a success: one more client on it).
+	Dialled(node int, err error)
+	// Done is told once when a session a node served ends.
+	Done(node int)
+}
+
 // AccessPolicy says who may connect from where (limits.AccessRules).
 type AccessPolicy interface {
 	Allowed(a netip.Addr) bool

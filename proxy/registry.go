@@ -28,6 +28,7 @@ type ConnInfo struct {
 	SNI           string    `json:"sni,omitempty"`
 	BytesIn       int64     `json:"bytes_in"`
 	BytesOut      int64     `json:"bytes_out"`
+	Backend       string    `json:"backend"`       // the broker node serving it
 	Subscriptions int       `json:"subscriptions"` // -1: not counted (MQTTGATE_MAX_SUBSCRIPTIONS 0)
 	InFlight      int       `json:"in_flight"`     // the client's QoS 1/2 messages the broker has not finished
 	Since         time.Time `json:"since"`
@@ -85,7 +86,8 @@ func (s *Server) connected() []*Session {
 
 func (s *Session) info() ConnInfo {
 	ci := ConnInfo{ID: s.ID, ClientID: s.ClientID, Address: s.ClientAddr.String(), Listener: s.Listener,
-		Protocol: s.Version.String(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Subscriptions: -1, Since: s.start.UTC()}
+		Protocol: s.Version.String(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Subscriptions: -1, Since: s.start.UTC(),
+		Backend: s.backend}
 	if !s.srv.cfg.UsernameIsSecret {
 		ci.Username = s.Username
 	}
@@ -125,4 +127,50 @@ func (s *Server) OpenCounts() []OpenCount {
 		return out[i].Listener < out[j].Listener || out[i].Listener == out[j].Listener && out[i].Protocol < out[j].Protocol
 	})
 	return out
+}
+
+// EndNode ends the sessions broker node serves (Config.Brokers: it went
+// down or is drained), one by one at an even rate over spread so that
+// they reconnect to the other nodes gradually rather than in one burst:
+// a v5 client is told DISCONNECT 0x9C with the drain Server Reference when
+// one is set, 0x8B otherwise; a 3.1/3.1.1 client is closed. It returns how
+// many it ends; the ends go on in the background.
+func (s *Server) EndNode(node int, spread time.Duration) int {
+	var on []*Session
+	for _, sess := range s.connected() {
+		if sess.node == node {
+			on = append(on, sess)
+		}
+	}
+	if len(on) == 0 {
+		return 0
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return 0 // the drain ends them
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		step := spread / time.Duration(len(on)+1)
+		t := time.NewTimer(0)
+		defer t.Stop()
+		start := time.Now()
+		for i, sess := range on {
+			t.Reset(time.Until(start.Add(time.Duration(i) * step)))
+			select {
+			case <-t.C:
+			case <-s.done:
+				return
+			}
+			code := mqttwire.ServerShuttingDown
+			if s.cfg.DrainServerReference != "" {
+				code = mqttwire.UseAnotherServer
+			}
+			sess.end(code, s.cfg.DrainServerReference, closeNodeDown, 0)
+		}
+	}()
+	return len(on)
 }

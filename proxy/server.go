@@ -21,8 +21,12 @@ import (
 // Config is everything a Server needs; cmd/mqttgate fills it from the
 // environment. Zero durations take the defaults below.
 type Config struct {
-	Backend              string // broker address, host:port
-	BackendProxyProtocol bool   // send a PROXY v2 header to the broker
+	Backend string // broker address, host:port (with Brokers: only for logs)
+	// Brokers, when set, chooses each client's broker node among
+	// several; a failed dial is retried on the client's next node within
+	// the dial timeout.
+	Brokers              BrokerPicker
+	BackendProxyProtocol bool // send a PROXY v2 header to the broker
 	// BackendProxyTLVs is what the header carries beyond the addresses:
 	// some brokers' decoders cannot skip TLVs.
 	BackendProxyTLVs ProxyTLVs
@@ -254,7 +258,7 @@ func (s *Server) track(c net.Conn) *Session {
 	if s.closing {
 		return nil
 	}
-	sess := &Session{ID: s.nextID.Add(1), srv: s, client: c, start: time.Now(), done: make(chan struct{})}
+	sess := &Session{ID: s.nextID.Add(1), srv: s, client: c, start: time.Now(), done: make(chan struct{}), node: -1}
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.Stats.Active.Add(1)

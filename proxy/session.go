@@ -30,6 +30,8 @@ type Session struct {
 	localAddr net.Addr  // where the client connected: the PROXY header's destination
 	expires   time.Time // when the admission runs out; zero: never
 	token     string    // a bearer token the WebSocket upgrade carried
+	node      int       // the broker node serving it (Config.Brokers); -1: none
+	backend   string    // that node's address
 	// gateAfterUpgrade: a trusted balancer's WebSocket connection, judged
 	// by the access rules and the connection gate as the client its
 	// headers name, once the upgrade has read them.
@@ -91,6 +93,7 @@ const (
 	closeProxyHdr    = "PROXY header refused"
 	closeHandshake   = "TLS handshake failed"
 	closeUpgrade     = "WebSocket upgrade refused"
+	closeNodeDown    = "broker node down"
 	closeAuth        = "authentication refused"
 	closeExpired     = "credentials expired"
 	closeLimit       = "limit exceeded"

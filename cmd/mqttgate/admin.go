@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/admin"
+	"github.com/mqttgate/mqttgate/proxy/brokerpool"
 )
 
 // checkAdmin refuses an admin listener that would serve the management
@@ -125,6 +128,27 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 		decisions.Collector(),
 	}
 	metrics = append(metrics, timings.Collectors()...)
+	if pool := g.pool; pool != nil {
+		metrics = append(metrics, admin.Func("mqttgate_backend_up", "Broker nodes: 1 up, 0 down or draining.", prometheus.GaugeValue,
+			[]string{"backend", "state"}, func() []admin.Sample {
+				var out []admin.Sample
+				for _, n := range pool.Nodes() {
+					v := 0.0
+					if n.State() == brokerpool.Up {
+						v = 1
+					}
+					out = append(out, admin.Sample{Labels: []string{n.Addr, n.State().String()}, Value: v})
+				}
+				return out
+			}), admin.Func("mqttgate_backend_connections", "Clients each broker node serves now.", prometheus.GaugeValue,
+			[]string{"backend"}, func() []admin.Sample {
+				var out []admin.Sample
+				for _, n := range pool.Nodes() {
+					out = append(out, admin.Sample{Labels: []string{n.Addr}, Value: float64(n.Conns())})
+				}
+				return out
+			}))
+	}
 	if chain != nil {
 		metrics = append(metrics, admin.Func("mqttgate_auth_outcomes_total", "Authentication outcomes by authenticator, verdict and cause.",
 			prometheus.CounterValue, []string{"authenticator", "verdict", "cause"}, func() []admin.Sample {
@@ -181,6 +205,36 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 				"connections": st.Active.Load(), "settings": settings, "files": files}
 		},
 	}
+	if pool := g.pool; pool != nil {
+		api.Backends = func() any {
+			type node struct {
+				Backend string `json:"backend"`
+				State   string `json:"state"`
+				Clients int64  `json:"clients"`
+			}
+			var out []node
+			for _, n := range pool.Nodes() {
+				out = append(out, node{n.Addr, n.State().String(), n.Conns()})
+			}
+			return out
+		}
+		api.DrainBackend = func(addr string, drain bool) (int, error) {
+			for i, n := range pool.Nodes() {
+				if n.Addr != addr {
+					continue
+				}
+				if !drain {
+					n.SetState(brokerpool.Up) // the checks take it down again if it is
+					return 0, nil
+				}
+				n.SetState(brokerpool.Draining)
+				moved := srv.EndNode(i, c.BackendDownSpread)
+				g.audit.Event("broker_node").Str("backend", addr).Str("state", "draining").Int("moving", moved).Send()
+				return moved, nil
+			}
+			return 0, fmt.Errorf("no broker node %s", addr)
+		}
+	}
 	return admin.New(admin.Config{
 		API:        api,
 		Metrics:    metrics,
@@ -193,6 +247,14 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 			}
 		},
 		BrokerCheck: func(ctx context.Context) error {
+			if g.pool != nil { // ready while a node is up: the pool's own checks watch them
+				for _, n := range g.pool.Nodes() {
+					if n.State() == brokerpool.Up {
+						return nil
+					}
+				}
+				return errors.New("no broker node is up")
+			}
 			d := net.Dialer{Timeout: dialTimeout}
 			conn, err := d.DialContext(ctx, "tcp", backend)
 			if err != nil {

@@ -28,14 +28,23 @@ const envPrefix = "MQTTGATE_"
 
 // config is every setting, read from MQTTGATE_* variables.
 type config struct {
-	Backend              string `env:"BACKEND" envDefault:"127.0.0.1:1883"`
-	BackendProxyProtocol bool   `env:"BACKEND_PROXY_PROTOCOL"`
-	BackendProxyTLVs     string `env:"BACKEND_PROXY_TLVS" envDefault:"all"`
-	BackendTLS           bool   `env:"BACKEND_TLS"`             // TLS to the broker, verified (see backendtls.go)
-	BackendTLSCA         string `env:"BACKEND_TLS_CA"`          // the broker's CA bundle; empty: the system roots
-	BackendTLSCert       string `env:"BACKEND_TLS_CERT"`        // the proxy's client certificate, for brokers that require one
-	BackendTLSKey        string `env:"BACKEND_TLS_KEY"`         // its key
-	BackendTLSServerName string `env:"BACKEND_TLS_SERVER_NAME"` // the name the broker's certificate must hold; empty: the backend's host
+	Backend string `env:"BACKEND" envDefault:"127.0.0.1:1883"` // host:port, or a comma-separated list: a pool
+	// The pool (MQTTGATE_BACKEND listing more than one node).
+	Balance              string        `env:"BALANCE" envDefault:"clientid"`
+	BackendCheck         string        `env:"BACKEND_CHECK" envDefault:"tcp"`
+	BackendCheckInterval time.Duration `env:"BACKEND_CHECK_INTERVAL" envDefault:"2s"`
+	BackendRise          int           `env:"BACKEND_RISE" envDefault:"2"`
+	BackendFall          int           `env:"BACKEND_FALL" envDefault:"3"`
+	BackendCheckUsername string        `env:"BACKEND_CHECK_USERNAME"`
+	BackendCheckPassword string        `env:"BACKEND_CHECK_PASSWORD" secret:"true"`
+	BackendDownSpread    time.Duration `env:"BACKEND_DOWN_SPREAD" envDefault:"3s"`
+	BackendProxyProtocol bool          `env:"BACKEND_PROXY_PROTOCOL"`
+	BackendProxyTLVs     string        `env:"BACKEND_PROXY_TLVS" envDefault:"all"`
+	BackendTLS           bool          `env:"BACKEND_TLS"`             // TLS to the broker, verified (see backendtls.go)
+	BackendTLSCA         string        `env:"BACKEND_TLS_CA"`          // the broker's CA bundle; empty: the system roots
+	BackendTLSCert       string        `env:"BACKEND_TLS_CERT"`        // the proxy's client certificate, for brokers that require one
+	BackendTLSKey        string        `env:"BACKEND_TLS_KEY"`         // its key
+	BackendTLSServerName string        `env:"BACKEND_TLS_SERVER_NAME"` // the name the broker's certificate must hold; empty: the backend's host
 
 	ListenTLS string `env:"LISTEN_TLS" envDefault:":8883"`
 	ListenTCP string `env:"LISTEN_TCP"` // plaintext, off unless set
@@ -282,8 +291,8 @@ func loadConfig(environ map[string]string) (*config, error) {
 }
 
 func (c *config) check() error {
-	if c.Backend == "" || !strings.Contains(c.Backend, ":") {
-		return bad("BACKEND", "%q: want host:port", c.Backend)
+	if err := c.checkPool(); err != nil {
+		return err
 	}
 	if c.ListenTLS == "" && c.ListenTCP == "" && c.ListenWSS == "" && c.ListenWS == "" {
 		return bad("LISTEN_TLS", "no listener: set MQTTGATE_LISTEN_TLS or MQTTGATE_LISTEN_WSS (or MQTTGATE_LISTEN_TCP, MQTTGATE_LISTEN_WS for plaintext)")

@@ -35,6 +35,7 @@ import (
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/admin"
 	"github.com/mqttgate/mqttgate/proxy/audit"
+	"github.com/mqttgate/mqttgate/proxy/brokerpool"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
@@ -165,6 +166,7 @@ type gateway struct {
 	audit      *audit.Log         // nil: no audit trail
 	secLog     *logbudget.Budget  // the security events' budget: the proxy's, the chain's and the admin API's
 	backendTLS func() *tls.Config // TLS to the broker; nil: plaintext
+	pool       *brokerpool.Pool   // several broker nodes; nil: one
 	bans       *limits.Bans
 	drainc     chan string // a drain asked for (by the API), with who asked
 	started    time.Time
@@ -217,6 +219,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 	g.files = files
 	pc := c.proxyConfig(log)
+	g.pool = c.buildPool(&pc)
 	pc.Authenticator = chain
 	pc.UsernameIsSecret = c.usernameIsSecret()
 	pc.Audit = g.audit
@@ -256,6 +259,9 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 	if g.srv, err = proxy.New(pc); err != nil {
 		return nil, err
+	}
+	if g.pool != nil {
+		g.pool.Changed = g.nodeChanged(g.pool, c.BackendDownSpread)
 	}
 	var adminLn net.Listener
 	if c.AdminListen != "" {
@@ -339,6 +345,10 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 		}()
 	}
 	go g.reloadLoop(ctx, c.TLSReloadInterval, c.FilePollInterval)
+	if g.pool != nil {
+		log.Info().Strs("nodes", c.backends()).Str("balance", c.Balance).Str("check", c.BackendCheck).Msg("broker pool")
+		go g.runPool(ctx, c, g.pool)
+	}
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()

@@ -38,6 +38,11 @@ type API struct {
 	Drain func()
 	// Status is the status document (version, uptime, settings, files).
 	Status func() any
+	// Backends lists the broker nodes (state, clients); DrainBackend
+	// marks one draining (its clients moved off) or back in service. Nil
+	// without a pool.
+	Backends     func() any
+	DrainBackend func(addr string, drain bool) (moved int, err error)
 	// MetricsAuth asks for a viewer key on /metrics too.
 	MetricsAuth bool
 	Audit       *audit.Log
@@ -104,6 +109,8 @@ func (a *api) routes(mux *http.ServeMux) {
 	mux.Handle("DELETE /api/v1/bans/{kind}/{value}", a.need(Operator, a.removeBan))
 	mux.Handle("POST /api/v1/reload", a.need(Admin, a.reload))
 	mux.Handle("POST /api/v1/drain", a.need(Operator, a.drain))
+	mux.Handle("GET /api/v1/backends", a.need(Viewer, a.backends))
+	mux.Handle("POST /api/v1/backends/drain", a.need(Operator, a.drainBackend))
 	mux.Handle("/api/", a.need(Viewer, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint or method")
 	}))
@@ -477,6 +484,39 @@ func (a *api) drain(w http.ResponseWriter, _ *http.Request) {
 	}
 	a.Drain()
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "draining"})
+}
+
+func (a *api) backends(w http.ResponseWriter, _ *http.Request) {
+	if a.Backends == nil {
+		writeError(w, http.StatusNotFound, "one broker: no pool (MQTTGATE_BACKEND lists one address)")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"backends": a.Backends()})
+}
+
+func (a *api) drainBackend(w http.ResponseWriter, r *http.Request) {
+	if a.DrainBackend == nil {
+		writeError(w, http.StatusNotFound, "one broker: no pool (MQTTGATE_BACKEND lists one address)")
+		return
+	}
+	var req struct {
+		Backend string `json:"backend"`
+		Drain   *bool  `json:"drain"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Backend == "" || req.Drain == nil {
+		writeError(w, http.StatusBadRequest, `want {"backend": "host:port", "drain": true|false}`)
+		return
+	}
+	moved, err := a.DrainBackend(req.Backend, *req.Drain)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.(*recorder).note = fmt.Sprintf("backend %s drain %v, moving %d", req.Backend, *req.Drain, moved)
+	writeJSON(w, http.StatusOK, map[string]any{"backend": req.Backend, "draining": *req.Drain, "moving": moved})
 }
 
 // maxBody bounds an API request's body.

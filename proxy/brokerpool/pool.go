@@ -84,6 +84,9 @@ func ParseBalance(s string) (Balance, error) {
 type Pool struct {
 	nodes   []*Node
 	balance Balance
+	// Changed, when set before use, is told each change of a node's
+	// state: by the health checks, or by a failed dial (passive).
+	Changed func(n *Node, from, to State, err error)
 }
 
 // New builds a pool of addrs (at least one, no address twice).
@@ -212,3 +215,32 @@ func mix(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	return x ^ x>>31
 }
+
+// The proxy's broker picker (proxy.BrokerPicker).
+
+// PickBroker returns the node index and address for a client, skipping
+// those in tried; -1 when no healthy node is left.
+func (p *Pool) PickBroker(clientID []byte, tried uint64) (int, string) {
+	n, i := p.Pick(clientID, tried)
+	if n == nil {
+		return -1, ""
+	}
+	return i, n.Addr
+}
+
+// Dialled hears how a dial to node i went: a failure marks the node down
+// at once (passive health: the checks bring it back), a success counts a
+// client on it.
+func (p *Pool) Dialled(i int, err error) {
+	n := p.nodes[i]
+	if err == nil {
+		n.Acquire()
+		return
+	}
+	if n.state.CompareAndSwap(int32(Up), int32(Down)) && p.Changed != nil {
+		p.Changed(n, Up, Down, err)
+	}
+}
+
+// Done counts a client off node i.
+func (p *Pool) Done(i int) { p.nodes[i].Release() }

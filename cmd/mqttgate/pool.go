@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/mqttgate/mqttgate/proxy"
+	"github.com/mqttgate/mqttgate/proxy/brokerpool"
+)
+
+// backends are MQTTGATE_BACKEND's addresses.
+func (c *config) backends() []string {
+	var out []string
+	for _, a := range strings.Split(c.Backend, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// checkPool checks the broker addresses and, with more than one, the
+// balancing and health check settings.
+func (c *config) checkPool() error {
+	addrs := c.backends()
+	if len(addrs) == 0 {
+		return bad("BACKEND", "%q: want host:port, or a comma-separated list of them", c.Backend)
+	}
+	for _, a := range addrs {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return bad("BACKEND", "%q: want host:port, or a comma-separated list of them", a)
+		}
+	}
+	if len(addrs) == 1 {
+		return nil // one broker: as ever, no pool
+	}
+	b, err := brokerpool.ParseBalance(c.Balance)
+	if err != nil {
+		return bad("BALANCE", "%v", err)
+	}
+	if _, err := brokerpool.New(addrs, b); err != nil {
+		return bad("BACKEND", "%v", err)
+	}
+	switch {
+	case c.BackendCheck != "tcp" && c.BackendCheck != "mqtt":
+		return bad("BACKEND_CHECK", "%q: want tcp or mqtt", c.BackendCheck)
+	case c.BackendCheckInterval < 100*time.Millisecond:
+		return bad("BACKEND_CHECK_INTERVAL", "%v: at least 100ms", c.BackendCheckInterval)
+	case c.BackendRise < 1:
+		return bad("BACKEND_RISE", "%d: at least 1", c.BackendRise)
+	case c.BackendFall < 1:
+		return bad("BACKEND_FALL", "%d: at least 1", c.BackendFall)
+	case c.BackendDownSpread < 0:
+		return bad("BACKEND_DOWN_SPREAD", "%v: must not be negative", c.BackendDownSpread)
+	}
+	return nil
+}
+
+// buildPool makes the pool of broker nodes when MQTTGATE_BACKEND lists
+// more than one, and the proxy's picker; nil with one broker.
+func (c *config) buildPool(pc *proxy.Config) *brokerpool.Pool {
+	addrs := c.backends()
+	if len(addrs) < 2 {
+		pc.Backend = addrs[0]
+		return nil
+	}
+	b, _ := brokerpool.ParseBalance(c.Balance) // checked
+	pool, _ := brokerpool.New(addrs, b)
+	pc.Brokers = pool
+	return pool
+}
+
+// runPool runs the pool's health checks until ctx ends: a node that goes
+// down has its clients moved off, spread over MQTTGATE_BACKEND_DOWN_SPREAD.
+func (g *gateway) runPool(ctx context.Context, c *config, pool *brokerpool.Pool) {
+	d := &net.Dialer{Timeout: c.DialTimeout}
+	var wrap func(ctx context.Context, conn net.Conn) (net.Conn, error)
+	if g.backendTLS != nil {
+		wrap = func(ctx context.Context, conn net.Conn) (net.Conn, error) {
+			tc := tls.Client(conn, g.backendTLS())
+			return tc, tc.HandshakeContext(ctx)
+		}
+	}
+	check := brokerpool.TCPCheck(d.DialContext)
+	if c.BackendCheck == "mqtt" {
+		check = brokerpool.MQTTCheck(d.DialContext, wrap, c.BackendCheckUsername, c.BackendCheckPassword)
+	} else if wrap != nil {
+		tcp := check
+		check = func(ctx context.Context, addr string) error {
+			if err := tcp(ctx, addr); err != nil {
+				return err
+			}
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			_, err = wrap(ctx, conn)
+			return err
+		}
+	}
+	pool.Run(ctx, brokerpool.Health{Every: c.BackendCheckInterval, Rise: c.BackendRise, Fall: c.BackendFall, Check: check})
+}
+
+// nodeChanged logs and audits a node's change of state, and moves its
+// clients off when it goes down.
+func (g *gateway) nodeChanged(pool *brokerpool.Pool, spread time.Duration) func(n *brokerpool.Node, from, to brokerpool.State, err error) {
+	return func(n *brokerpool.Node, from, to brokerpool.State, err error) {
+		idx := -1
+		for i, m := range pool.Nodes() {
+			if m == n {
+				idx = i
+			}
+		}
+		moved := 0
+		if to == brokerpool.Down && g.srv != nil {
+			moved = g.srv.EndNode(idx, spread)
+		}
+		ev := g.log.Warn()
+		if to == brokerpool.Up {
+			ev = g.log.Info()
+		}
+		ev.Str("event", "broker_node_"+to.String()).Str("backend", n.Addr).Stringer("was", from).AnErr("cause", err).Int("moving", moved).
+			Msg("broker node " + to.String())
+		g.audit.Event("broker_node").Str("backend", n.Addr).Stringer("state", to).Stringer("was", from).Int("moving", moved).Send()
+	}
+}

@@ -1,0 +1,127 @@
+package brokerpool
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeBroker accepts on loopback; answering says whether it answers a
+// CONNECT with a CONNACK (a stuck broker reads and says nothing).
+func fakeBroker(t *testing.T, answering *atomic.Bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				r := mqttwire.NewReader(c, 64, 1024)
+				if p, err := r.Next(); err != nil || p.Type != mqttwire.CONNECT {
+					return
+				}
+				if answering.Load() {
+					_, _ = c.Write(mqttwire.AppendConnack(nil, mqttwire.V311, false, 0, nil))
+				}
+				_, _ = r.Next() // the DISCONNECT, or the checker giving up
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A broker that takes TCP but never answers CONNECT passes a TCP check
+// and fails the MQTT one; it goes down after Fall failures and comes up
+// after Rise good checks.
+func TestMQTTCheckFindsAStuckBroker(t *testing.T) {
+	var answering atomic.Bool
+	addr := fakeBroker(t, &answering)
+	d := &net.Dialer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := TCPCheck(d.DialContext)(ctx, addr); err != nil {
+		t.Fatalf("TCP check of a stuck broker: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	if err := MQTTCheck(d.DialContext, nil, "", "")(short, addr); err == nil {
+		t.Fatal("the MQTT check passed a broker that never answers")
+	}
+
+	p, err := New([]string{addr}, ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := make(chan State, 4)
+	p.Changed = func(_ *Node, _, to State, _ error) { changes <- to }
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(rctx, Health{Every: 100 * time.Millisecond, Rise: 2, Fall: 3, Check: MQTTCheck(d.DialContext, nil, "", "")})
+	}()
+	defer func() { stop(); <-done }()
+	wait := func(want State) time.Duration {
+		t.Helper()
+		start := time.Now()
+		select {
+		case got := <-changes:
+			if got != want {
+				t.Fatalf("went %v, want %v", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("never went %v", want)
+		}
+		return time.Since(start)
+	}
+	d1 := wait(Down)
+	answering.Store(true)
+	d2 := wait(Up)
+	t.Logf("down after %v (fall 3 × 100 ms), up after %v (rise 2)", d1.Round(time.Millisecond), d2.Round(time.Millisecond))
+	if n, _ := p.Pick([]byte("x"), 0); n == nil {
+		t.Fatal("the node is up but not picked")
+	}
+}
+
+// A failed dial marks the node down at once; the next pick goes elsewhere.
+func TestFailedDialMarksDown(t *testing.T) {
+	p, _ := New(nodes(2), ClientID)
+	var told []State
+	p.Changed = func(_ *Node, _, to State, _ error) { told = append(told, to) }
+	i, _ := p.PickBroker([]byte("c"), 0)
+	p.Dialled(i, context.DeadlineExceeded)
+	j, _ := p.PickBroker([]byte("c"), 0)
+	if j == i || j < 0 || len(told) != 1 || told[0] != Down {
+		t.Fatalf("after a failed dial on %d: picked %d, told %v", i, j, told)
+	}
+	p.Dialled(j, nil)
+	if p.Nodes()[j].Conns() != 1 {
+		t.Fatal("a good dial not counted")
+	}
+	p.Done(j)
+	if p.Nodes()[j].Conns() != 0 {
+		t.Fatal("Done not counted")
+	}
+}
