@@ -208,13 +208,14 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 	if pool := g.pool; pool != nil {
 		api.Backends = func() any {
 			type node struct {
-				Backend string `json:"backend"`
-				State   string `json:"state"`
-				Clients int64  `json:"clients"`
+				Backend   string                  `json:"backend"`
+				State     string                  `json:"state"`
+				Clients   int64                   `json:"clients"`
+				LastCheck *brokerpool.CheckResult `json:"last_check,omitempty"`
 			}
 			var out []node
 			for _, n := range pool.Nodes() {
-				out = append(out, node{n.Addr, n.State().String(), n.Conns()})
+				out = append(out, node{n.Addr, n.State().String(), n.Conns(), n.LastCheck()})
 			}
 			return out
 		}

@@ -38,6 +38,7 @@ type config struct {
 	BackendCheckUsername string        `env:"BACKEND_CHECK_USERNAME"`
 	BackendCheckPassword string        `env:"BACKEND_CHECK_PASSWORD" secret:"true"`
 	BackendDownSpread    time.Duration `env:"BACKEND_DOWN_SPREAD" envDefault:"3s"`
+	BackendSlowStart     time.Duration `env:"BACKEND_SLOWSTART"` // a node back up ramps its share of new clients over this
 	BackendProxyProtocol bool          `env:"BACKEND_PROXY_PROTOCOL"`
 	BackendProxyTLVs     string        `env:"BACKEND_PROXY_TLVS" envDefault:"all"`
 	BackendTLS           bool          `env:"BACKEND_TLS"`             // TLS to the broker, verified (see backendtls.go)

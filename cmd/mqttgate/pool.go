@@ -55,6 +55,8 @@ func (c *config) checkPool() error {
 		return bad("BACKEND_FALL", "%d: at least 1", c.BackendFall)
 	case c.BackendDownSpread < 0:
 		return bad("BACKEND_DOWN_SPREAD", "%v: must not be negative", c.BackendDownSpread)
+	case c.BackendSlowStart < 0:
+		return bad("BACKEND_SLOWSTART", "%v: must not be negative", c.BackendSlowStart)
 	}
 	return nil
 }
@@ -69,6 +71,7 @@ func (c *config) buildPool(pc *proxy.Config) *brokerpool.Pool {
 	}
 	b, _ := brokerpool.ParseBalance(c.Balance) // checked
 	pool, _ := brokerpool.New(addrs, b)
+	pool.SlowStart = c.BackendSlowStart
 	pc.Brokers = pool
 	return pool
 }

@@ -44,7 +44,13 @@ func (p *Pool) Run(ctx context.Context, h Health) {
 				defer wg.Done()
 				cctx, cancel := context.WithTimeout(ctx, h.Every)
 				defer cancel()
+				began := time.Now()
 				errs[i] = h.Check(cctx, n.Addr)
+				r := &CheckResult{At: began.UTC(), Duration: time.Since(began)}
+				if errs[i] != nil {
+					r.Error = errs[i].Error()
+				}
+				n.lastCheck.Store(r)
 			}()
 		}
 		wg.Wait()
@@ -80,7 +86,13 @@ func (p *Pool) apply(n *Node, err error, risen, fallen bool) {
 	case from == Up && fallen:
 		to = Down
 	}
-	if to != from && n.state.CompareAndSwap(int32(from), int32(to)) && p.Changed != nil {
+	if to == from || !n.state.CompareAndSwap(int32(from), int32(to)) {
+		return
+	}
+	if to == Up && p.SlowStart > 0 && n.slowUntil.Swap(time.Now().Add(p.SlowStart).UnixNano()) == 0 {
+		p.slowing.Add(1)
+	}
+	if p.Changed != nil {
 		p.Changed(n, from, to, err)
 	}
 }

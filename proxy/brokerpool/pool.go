@@ -5,6 +5,7 @@ import (
 
 	"math/rand/v2"
 	"sync/atomic"
+	"time"
 )
 
 // State is a node's health as the pool sees it.
@@ -35,7 +36,22 @@ type Node struct {
 	seed  uint64 // the address hashed: its rendezvous identity, the same in every process
 	state atomic.Int32
 	conns atomic.Int64
+	// slowUntil (Unix nanoseconds; 0: none): until then the node, back up,
+	// takes a share of the new clients that grows from 0 to all
+	// (Pool.SlowStart).
+	slowUntil atomic.Int64
+	lastCheck atomic.Pointer[CheckResult]
 }
+
+// CheckResult is a node's last health check.
+type CheckResult struct {
+	At       time.Time     `json:"at"`
+	Duration time.Duration `json:"duration_ns"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// LastCheck is the node's last health check (nil before the first).
+func (n *Node) LastCheck() *CheckResult { return n.lastCheck.Load() }
 
 // State returns the node's state.
 func (n *Node) State() State { return State(n.state.Load()) }
@@ -87,6 +103,10 @@ type Pool struct {
 	// Changed, when set before use, is told each change of a node's
 	// state: by the health checks, or by a failed dial (passive).
 	Changed func(n *Node, from, to State, err error)
+	// SlowStart, when set before use, ramps a node that comes back up
+	// from no share of new clients to its full share over this time.
+	SlowStart time.Duration
+	slowing   atomic.Int32 // nodes in slow start: Pick looks only while some are
 }
 
 // New builds a pool of addrs (at least one, no address twice).
@@ -137,8 +157,9 @@ func usable(n *Node, i int, tried uint64) bool {
 // is down or tried.
 func (p *Pool) rendezvous(h uint64, tried uint64) (*Node, int) {
 	best, bi := uint64(0), -1
+	slowing := p.slowing.Load() > 0
 	for i, n := range p.nodes {
-		if !usable(n, i, tried) {
+		if !usable(n, i, tried) || slowing && n.slowUntil.Load() != 0 && p.slowSkip(n) {
 			continue
 		}
 		if s := mix(h ^ n.seed); bi < 0 || s > best {
@@ -149,6 +170,20 @@ func (p *Pool) rendezvous(h uint64, tried uint64) (*Node, int) {
 		return nil, -1
 	}
 	return p.nodes[bi], bi
+}
+
+// slowSkip reports whether a node in slow start is passed over for this
+// client: with the probability of the share it does not have yet.
+func (p *Pool) slowSkip(n *Node) bool {
+	until := n.slowUntil.Load()
+	left := until - time.Now().UnixNano()
+	if left <= 0 {
+		if n.slowUntil.CompareAndSwap(until, 0) {
+			p.slowing.Add(-1)
+		}
+		return false
+	}
+	return rand.Int64N(int64(p.SlowStart)) < left
 }
 
 func (p *Pool) leastConn(tried uint64) (*Node, int) {

@@ -3,6 +3,7 @@ package brokerpool
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
@@ -127,4 +128,35 @@ func BenchmarkPickBackend(b *testing.B) {
 
 func TestDependencies(t *testing.T) {
 	mqtttest.OnlyDepends(t, ".", "mqttwire/mqtttest", "mqttwire")
+}
+
+// A node back up in slow start takes a growing share: about none at
+// first, all of its own once the ramp is over.
+func TestSlowStart(t *testing.T) {
+	p, _ := New(nodes(2), ClientID)
+	p.SlowStart = time.Hour
+	back := p.Nodes()[0]
+	share := func() int {
+		n := 0
+		for i := range 2000 {
+			if _, idx := p.Pick([]byte(fmt.Sprintf("id-%d", i)), 0); idx == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	full := share()
+	back.SetState(Down)
+	p.apply(back, nil, true, false) // a check brings it up: slow start
+	if got := share(); got > full/20 {
+		t.Errorf("at the start of the ramp: %d of its %d ids", got, full)
+	}
+	back.slowUntil.Store(time.Now().Add(30 * time.Minute).UnixNano()) // half-way
+	if got := share(); got < full/3 || got > 2*full/3 {
+		t.Errorf("half-way: %d of its %d ids", got, full)
+	}
+	back.slowUntil.Store(time.Now().Add(-time.Second).UnixNano()) // over (the next pick ends it)
+	if got := share(); got != full {
+		t.Errorf("after the ramp: %d of its %d ids", got, full)
+	}
 }
