@@ -27,6 +27,12 @@ func (s *Server) brokerTLS(ctx context.Context, sess *Session, conn net.Conn, v 
 		}
 	}
 	cfg := s.cfg.BackendTLS()
+	if s.cfg.BackendTLSPerNode { // a pool without one server name: each node by its own host
+		if host, _, err := net.SplitHostPort(sess.backend); err == nil && host != cfg.ServerName {
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+	}
 	// The raw connection (direct) stays underneath: the TLS records are
 	// read and written with its system calls.
 	tc := tls.Client(raw, cfg)

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
+	"github.com/mqttgate/mqttgate/cmd/mqttgate/devpki"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
+	"github.com/mqttgate/mqttgate/proxy/brokerpool"
 	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
@@ -228,5 +231,38 @@ func TestBrokerTLSConfigPerDial(t *testing.T) {
 	cur.Store(proxyBrokerTLS(t, p, "")())
 	if code := connackCode(t, dialPlain(t, px.addr, mqttwire.V5, "b")); code != 0 {
 		t.Fatalf("after: CONNACK %#x, want 0", code)
+	}
+}
+
+// With a pool and no one server name, each node's certificate must hold
+// that node's own host: a certificate for another name is refused.
+func TestBrokerTLSNamePerNode(t *testing.T) {
+	p := newPKI(t, certstore.ClientAuthNone)
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "dns.pem"), filepath.Join(dir, "dns-key.pem")
+	if _, err := p.Authority.Issue(devpki.Leaf{CommonName: "localhost", DNSNames: []string{"localhost"}}, cert, key); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byIP := startTLSBroker(t, brokerServerTLS(t, p, 0, false), false)                                                    // SANs localhost, 127.0.0.1, ::1
+	byName := startTLSBroker(t, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, false) // localhost only
+	for _, c := range []struct {
+		broker  string
+		perNode bool
+		want    byte
+	}{
+		{byIP.addr, true, 0}, {byName.addr, true, byte(mqttwire.ServerUnavailable)}, {byName.addr, false, 0},
+	} {
+		pool, err := brokerpool.New([]string{c.broker}, brokerpool.ClientID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		px := startProxy(t, Config{Backend: c.broker, Brokers: pool, BackendTLS: proxyBrokerTLS(t, p, ""), BackendTLSPerNode: c.perNode}, nil)
+		if got := connackCode(t, dialPlain(t, px.addr, mqttwire.V5, "pn")); got != c.want {
+			t.Errorf("broker %s, per node %v: CONNACK %#x, want %#x", c.broker, c.perNode, got, c.want)
+		}
 	}
 }

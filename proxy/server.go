@@ -25,7 +25,10 @@ type Config struct {
 	// Brokers, when set, chooses each client's broker node among
 	// several; a failed dial is retried on the client's next node within
 	// the dial timeout.
-	Brokers              BrokerPicker
+	Brokers BrokerPicker
+	// BackendTLSPerNode: with TLS to the broker, each node's certificate
+	// must hold that node's own host (no one server name for all).
+	BackendTLSPerNode    bool
 	BackendProxyProtocol bool // send a PROXY v2 header to the broker
 	// BackendProxyTLVs is what the header carries beyond the addresses:
 	// some brokers' decoders cannot skip TLVs.

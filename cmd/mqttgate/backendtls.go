@@ -42,7 +42,7 @@ func (c *config) backendServerName() string {
 	if c.BackendTLSServerName != "" {
 		return c.BackendTLSServerName
 	}
-	host, _, err := net.SplitHostPort(c.Backend)
+	host, _, err := net.SplitHostPort(c.backends()[0]) // a pool: the first node's, each node its own at each dial
 	if err != nil {
 		return ""
 	}
@@ -69,6 +69,7 @@ func (c *config) buildBackendTLS(pc *proxy.Config, g *gateway) error {
 		return bad("BACKEND_TLS", "%v", err)
 	}
 	pc.BackendTLS, g.backendTLS = bt.Config, bt.Config
+	pc.BackendTLSPerNode = len(c.backends()) > 1 && c.BackendTLSServerName == ""
 	g.files = append(g.files, reloadable{"BACKEND_TLS_CA", bt.Reload, ""})
 	ca := c.BackendTLSCA
 	if ca == "" {

@@ -80,10 +80,16 @@ func (c *config) buildPool(pc *proxy.Config) *brokerpool.Pool {
 // down has its clients moved off, spread over MQTTGATE_BACKEND_DOWN_SPREAD.
 func (g *gateway) runPool(ctx context.Context, c *config, pool *brokerpool.Pool) {
 	d := &net.Dialer{Timeout: c.DialTimeout}
-	var wrap func(ctx context.Context, conn net.Conn) (net.Conn, error)
+	var wrap func(ctx context.Context, conn net.Conn, addr string) (net.Conn, error)
 	if g.backendTLS != nil {
-		wrap = func(ctx context.Context, conn net.Conn) (net.Conn, error) {
-			tc := tls.Client(conn, g.backendTLS())
+		perNode := c.BackendTLSServerName == ""
+		wrap = func(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
+			cfg := g.backendTLS()
+			if host, _, err := net.SplitHostPort(addr); perNode && err == nil && host != cfg.ServerName {
+				cfg = cfg.Clone()
+				cfg.ServerName = host
+			}
+			tc := tls.Client(conn, cfg)
 			return tc, tc.HandshakeContext(ctx)
 		}
 	}
@@ -101,7 +107,7 @@ func (g *gateway) runPool(ctx context.Context, c *config, pool *brokerpool.Pool)
 				return err
 			}
 			defer conn.Close()
-			_, err = wrap(ctx, conn)
+			_, err = wrap(ctx, conn, addr)
 			return err
 		}
 	}

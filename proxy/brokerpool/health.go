@@ -113,7 +113,7 @@ func TCPCheck(dial func(ctx context.Context, network, addr string) (net.Conn, er
 // accepts it within ctx, and says DISCONNECT: a broker that accepts TCP
 // but does not serve MQTT (stuck) fails it. wrap, when set, wraps the
 // connection first (TLS to the broker).
-func MQTTCheck(dial func(ctx context.Context, network, addr string) (net.Conn, error), wrap func(ctx context.Context, c net.Conn) (net.Conn, error), username, password string) CheckFunc {
+func MQTTCheck(dial func(ctx context.Context, network, addr string) (net.Conn, error), wrap func(ctx context.Context, c net.Conn, addr string) (net.Conn, error), username, password string) CheckFunc {
 	return func(ctx context.Context, addr string) error {
 		c, err := dial(ctx, "tcp", addr)
 		if err != nil {
@@ -124,7 +124,7 @@ func MQTTCheck(dial func(ctx context.Context, network, addr string) (net.Conn, e
 			_ = c.SetDeadline(d)
 		}
 		if wrap != nil {
-			if c, err = wrap(ctx, c); err != nil {
+			if c, err = wrap(ctx, c, addr); err != nil {
 				return err
 			}
 		}
