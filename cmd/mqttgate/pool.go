@@ -30,7 +30,7 @@ func (c *config) checkPool() error {
 		return bad("BACKEND", "%q: want host:port, or a comma-separated list of them", c.Backend)
 	}
 	for _, a := range addrs {
-		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return bad("BACKEND", "%q: want host:port, or a comma-separated list of them", a)
 		}
 	}
