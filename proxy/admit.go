@@ -372,7 +372,13 @@ var errNoBroker = errors.New("no broker node is up")
 func (s *Server) dialNode(ctx context.Context, sess *Session, clientID []byte) (net.Conn, error) {
 	sess.backend = s.cfg.Backend
 	pool := s.cfg.Brokers
-	var tried uint64
+	var tried [2]uint64
+	attempt := s.cfg.DialTimeout
+	if pool != nil && pool.Len() > 1 {
+		// Each node gets a share of the dial timeout, so that one that
+		// drops SYNs leaves the next one time to answer.
+		attempt = max(s.cfg.DialTimeout/time.Duration(min(pool.Len(), 3)), 500*time.Millisecond)
+	}
 	for {
 		node := -1
 		if pool != nil {
@@ -381,8 +387,10 @@ func (s *Server) dialNode(ctx context.Context, sess *Session, clientID []byte) (
 				return nil, errNoBroker
 			}
 		}
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		began := time.Now()
-		bc, err := s.cfg.Dial(ctx, "tcp", sess.backend)
+		bc, err := s.cfg.Dial(actx, "tcp", sess.backend)
+		cancel()
 		if o := s.cfg.Observer; o != nil {
 			o.Dialed(err, time.Since(began))
 		}
@@ -396,10 +404,10 @@ func (s *Server) dialNode(ctx context.Context, sess *Session, clientID []byte) (
 		}
 		s.cfg.Logger.Warn().Str("event", "broker_node_failed").Uint64("conn", sess.ID).Str("backend", sess.backend).Err(err).
 			Msg("broker node did not answer: trying the client's next node")
-		if ctx.Err() != nil || node >= 64 {
+		if ctx.Err() != nil || node >= 128 {
 			return nil, err
 		}
-		tried |= 1 << uint(node)
+		tried[node>>6] |= 1 << uint(node&63)
 	}
 }
 

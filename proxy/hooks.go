@@ -134,8 +134,12 @@ type Meter interface {
 // (brokerpool.Pool). With none, every client goes to Config.Backend.
 type BrokerPicker interface {
 	// PickBroker returns a node and its address for a client id, skipping
-	// the nodes in tried (bit i: node i); node -1 when none is left.
-	PickBroker(clientID []byte, tried uint64) (node int, addr string)
+	// the nodes in tried (bit i of word i/64: node i); node -1 when none
+	// is left.
+	PickBroker(clientID []byte, tried [2]uint64) (node int, addr string)
+	// Len is how many nodes there are (a failover's share of the dial
+	// timeout is the timeout over this).
+	Len() int
 	// Dialled is told how a dial to a node went (a failure: passive
 	// health; a success: one more client on it).
 	Dialled(node int, err error)

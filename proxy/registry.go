@@ -134,8 +134,9 @@ func (s *Server) OpenCounts() []OpenCount {
 // they reconnect to the other nodes gradually rather than in one burst:
 // a v5 client is told DISCONNECT 0x9C with the drain Server Reference when
 // one is set, 0x8B otherwise; a 3.1/3.1.1 client is closed. It returns how
-// many it ends; the ends go on in the background.
-func (s *Server) EndNode(node int, spread time.Duration) int {
+// many it ends; the ends go on in the background, each only while still
+// reports true (the node is still down or draining).
+func (s *Server) EndNode(node int, spread time.Duration, still func() bool) int {
 	var on []*Session
 	for _, sess := range s.connected() {
 		if sess.node == node {
@@ -164,6 +165,9 @@ func (s *Server) EndNode(node int, spread time.Duration) int {
 			case <-t.C:
 			case <-s.done:
 				return
+			}
+			if !still() {
+				return // the node is back: its clients stay
 			}
 			code := mqttwire.ServerShuttingDown
 			if s.cfg.DrainServerReference != "" {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/mqttgate/mqttgate/limits"
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
+	"github.com/mqttgate/mqttgate/proxy/brokerpool"
 )
 
 // The registry lists sessions past CONNECT; a kick tells a v5 client
@@ -120,5 +122,44 @@ func TestBrokerFailuresAreNotFlapping(t *testing.T) {
 	mqtttest.WaitFor(t, "the five sessions ended", func() bool { return px.srv.Stats.Closed.Load() == 5 })
 	if list := bans.List(); len(list) != 0 {
 		t.Fatalf("banned for the broker's failures: %+v", list)
+	}
+}
+
+// A node that never answers the dial (SYNs dropped) gets only its share
+// of the dial timeout: the client's next node still has time to serve it.
+func TestFailoverWithinTheDialTimeout(t *testing.T) {
+	const blackhole = "127.0.0.1:9" // dialled through a Dial that never completes for it
+	real := startMosquitto(t)
+	pool, err := brokerpool.New([]string{blackhole, real}, brokerpool.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for i := range 100 { // a client id whose first node is the black hole
+		if n, _ := pool.PickBroker([]byte(fmt.Sprintf("bh-%d", i)), brokerpool.Set{}); n == 0 {
+			id = fmt.Sprintf("bh-%d", i)
+			break
+		}
+	}
+	var d net.Dialer
+	px := startProxy(t, Config{Backend: blackhole + "," + real, Brokers: pool, DialTimeout: 3 * time.Second,
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == blackhole {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return d.DialContext(ctx, network, addr)
+		}}, nil)
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, ack := mqtttest.NewRawClient(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte(id)})
+	if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
+		t.Fatalf("%s: %x after %v", id, ack.Raw, time.Since(start))
+	}
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Errorf("served after %v: the black hole took the whole dial timeout", d)
 	}
 }

@@ -225,13 +225,11 @@ func (c *config) buildAdmin(g *gateway, chain *authn.Chain, m *meters, keys *adm
 					continue
 				}
 				if !drain {
-					n.SetState(brokerpool.Up) // the checks take it down again if it is
+					pool.Undrain(i) // down until the checks find it up: a dead node is not put back by hand
 					return 0, nil
 				}
-				n.SetState(brokerpool.Draining)
-				moved := srv.EndNode(i, c.BackendDownSpread)
-				g.audit.Event("broker_node").Str("backend", addr).Str("state", "draining").Int("moving", moved).Send()
-				return moved, nil
+				pool.Drain(i)
+				return srv.EndNode(i, c.BackendDownSpread, func() bool { return n.State() == brokerpool.Draining }), nil
 			}
 			return 0, fmt.Errorf("no broker node %s", addr)
 		}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/mqttgate/mqttgate/proxy"
 	"github.com/mqttgate/mqttgate/proxy/brokerpool"
 )
@@ -93,20 +95,28 @@ func (g *gateway) runPool(ctx context.Context, c *config, pool *brokerpool.Pool)
 			return tc, tc.HandshakeContext(ctx)
 		}
 	}
-	check := brokerpool.TCPCheck(d.DialContext)
+	// Brokers that read a PROXY header first get one on the checks too: a
+	// LOCAL header (the proxy's own connection), before TLS and the
+	// CONNECT.
+	var prelude []byte
+	if c.BackendProxyProtocol {
+		prelude, _ = (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}).Format()
+	}
+	check := brokerpool.TCPCheck(d.DialContext, prelude)
 	if c.BackendCheck == "mqtt" {
-		check = brokerpool.MQTTCheck(d.DialContext, wrap, c.BackendCheckUsername, c.BackendCheckPassword)
+		check = brokerpool.MQTTCheck(d.DialContext, prelude, wrap, c.BackendCheckUsername, c.BackendCheckPassword)
 	} else if wrap != nil {
-		tcp := check
 		check = func(ctx context.Context, addr string) error {
-			if err := tcp(ctx, addr); err != nil {
-				return err
-			}
 			conn, err := d.DialContext(ctx, "tcp", addr)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
+			if len(prelude) > 0 {
+				if _, err := conn.Write(prelude); err != nil {
+					return err
+				}
+			}
 			_, err = wrap(ctx, conn, addr)
 			return err
 		}
@@ -125,8 +135,8 @@ func (g *gateway) nodeChanged(pool *brokerpool.Pool, spread time.Duration) func(
 			}
 		}
 		moved := 0
-		if to == brokerpool.Down && g.srv != nil {
-			moved = g.srv.EndNode(idx, spread)
+		if to == brokerpool.Down && from == brokerpool.Up && g.srv != nil { // confirmed by the checks
+			moved = g.srv.EndNode(idx, spread, func() bool { return n.State() != brokerpool.Up })
 		}
 		ev := g.log.Warn()
 		if to == brokerpool.Up {

@@ -61,6 +61,7 @@ func (p *Pool) Run(ctx context.Context, h Health) {
 			st := &streaks[i]
 			if errs[i] == nil {
 				st.good, st.bad = st.good+1, 0
+				p.clearSuspect(n)
 			} else {
 				st.good, st.bad = 0, st.bad+1
 			}
@@ -97,23 +98,33 @@ func (p *Pool) apply(n *Node, err error, risen, fallen bool) {
 	}
 }
 
-// TCPCheck connects and closes.
-func TCPCheck(dial func(ctx context.Context, network, addr string) (net.Conn, error)) CheckFunc {
+// TCPCheck connects, writes prelude (a PROXY header, for brokers that
+// read one first; none when empty) and closes.
+func TCPCheck(dial func(ctx context.Context, network, addr string) (net.Conn, error), prelude []byte) CheckFunc {
 	return func(ctx context.Context, addr string) error {
 		c, err := dial(ctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
+		if len(prelude) > 0 {
+			if d, ok := ctx.Deadline(); ok {
+				_ = c.SetDeadline(d)
+			}
+			if _, err := c.Write(prelude); err != nil {
+				c.Close()
+				return err
+			}
+		}
 		return c.Close()
 	}
 }
 
-// MQTTCheck connects, sends a CONNECT of its own (a random client id,
+// MQTTCheck connects, writes prelude (see TCPCheck), sends a CONNECT of its own (a random client id,
 // clean start, with the credentials when given), wants a CONNACK that
 // accepts it within ctx, and says DISCONNECT: a broker that accepts TCP
 // but does not serve MQTT (stuck) fails it. wrap, when set, wraps the
 // connection first (TLS to the broker).
-func MQTTCheck(dial func(ctx context.Context, network, addr string) (net.Conn, error), wrap func(ctx context.Context, c net.Conn, addr string) (net.Conn, error), username, password string) CheckFunc {
+func MQTTCheck(dial func(ctx context.Context, network, addr string) (net.Conn, error), prelude []byte, wrap func(ctx context.Context, c net.Conn, addr string) (net.Conn, error), username, password string) CheckFunc {
 	return func(ctx context.Context, addr string) error {
 		c, err := dial(ctx, "tcp", addr)
 		if err != nil {
@@ -122,6 +133,11 @@ func MQTTCheck(dial func(ctx context.Context, network, addr string) (net.Conn, e
 		defer c.Close()
 		if d, ok := ctx.Deadline(); ok {
 			_ = c.SetDeadline(d)
+		}
+		if len(prelude) > 0 {
+			if _, err := c.Write(prelude); err != nil {
+				return err
+			}
 		}
 		if wrap != nil {
 			if c, err = wrap(ctx, c, addr); err != nil {

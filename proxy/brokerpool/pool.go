@@ -1,10 +1,12 @@
 package brokerpool
 
 import (
+	"errors"
 	"fmt"
 
 	"math/rand/v2"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -40,7 +42,11 @@ type Node struct {
 	// takes a share of the new clients that grows from 0 to all
 	// (Pool.SlowStart).
 	slowUntil atomic.Int64
-	lastCheck atomic.Pointer[CheckResult]
+	// suspectUntil (Unix nanoseconds; 0: not): a dial to the node failed;
+	// new clients go elsewhere until then, or until a check passes. Only
+	// the checks take a node down and move its clients off.
+	suspectUntil atomic.Int64
+	lastCheck    atomic.Pointer[CheckResult]
 }
 
 // CheckResult is a node's last health check.
@@ -107,12 +113,34 @@ type Pool struct {
 	// from no share of new clients to its full share over this time.
 	SlowStart time.Duration
 	slowing   atomic.Int32 // nodes in slow start: Pick looks only while some are
+	// Suspect is how long a node whose dial failed is passed over by new
+	// clients (default 2 s; the checks end it sooner when they pass).
+	Suspect  time.Duration
+	suspects atomic.Int32 // nodes suspect now: Pick looks only while some are
 }
 
-// New builds a pool of addrs (at least one, no address twice).
+// MaxNodes bounds a pool (the nodes a client's CONNECT was tried on are
+// a set of that many bits).
+const MaxNodes = 128
+
+// Set is a set of node indexes (the nodes a CONNECT was tried on).
+type Set = [MaxNodes / 64]uint64
+
+func has(s Set, i int) bool { return s[i>>6]&(1<<uint(i&63)) != 0 }
+
+// With returns s with node i in it.
+func With(s Set, i int) Set {
+	s[i>>6] |= 1 << uint(i&63)
+	return s
+}
+
+// New builds a pool of addrs (one to MaxNodes, no address twice).
 func New(addrs []string, b Balance) (*Pool, error) {
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("no broker node")
+	}
+	if len(addrs) > MaxNodes {
+		return nil, fmt.Errorf("%d broker nodes: at most %d", len(addrs), MaxNodes)
 	}
 	p := &Pool{balance: b}
 	seen := map[string]bool{}
@@ -129,14 +157,26 @@ func New(addrs []string, b Balance) (*Pool, error) {
 // Nodes returns the nodes, in the order configured.
 func (p *Pool) Nodes() []*Node { return p.nodes }
 
-// Pick returns the node for a client, skipping the nodes tried already
-// (tried holds their indexes as bits; nodes past 64 are never skipped),
+// Pick returns the node for a client, skipping the nodes tried already,
 // and the node's index; nil when no healthy node is left. It allocates
 // nothing.
-func (p *Pool) Pick(clientID []byte, tried uint64) (*Node, int) {
+func (p *Pool) Pick(clientID []byte, tried Set) (*Node, int) {
+	if n, i := p.pick(clientID, tried, true); n != nil {
+		return n, i
+	}
+	return p.pick(clientID, tried, false) // only suspects left: better tried than refused
+}
+
+func (p *Pool) pick(clientID []byte, tried Set, trusting bool) (*Node, int) {
+	if trusting && p.suspects.Load() > 0 {
+		sus := p.suspectSet()
+		for k := range tried {
+			tried[k] |= sus[k]
+		}
+	}
 	switch {
 	case len(p.nodes) == 1:
-		if n := p.nodes[0]; n.State() == Up && tried&1 == 0 {
+		if n := p.nodes[0]; n.State() == Up && !has(tried, 0) {
 			return n, 0
 		}
 		return nil, -1
@@ -148,14 +188,38 @@ func (p *Pool) Pick(clientID []byte, tried uint64) (*Node, int) {
 	return p.leastConn(tried)
 }
 
-func usable(n *Node, i int, tried uint64) bool {
-	return n.State() == Up && (i >= 64 || tried&(1<<uint(i)) == 0)
+func usable(n *Node, i int, tried Set) bool {
+	return n.State() == Up && !has(tried, i)
+}
+
+// suspectSet is the nodes still suspect, as a tried set; those whose time
+// is over are cleared on the way.
+func (p *Pool) suspectSet() Set {
+	var set Set
+	now := time.Now().UnixNano()
+	for i, n := range p.nodes {
+		if until := n.suspectUntil.Load(); until != 0 {
+			if now < until {
+				set = With(set, i)
+			} else if n.suspectUntil.CompareAndSwap(until, 0) {
+				p.suspects.Add(-1)
+			}
+		}
+	}
+	return set
+}
+
+// clearSuspect ends a node's suspicion (a check passed).
+func (p *Pool) clearSuspect(n *Node) {
+	if until := n.suspectUntil.Load(); until != 0 && n.suspectUntil.CompareAndSwap(until, 0) {
+		p.suspects.Add(-1)
+	}
 }
 
 // rendezvous picks the usable node with the highest score for the
 // client's hash: the next node in the client's own order when the first
 // is down or tried.
-func (p *Pool) rendezvous(h uint64, tried uint64) (*Node, int) {
+func (p *Pool) rendezvous(h uint64, tried Set) (*Node, int) {
 	best, bi := uint64(0), -1
 	slowing := p.slowing.Load() > 0
 	for i, n := range p.nodes {
@@ -186,7 +250,7 @@ func (p *Pool) slowSkip(n *Node) bool {
 	return rand.Int64N(int64(p.SlowStart)) < left
 }
 
-func (p *Pool) leastConn(tried uint64) (*Node, int) {
+func (p *Pool) leastConn(tried Set) (*Node, int) {
 	bi, least := -1, int64(0)
 	for i, n := range p.nodes {
 		if !usable(n, i, tried) {
@@ -204,7 +268,7 @@ func (p *Pool) leastConn(tried uint64) (*Node, int) {
 
 // twoChoices draws two usable nodes and takes the less loaded ("the power
 // of two choices"); with one usable node, that one.
-func (p *Pool) twoChoices(tried uint64) (*Node, int) {
+func (p *Pool) twoChoices(tried Set) (*Node, int) {
 	n := len(p.nodes)
 	a, b := -1, -1
 	for range 2 * n { // bounded: a few draws find the usable ones
@@ -255,7 +319,7 @@ func mix(x uint64) uint64 {
 
 // PickBroker returns the node index and address for a client, skipping
 // those in tried; -1 when no healthy node is left.
-func (p *Pool) PickBroker(clientID []byte, tried uint64) (int, string) {
+func (p *Pool) PickBroker(clientID []byte, tried Set) (int, string) {
 	n, i := p.Pick(clientID, tried)
 	if n == nil {
 		return -1, ""
@@ -272,10 +336,52 @@ func (p *Pool) Dialled(i int, err error) {
 		n.Acquire()
 		return
 	}
-	if n.state.CompareAndSwap(int32(Up), int32(Down)) && p.Changed != nil {
-		p.Changed(n, Up, Down, err)
+	if localError(err) {
+		return // this process is short of descriptors or ports: no node's fault
+	}
+	d := p.Suspect
+	if d <= 0 {
+		d = 2 * time.Second
+	}
+	if n.suspectUntil.Swap(time.Now().Add(d).UnixNano()) == 0 {
+		p.suspects.Add(1)
 	}
 }
+
+// localError reports a dial error of this host's own making.
+func localError(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.ENOMEM)
+}
+
+// Drain marks node i draining (new clients avoid it; the caller moves
+// its clients off).
+func (p *Pool) Drain(i int) {
+	n := p.nodes[i]
+	if from := n.State(); from != Draining {
+		n.SetState(Draining)
+		if p.Changed != nil {
+			p.Changed(n, from, Draining, nil)
+		}
+	}
+}
+
+// Undrain gives a draining node back to the checks: down until they
+// find it up (Rise good checks in a row), so a dead node is never put in
+// service by hand.
+func (p *Pool) Undrain(i int) bool {
+	n := p.nodes[i]
+	if !n.state.CompareAndSwap(int32(Draining), int32(Down)) {
+		return false
+	}
+	if p.Changed != nil {
+		p.Changed(n, Draining, Down, nil)
+	}
+	return true
+}
+
+// Len is how many nodes there are.
+func (p *Pool) Len() int { return len(p.nodes) }
 
 // Done counts a client off node i.
 func (p *Pool) Done(i int) { p.nodes[i].Release() }

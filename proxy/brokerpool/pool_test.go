@@ -27,7 +27,7 @@ func TestClientIDSpreadAndStability(t *testing.T) {
 	where := make([]int, ids)
 	count := map[int]int{}
 	for i := range ids {
-		_, where[i] = p.Pick([]byte(fmt.Sprintf("device-%d", i)), 0)
+		_, where[i] = p.Pick([]byte(fmt.Sprintf("device-%d", i)), Set{})
 		count[where[i]]++
 	}
 	lo, hi := ids, 0
@@ -41,7 +41,7 @@ func TestClientIDSpreadAndStability(t *testing.T) {
 	p.Nodes()[1].SetState(Down)
 	moved, strayed := 0, 0
 	for i := range ids {
-		_, now := p.Pick([]byte(fmt.Sprintf("device-%d", i)), 0)
+		_, now := p.Pick([]byte(fmt.Sprintf("device-%d", i)), Set{})
 		if now != where[i] {
 			moved++
 			if where[i] != 1 {
@@ -60,19 +60,19 @@ func TestClientIDSpreadAndStability(t *testing.T) {
 func TestFailoverOrder(t *testing.T) {
 	p, _ := New(nodes(4), ClientID)
 	id := []byte("sensor-7")
-	first, fi := p.Pick(id, 0)
-	second, si := p.Pick(id, 1<<uint(fi))
+	first, fi := p.Pick(id, Set{})
+	second, si := p.Pick(id, With(Set{}, fi))
 	if second == nil || second == first {
 		t.Fatalf("second choice %v", second)
 	}
-	if again, _ := p.Pick(id, 1<<uint(fi)); again != second {
+	if again, _ := p.Pick(id, With(Set{}, fi)); again != second {
 		t.Fatal("the second choice changed")
 	}
-	if n, _ := p.Pick(id, 0b1111); n != nil {
+	if n, _ := p.Pick(id, With(With(With(With(Set{}, 0), 1), 2), 3)); n != nil {
 		t.Fatalf("all tried, got %v", n)
 	}
 	p.Nodes()[fi].SetState(Draining)
-	if n, _ := p.Pick(id, 0); n != second {
+	if n, _ := p.Pick(id, Set{}); n != second {
 		t.Fatalf("with the first draining: %v, want the second choice", n)
 	}
 	_ = si
@@ -84,7 +84,7 @@ func TestLoadBalances(t *testing.T) {
 		p, _ := New(nodes(3), b)
 		p.Nodes()[0].SetState(Down)
 		for range 300 {
-			n, _ := p.Pick(nil, 0)
+			n, _ := p.Pick(nil, Set{})
 			if n == nil || n.State() != Up {
 				t.Fatalf("balance %d: %v", b, n)
 			}
@@ -112,7 +112,7 @@ func TestNew(t *testing.T) {
 func TestPickAllocatesNothing(t *testing.T) {
 	p, _ := New(nodes(100), ClientID)
 	id := []byte("device-12345")
-	if n := testing.AllocsPerRun(1000, func() { p.Pick(id, 0) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { p.Pick(id, Set{}) }); n != 0 {
 		t.Fatalf("%v allocations", n)
 	}
 }
@@ -122,7 +122,7 @@ func BenchmarkPickBackend(b *testing.B) {
 	id := []byte("device-0000012345")
 	b.ReportAllocs()
 	for range b.N {
-		p.Pick(id, 0)
+		p.Pick(id, Set{})
 	}
 }
 
@@ -139,7 +139,7 @@ func TestSlowStart(t *testing.T) {
 	share := func() int {
 		n := 0
 		for i := range 2000 {
-			if _, idx := p.Pick([]byte(fmt.Sprintf("id-%d", i)), 0); idx == 0 {
+			if _, idx := p.Pick([]byte(fmt.Sprintf("id-%d", i)), Set{}); idx == 0 {
 				n++
 			}
 		}
