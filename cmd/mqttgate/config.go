@@ -39,13 +39,15 @@ type config struct {
 	BackendCheckPassword string        `env:"BACKEND_CHECK_PASSWORD" secret:"true"`
 	BackendDownSpread    time.Duration `env:"BACKEND_DOWN_SPREAD" envDefault:"3s"`
 	BackendSlowStart     time.Duration `env:"BACKEND_SLOWSTART"` // a node back up ramps its share of new clients over this
-	BackendProxyProtocol bool          `env:"BACKEND_PROXY_PROTOCOL"`
-	BackendProxyTLVs     string        `env:"BACKEND_PROXY_TLVS" envDefault:"all"`
-	BackendTLS           bool          `env:"BACKEND_TLS"`             // TLS to the broker, verified (see backendtls.go)
-	BackendTLSCA         string        `env:"BACKEND_TLS_CA"`          // the broker's CA bundle; empty: the system roots
-	BackendTLSCert       string        `env:"BACKEND_TLS_CERT"`        // the proxy's client certificate, for brokers that require one
-	BackendTLSKey        string        `env:"BACKEND_TLS_KEY"`         // its key
-	BackendTLSServerName string        `env:"BACKEND_TLS_SERVER_NAME"` // the name the broker's certificate must hold; empty: the backend's host
+	// A pool entry given by name is re-resolved this often, each address a member.
+	BackendResolveInterval time.Duration `env:"BACKEND_RESOLVE_INTERVAL" envDefault:"30s"`
+	BackendProxyProtocol   bool          `env:"BACKEND_PROXY_PROTOCOL"`
+	BackendProxyTLVs       string        `env:"BACKEND_PROXY_TLVS" envDefault:"all"`
+	BackendTLS             bool          `env:"BACKEND_TLS"`             // TLS to the broker, verified (see backendtls.go)
+	BackendTLSCA           string        `env:"BACKEND_TLS_CA"`          // the broker's CA bundle; empty: the system roots
+	BackendTLSCert         string        `env:"BACKEND_TLS_CERT"`        // the proxy's client certificate, for brokers that require one
+	BackendTLSKey          string        `env:"BACKEND_TLS_KEY"`         // its key
+	BackendTLSServerName   string        `env:"BACKEND_TLS_SERVER_NAME"` // the name the broker's certificate must hold; empty: the backend's host
 
 	ListenTLS string `env:"LISTEN_TLS" envDefault:":8883"`
 	ListenTCP string `env:"LISTEN_TCP"` // plaintext, off unless set

@@ -262,6 +262,7 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	}
 	if g.pool != nil {
 		g.pool.Changed = g.nodeChanged(g.pool, c.BackendDownSpread)
+		g.resolve(context.Background(), c.names(), brokerpool.Up) // the named entries' first members, before serving
 	}
 	var adminLn net.Listener
 	if c.AdminListen != "" {
@@ -348,6 +349,9 @@ func startGateway(c *config, log zerolog.Logger) (_ *gateway, err error) {
 	if g.pool != nil {
 		log.Info().Strs("nodes", c.backends()).Str("balance", c.Balance).Str("check", c.BackendCheck).Msg("broker pool")
 		go g.runPool(ctx, c, g.pool)
+		if names := c.names(); len(names) > 0 {
+			go g.resolveLoop(ctx, names, c.BackendResolveInterval)
+		}
 	}
 	go func() {
 		t := time.NewTicker(time.Second)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +61,8 @@ func (c *config) checkPool() error {
 		return bad("BACKEND_DOWN_SPREAD", "%v: must not be negative", c.BackendDownSpread)
 	case c.BackendSlowStart < 0:
 		return bad("BACKEND_SLOWSTART", "%v: must not be negative", c.BackendSlowStart)
+	case c.BackendResolveInterval < time.Second:
+		return bad("BACKEND_RESOLVE_INTERVAL", "%v: at least 1s", c.BackendResolveInterval)
 	}
 	return nil
 }
@@ -72,10 +76,69 @@ func (c *config) buildPool(pc *proxy.Config) *brokerpool.Pool {
 		return nil
 	}
 	b, _ := brokerpool.ParseBalance(c.Balance) // checked
-	pool, _ := brokerpool.New(addrs, b)
+	var static []string
+	for _, a := range addrs {
+		if host, _, _ := net.SplitHostPort(a); isIP(host) {
+			static = append(static, a)
+		}
+	}
+	pool, _ := brokerpool.New(static, b)
 	pool.SlowStart = c.BackendSlowStart
 	pc.Brokers = pool
 	return pool
+}
+
+func isIP(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil || host == ""
+}
+
+// names are the pool's entries given by name, each resolved into members.
+func (c *config) names() []string {
+	var out []string
+	for _, a := range c.backends() {
+		if host, _, _ := net.SplitHostPort(a); !isIP(host) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// resolve makes each named entry's members the addresses its name
+// resolves to now; a name that does not resolve keeps its members.
+func (g *gateway) resolve(ctx context.Context, names []string, start brokerpool.State) {
+	for _, entry := range names {
+		host, port, _ := net.SplitHostPort(entry)
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ips, err := net.DefaultResolver.LookupHost(rctx, host)
+		cancel()
+		if err != nil {
+			g.log.Warn().Str("event", "broker_resolve_failed").Str("backend", entry).Err(err).Msg("broker name does not resolve: its members stay")
+			continue
+		}
+		var addrs []string
+		for _, ip := range ips {
+			addrs = append(addrs, net.JoinHostPort(ip, port))
+		}
+		slices.Sort(addrs)
+		if _, err := g.pool.Sync(entry, addrs, start); err != nil {
+			g.log.Warn().Str("event", "broker_resolve").Str("backend", entry).Err(err).Msg("broker members")
+		}
+	}
+}
+
+// resolveLoop resolves the named entries every interval until ctx ends.
+func (g *gateway) resolveLoop(ctx context.Context, names []string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.resolve(ctx, names, brokerpool.Down)
+		}
+	}
 }
 
 // runPool runs the pool's health checks until ctx ends: a node that goes
@@ -135,8 +198,12 @@ func (g *gateway) nodeChanged(pool *brokerpool.Pool, spread time.Duration) func(
 			}
 		}
 		moved := 0
-		if to == brokerpool.Down && from == brokerpool.Up && g.srv != nil { // confirmed by the checks
+		switch {
+		case g.srv == nil:
+		case to == brokerpool.Down && from == brokerpool.Up: // confirmed by the checks
 			moved = g.srv.EndNode(idx, spread, func() bool { return n.State() != brokerpool.Up })
+		case to == brokerpool.Gone: // its name no longer resolves to it
+			moved = g.srv.EndNode(idx, spread, func() bool { return n.State() == brokerpool.Gone })
 		}
 		ev := g.log.Warn()
 		if to == brokerpool.Up {

@@ -420,3 +420,33 @@ func TestPoolDrainFromTheAPI(t *testing.T) {
 		t.Errorf("an unknown node: %d, want 404", code)
 	}
 }
+
+// Issue 16: a pool entry given by name is resolved, each address a
+// member: localhost gives 127.0.0.1 (and ::1 where the hosts file says
+// so, where no broker listens: down by the checks); clients are served.
+func TestPoolResolvesNames(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	_, portA, _ := net.SplitHostPort(a.addr)
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	viewer := newKey(t, keysFile, "dash", "viewer", "1h")
+	adminAddr := mqtttest.FreeAddr(t)
+	g := poolGate(t, []string{"localhost:" + portA, b.addr}, "MQTTGATE_ADMIN_LISTEN="+adminAddr, "MQTTGATE_ADMIN_KEYS_FILE="+keysFile)
+	api := newAPIClient("http://"+adminAddr, "127.0.0.1")
+	_, m := api.call(t, viewer, "GET", "/api/v1/backends", "")
+	members := fmt.Sprint(m["backends"])
+	if !strings.Contains(members, "127.0.0.1:"+portA) || !strings.Contains(members, b.addr) {
+		t.Fatalf("members: %s", members)
+	}
+	t.Logf("members: %s", members)
+	for i := range 20 {
+		id := fmt.Sprintf("named-%d", i)
+		c, ack, err := dialGate(t, g, "", mqttwire.V311, &mqttwire.Connect{ClientID: []byte(id)})
+		if err != nil || ack.Body[1] != 0 {
+			t.Fatalf("%s: %x %v", id, ack.Raw, err)
+		}
+		c.Conn().Close()
+	}
+	if strings.Contains(members, "[::1]:"+portA) {
+		g.waitLog(t, `"event":"broker_node_down","backend":"[::1]:`+portA+`"`)
+	}
+}

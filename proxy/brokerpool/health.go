@@ -32,13 +32,20 @@ func (p *Pool) Run(ctx context.Context, h Health) {
 	}
 	h.Rise, h.Fall = max(h.Rise, 1), max(h.Fall, 1)
 	type streak struct{ good, bad int }
-	streaks := make([]streak, len(p.nodes))
+	var streaks []streak
 	t := time.NewTicker(h.Every)
 	defer t.Stop()
 	for {
+		nodes := p.Nodes() // Sync may have added some
+		for len(streaks) < len(nodes) {
+			streaks = append(streaks, streak{})
+		}
 		var wg sync.WaitGroup
-		errs := make([]error, len(p.nodes))
-		for i, n := range p.nodes {
+		errs := make([]error, len(nodes))
+		for i, n := range nodes {
+			if n.Gone() {
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -57,7 +64,10 @@ func (p *Pool) Run(ctx context.Context, h Health) {
 		if ctx.Err() != nil {
 			return
 		}
-		for i, n := range p.nodes {
+		for i, n := range nodes {
+			if n.Gone() {
+				continue
+			}
 			st := &streaks[i]
 			if errs[i] == nil {
 				st.good, st.bad = st.good+1, 0
@@ -81,7 +91,7 @@ func (p *Pool) apply(n *Node, err error, risen, fallen bool) {
 	from := n.State()
 	to := from
 	switch {
-	case from == Draining:
+	case from == Draining, from == Gone:
 	case from == Down && risen:
 		to = Up
 	case from == Up && fallen:

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +20,7 @@ const (
 	Up       State = iota // takes new clients
 	Down                  // failed its checks: takes none
 	Draining              // an operator is taking it out: takes none, its clients are moved off
+	Gone                  // its name no longer resolves to it: takes none, its clients are moved off
 )
 
 func (s State) String() string {
@@ -28,16 +31,21 @@ func (s State) String() string {
 		return "down"
 	case Draining:
 		return "draining"
+	case Gone:
+		return "gone"
 	}
 	return fmt.Sprintf("state(%d)", int32(s))
 }
 
 // Node is one broker address.
 type Node struct {
-	Addr  string
-	seed  uint64 // the address hashed: its rendezvous identity, the same in every process
-	state atomic.Int32
-	conns atomic.Int64
+	Addr string
+	// Origin is the configured name:port the node was resolved from ("":
+	// configured as it is).
+	Origin string
+	seed   uint64 // the address hashed: its rendezvous identity, the same in every process
+	state  atomic.Int32
+	conns  atomic.Int64
 	// slowUntil (Unix nanoseconds; 0: none): until then the node, back up,
 	// takes a share of the new clients that grows from 0 to all
 	// (Pool.SlowStart).
@@ -104,7 +112,8 @@ func ParseBalance(s string) (Balance, error) {
 
 // Pool is the nodes and the balance. It is safe for concurrent use.
 type Pool struct {
-	nodes   []*Node
+	nodes   atomic.Pointer[[]*Node] // append only: a node's index is its for good (Sync adds, marks gone)
+	syncMu  sync.Mutex
 	balance Balance
 	// Changed, when set before use, is told each change of a node's
 	// state: by the health checks, or by a failed dial (passive).
@@ -134,28 +143,33 @@ func With(s Set, i int) Set {
 	return s
 }
 
-// New builds a pool of addrs (one to MaxNodes, no address twice).
+// New builds a pool of addrs (at most MaxNodes, no address twice; none:
+// Sync adds them, and until then nothing is picked).
 func New(addrs []string, b Balance) (*Pool, error) {
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("no broker node")
-	}
 	if len(addrs) > MaxNodes {
 		return nil, fmt.Errorf("%d broker nodes: at most %d", len(addrs), MaxNodes)
 	}
 	p := &Pool{balance: b}
 	seen := map[string]bool{}
+	var nodes []*Node
 	for _, a := range addrs {
 		if seen[a] {
 			return nil, fmt.Errorf("broker node %s listed twice", a)
 		}
 		seen[a] = true
-		p.nodes = append(p.nodes, &Node{Addr: a, seed: hashString(a)})
+		nodes = append(nodes, newNode(a, ""))
 	}
+	p.nodes.Store(&nodes)
 	return p, nil
 }
 
-// Nodes returns the nodes, in the order configured.
-func (p *Pool) Nodes() []*Node { return p.nodes }
+func newNode(addr, origin string) *Node {
+	return &Node{Addr: addr, Origin: origin, seed: hashString(addr)}
+}
+
+// Nodes returns the nodes, in the order configured (then as Sync added
+// them), gone ones included.
+func (p *Pool) Nodes() []*Node { return *p.nodes.Load() }
 
 // Pick returns the node for a client, skipping the nodes tried already,
 // and the node's index; nil when no healthy node is left. It allocates
@@ -168,6 +182,7 @@ func (p *Pool) Pick(clientID []byte, tried Set) (*Node, int) {
 }
 
 func (p *Pool) pick(clientID []byte, tried Set, trusting bool) (*Node, int) {
+	nodes := p.Nodes()
 	if trusting && p.suspects.Load() > 0 {
 		sus := p.suspectSet()
 		for k := range tried {
@@ -175,17 +190,17 @@ func (p *Pool) pick(clientID []byte, tried Set, trusting bool) (*Node, int) {
 		}
 	}
 	switch {
-	case len(p.nodes) == 1:
-		if n := p.nodes[0]; n.State() == Up && !has(tried, 0) {
+	case len(nodes) == 1:
+		if n := nodes[0]; usable(n, 0, tried) {
 			return n, 0
 		}
 		return nil, -1
 	case p.balance == ClientID && len(clientID) > 0:
-		return p.rendezvous(hashBytes(clientID), tried)
+		return p.rendezvous(nodes, hashBytes(clientID), tried)
 	case p.balance == Random:
-		return p.twoChoices(tried)
+		return p.twoChoices(nodes, tried)
 	}
-	return p.leastConn(tried)
+	return p.leastConn(nodes, tried)
 }
 
 func usable(n *Node, i int, tried Set) bool {
@@ -197,7 +212,7 @@ func usable(n *Node, i int, tried Set) bool {
 func (p *Pool) suspectSet() Set {
 	var set Set
 	now := time.Now().UnixNano()
-	for i, n := range p.nodes {
+	for i, n := range p.Nodes() {
 		if until := n.suspectUntil.Load(); until != 0 {
 			if now < until {
 				set = With(set, i)
@@ -219,10 +234,10 @@ func (p *Pool) clearSuspect(n *Node) {
 // rendezvous picks the usable node with the highest score for the
 // client's hash: the next node in the client's own order when the first
 // is down or tried.
-func (p *Pool) rendezvous(h uint64, tried Set) (*Node, int) {
+func (p *Pool) rendezvous(nodes []*Node, h uint64, tried Set) (*Node, int) {
 	best, bi := uint64(0), -1
 	slowing := p.slowing.Load() > 0
-	for i, n := range p.nodes {
+	for i, n := range nodes {
 		if !usable(n, i, tried) || slowing && n.slowUntil.Load() != 0 && p.slowSkip(n) {
 			continue
 		}
@@ -233,7 +248,7 @@ func (p *Pool) rendezvous(h uint64, tried Set) (*Node, int) {
 	if bi < 0 {
 		return nil, -1
 	}
-	return p.nodes[bi], bi
+	return nodes[bi], bi
 }
 
 // slowSkip reports whether a node in slow start is passed over for this
@@ -250,9 +265,9 @@ func (p *Pool) slowSkip(n *Node) bool {
 	return rand.Int64N(int64(p.SlowStart)) < left
 }
 
-func (p *Pool) leastConn(tried Set) (*Node, int) {
+func (p *Pool) leastConn(nodes []*Node, tried Set) (*Node, int) {
 	bi, least := -1, int64(0)
-	for i, n := range p.nodes {
+	for i, n := range nodes {
 		if !usable(n, i, tried) {
 			continue
 		}
@@ -263,17 +278,17 @@ func (p *Pool) leastConn(tried Set) (*Node, int) {
 	if bi < 0 {
 		return nil, -1
 	}
-	return p.nodes[bi], bi
+	return nodes[bi], bi
 }
 
 // twoChoices draws two usable nodes and takes the less loaded ("the power
 // of two choices"); with one usable node, that one.
-func (p *Pool) twoChoices(tried Set) (*Node, int) {
-	n := len(p.nodes)
+func (p *Pool) twoChoices(nodes []*Node, tried Set) (*Node, int) {
+	n := len(nodes)
 	a, b := -1, -1
 	for range 2 * n { // bounded: a few draws find the usable ones
 		i := rand.IntN(n)
-		if !usable(p.nodes[i], i, tried) || i == a {
+		if !usable(nodes[i], i, tried) || i == a {
 			continue
 		}
 		if a < 0 {
@@ -285,13 +300,13 @@ func (p *Pool) twoChoices(tried Set) (*Node, int) {
 	}
 	switch {
 	case a < 0:
-		return p.leastConn(tried) // draws missed: look at all
+		return p.leastConn(nodes, tried) // draws missed: look at all
 	case b < 0:
-		return p.nodes[a], a
-	case p.nodes[b].Conns() < p.nodes[a].Conns():
-		return p.nodes[b], b
+		return nodes[a], a
+	case nodes[b].Conns() < nodes[a].Conns():
+		return nodes[b], b
 	}
-	return p.nodes[a], a
+	return nodes[a], a
 }
 
 // FNV-1a, then a finaliser: stable across processes and versions, so a
@@ -331,7 +346,7 @@ func (p *Pool) PickBroker(clientID []byte, tried Set) (int, string) {
 // at once (passive health: the checks bring it back), a success counts a
 // client on it.
 func (p *Pool) Dialled(i int, err error) {
-	n := p.nodes[i]
+	n := p.Nodes()[i]
 	if err == nil {
 		n.Acquire()
 		return
@@ -357,7 +372,7 @@ func localError(err error) bool {
 // Drain marks node i draining (new clients avoid it; the caller moves
 // its clients off).
 func (p *Pool) Drain(i int) {
-	n := p.nodes[i]
+	n := p.Nodes()[i]
 	if from := n.State(); from != Draining {
 		n.SetState(Draining)
 		if p.Changed != nil {
@@ -370,7 +385,7 @@ func (p *Pool) Drain(i int) {
 // find it up (Rise good checks in a row), so a dead node is never put in
 // service by hand.
 func (p *Pool) Undrain(i int) bool {
-	n := p.nodes[i]
+	n := p.Nodes()[i]
 	if !n.state.CompareAndSwap(int32(Draining), int32(Down)) {
 		return false
 	}
@@ -381,7 +396,60 @@ func (p *Pool) Undrain(i int) bool {
 }
 
 // Len is how many nodes there are.
-func (p *Pool) Len() int { return len(p.nodes) }
+func (p *Pool) Len() int { return len(p.Nodes()) }
 
 // Done counts a client off node i.
-func (p *Pool) Done(i int) { p.nodes[i].Release() }
+func (p *Pool) Done(i int) { p.Nodes()[i].Release() }
+
+// Gone reports whether a name no longer resolves to the node.
+func (n *Node) Gone() bool { return n.State() == Gone }
+
+// Sync makes the nodes resolved from origin (a configured name:port) be
+// addrs: new addresses become nodes in state start (Up at start-up, as
+// configured nodes; Down later, until the checks find them up), ones no
+// longer there are marked gone and returned by index (the
+// caller moves their clients off), ones back again return to the checks.
+// Indexes never change: a session's node stays its own.
+func (p *Pool) Sync(origin string, addrs []string, start State) (gone []int, err error) {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	old := p.Nodes()
+	want := map[string]bool{}
+	for _, a := range addrs {
+		want[a] = true
+	}
+	have := map[string]bool{}
+	for i, n := range old {
+		if n.Origin != origin {
+			continue
+		}
+		have[n.Addr] = true
+		switch from := n.State(); {
+		case !want[n.Addr] && from != Gone:
+			n.SetState(Gone)
+			gone = append(gone, i)
+			if p.Changed != nil {
+				p.Changed(n, from, Gone, nil)
+			}
+		case want[n.Addr] && from == Gone:
+			n.SetState(Down) // the checks raise it
+		}
+	}
+	nodes := old
+	for _, a := range addrs {
+		if have[a] {
+			continue
+		}
+		if len(nodes) >= MaxNodes {
+			return gone, fmt.Errorf("%s: past %d broker nodes, %s left out", origin, MaxNodes, a)
+		}
+		n := newNode(a, origin)
+		n.SetState(start)
+		nodes = append(slices.Clip(nodes), n)
+		have[a] = true
+	}
+	if len(nodes) != len(old) {
+		p.nodes.Store(&nodes)
+	}
+	return gone, nil
+}

@@ -98,8 +98,10 @@ func TestLoadBalances(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	if _, err := New(nil, ClientID); err == nil {
-		t.Error("no nodes accepted")
+	if p, err := New(nil, ClientID); err != nil {
+		t.Error(err)
+	} else if n, _ := p.Pick([]byte("x"), Set{}); n != nil {
+		t.Error("an empty pool picked a node")
 	}
 	if _, err := New([]string{"a:1", "a:1"}, ClientID); err == nil {
 		t.Error("a node twice accepted")
@@ -158,5 +160,40 @@ func TestSlowStart(t *testing.T) {
 	back.slowUntil.Store(time.Now().Add(-time.Second).UnixNano()) // over (the next pick ends it)
 	if got := share(); got != full {
 		t.Errorf("after the ramp: %d of its %d ids", got, full)
+	}
+}
+
+// A name's addresses come and go: new ones join down (the checks raise
+// them), ones no longer resolved are gone (never picked, Changed told),
+// and come back down; indexes never move.
+func TestSync(t *testing.T) {
+	p, _ := New([]string{"10.0.0.1:1883"}, ClientID)
+	var told []State
+	p.Changed = func(_ *Node, _, to State, _ error) { told = append(told, to) }
+	if _, err := p.Sync("mqtt.svc:1883", []string{"10.0.1.1:1883", "10.0.1.2:1883"}, Down); err != nil {
+		t.Fatal(err)
+	}
+	nodes := p.Nodes()
+	if len(nodes) != 3 || nodes[1].State() != Down || nodes[1].Origin != "mqtt.svc:1883" {
+		t.Fatalf("after the first sync: %d nodes, %v", len(nodes), nodes[1].State())
+	}
+	nodes[1].SetState(Up)
+	nodes[2].SetState(Up)
+	gone, _ := p.Sync("mqtt.svc:1883", []string{"10.0.1.2:1883"}, Down)
+	if len(gone) != 1 || gone[0] != 1 || nodes[1].State() != Gone || len(told) != 1 || told[0] != Gone {
+		t.Fatalf("gone %v, state %v, told %v", gone, nodes[1].State(), told)
+	}
+	for i := range 300 {
+		if _, idx := p.Pick([]byte(fmt.Sprintf("s-%d", i)), Set{}); idx == 1 {
+			t.Fatal("a gone node picked")
+		}
+	}
+	p.apply(nodes[1], nil, true, false)
+	if nodes[1].State() != Gone {
+		t.Fatal("a check raised a gone node")
+	}
+	p.Sync("mqtt.svc:1883", []string{"10.0.1.1:1883", "10.0.1.2:1883"}, Down)
+	if len(p.Nodes()) != 3 || nodes[1].State() != Down {
+		t.Fatalf("back: %d nodes, %v", len(p.Nodes()), nodes[1].State())
 	}
 }
