@@ -237,8 +237,9 @@ func (p *Pool) clearSuspect(n *Node) {
 func (p *Pool) rendezvous(nodes []*Node, h uint64, tried Set) (*Node, int) {
 	best, bi := uint64(0), -1
 	slowing := p.slowing.Load() > 0
+	anyTried := tried != (Set{}) // most CONNECTs: the tests below cost nothing then
 	for i, n := range nodes {
-		if !usable(n, i, tried) || slowing && n.slowUntil.Load() != 0 && p.slowSkip(n) {
+		if n.State() != Up || anyTried && has(tried, i) || slowing && n.slowUntil.Load() != 0 && p.slowSkip(n) {
 			continue
 		}
 		if s := mix(h ^ n.seed); bi < 0 || s > best {
