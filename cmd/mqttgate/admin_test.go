@@ -483,7 +483,7 @@ func TestDrainSpreadsTheDisconnects(t *testing.T) {
 	for k := 1; k <= 2; k++ {
 		mid := first + time.Duration(k)*(last-first)/3
 		i, _ := slices.BinarySearch(times, mid)
-		if frac := float64(i) / n; frac < float64(k)/3-0.1 || frac > float64(k)/3+0.1 {
+		if frac := float64(i) / n; frac < float64(k)/3-0.12 || frac > float64(k)/3+0.12 {
 			t.Errorf("%.0f%% ended by %v, want about %d%%: not an even rate", 100*frac, mid, 100*k/3)
 		}
 	}
