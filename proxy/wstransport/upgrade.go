@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/gobwas/ws"
@@ -267,9 +268,11 @@ func (h *headReader) Read(p []byte) (int, error) {
 			h.over = true
 			return 0, io.ErrUnexpectedEOF
 		}
-		chunk := make([]byte, min(4096, h.max-len(h.buf)))
-		m, err := h.r.Read(chunk)
-		h.buf = append(h.buf, chunk[:m]...)
+		if len(h.buf) == cap(h.buf) { // grow by doubling, up to max: a dribbled head costs its size
+			h.buf = slices.Grow(h.buf, min(max(cap(h.buf), 1024), h.max-len(h.buf)))
+		}
+		m, err := h.r.Read(h.buf[len(h.buf):min(cap(h.buf), h.max)])
+		h.buf = h.buf[:len(h.buf)+m]
 		if m == 0 {
 			return 0, err
 		}

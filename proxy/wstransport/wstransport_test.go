@@ -381,3 +381,27 @@ func TestPipelinedFramesAndForwardingAmbiguity(t *testing.T) {
 		}
 	}
 }
+
+// oneByte reads at most one byte per call: a client dribbling its head.
+type oneByte struct{ r io.Reader }
+
+func (o oneByte) Read(p []byte) (int, error) { return o.r.Read(p[:min(1, len(p))]) }
+
+// A head sent a byte at a time costs its bytes, not a buffer per read
+// (a slow client would otherwise make the proxy allocate 4 KiB per byte).
+func TestDribbledHeadAllocatesItsSizeOnly(t *testing.T) {
+	head := goodRequest + "X-Pad: " + strings.Repeat("a", 2000) + "\r\n\r\n"
+	var h *headReader
+	allocs := testing.AllocsPerRun(3, func() {
+		h = &headReader{r: oneByte{strings.NewReader(head)}, max: 16 << 10}
+		buf := make([]byte, 4096)
+		for {
+			if _, err := h.Read(buf); err != nil {
+				break
+			}
+		}
+	})
+	if !h.done || allocs > 20 {
+		t.Fatalf("done %v, %v allocations for a %d-byte head read a byte at a time", h.done, allocs, len(head))
+	}
+}
