@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/gobwas/ws"
+
+	"github.com/mqttgate/mqttgate/limits/cidr"
 )
 
 // Subprotocols are the WebSocket subprotocols MQTT clients ask for: "mqtt"
@@ -97,7 +99,7 @@ func (u *Upgrader) Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.
 		forwardedKind    string
 		cookie           string
 	)
-	trusted := containsAddr(u.o.Trusted, peer.Addr())
+	trusted := cidr.Contains(u.o.Trusted, peer.Addr())
 	lr := &headReader{r: conn, max: u.o.MaxRequest}
 	upgrader := ws.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 512,
@@ -194,15 +196,6 @@ func (u *Upgrader) originAllowed(v string) bool {
 	return false
 }
 
-func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
 
 // forwardedClient reads the client a trusted balancer names: the last
 // entry of X-Forwarded-For (the one it appended), or the for= of the last
