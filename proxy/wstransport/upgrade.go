@@ -196,7 +196,6 @@ func (u *Upgrader) originAllowed(v string) bool {
 	return false
 }
 
-
 // forwardedClient reads the client a trusted balancer names: the last
 // entry of X-Forwarded-For (the one it appended), or the for= of the last
 // element of Forwarded (RFC 7239). Without a port, port 0.
