@@ -155,26 +155,17 @@ func (s *Server) EndNode(node int, spread time.Duration, still func() bool) int 
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		step := spread / time.Duration(len(on)+1)
-		t := time.NewTimer(0)
-		defer t.Stop()
-		start := time.Now()
-		for i, sess := range on {
-			t.Reset(time.Until(start.Add(time.Duration(i) * step)))
-			select {
-			case <-t.C:
-			case <-s.done:
-				return
-			}
+		code := mqttwire.ServerShuttingDown
+		if s.cfg.DrainServerReference != "" {
+			code = mqttwire.UseAnotherServer
+		}
+		s.spread(on, spread, s.done, func(sess *Session) bool {
 			if !still() {
-				return // the node is back: its clients stay
-			}
-			code := mqttwire.ServerShuttingDown
-			if s.cfg.DrainServerReference != "" {
-				code = mqttwire.UseAnotherServer
+				return false // the node is back: its clients stay
 			}
 			sess.end(code, s.cfg.DrainServerReference, closeNodeDown, 0)
-		}
+			return true
+		})
 	}()
 	return len(on)
 }

@@ -275,6 +275,28 @@ func (s *Server) untrack(sess *Session) {
 	s.Stats.Active.Add(-1)
 }
 
+// spread calls end for each session in turn at an even rate over d (the
+// first at once, the last before d is up), so that the clients
+// reconnect gradually rather than in one burst; it stops when stop is
+// closed or end returns false.
+func (s *Server) spread(sessions []*Session, d time.Duration, stop <-chan struct{}, end func(*Session) bool) {
+	step := d / time.Duration(len(sessions)+1)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	start := time.Now()
+	for i, sess := range sessions {
+		t.Reset(time.Until(start.Add(time.Duration(i) * step)))
+		select {
+		case <-t.C:
+		case <-stop:
+			return
+		}
+		if !end(sess) {
+			return
+		}
+	}
+}
+
 // Shutdown stops accepting and drains: connections not yet through
 // CONNECT are closed at once; the others are ended one by one, spread
 // evenly over the drain timeout (v5: DISCONNECT 0x9C with the configured
@@ -311,19 +333,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// one burst.
 		go func() {
 			defer s.wg.Done()
-			step := s.cfg.DrainTimeout / time.Duration(len(connected)+1)
-			t := time.NewTimer(0)
-			defer t.Stop()
-			start := time.Now()
-			for i, sess := range connected {
-				t.Reset(time.Until(start.Add(time.Duration(i) * step)))
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					return
-				}
+			s.spread(connected, s.cfg.DrainTimeout, ctx.Done(), func(sess *Session) bool {
 				sess.drain(s.cfg.DrainServerReference, drainInFlightWait)
-			}
+				return true
+			})
 		}()
 	}
 	finished := make(chan struct{})
