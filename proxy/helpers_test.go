@@ -99,6 +99,13 @@ type running struct {
 // startProxy serves cfg on a loopback port; tlsCfg nil means plaintext.
 func startProxy(t testing.TB, cfg Config, tlsCfg *tls.Config) *running {
 	t.Helper()
+	return serveProxy(t, cfg, func(srv *Server, ln net.Listener) error { return srv.Serve(ln, tlsCfg) })
+}
+
+// serveProxy runs serve (one of the Server's Serve methods) on a loopback
+// listener, with the test's defaults, until the test ends.
+func serveProxy(t testing.TB, cfg Config, serve func(*Server, net.Listener) error) *running {
+	t.Helper()
 	logs := &mqtttest.SyncBuffer{}
 	cfg.Logger = zerolog.New(logs)
 	if cfg.Authenticator == nil {
@@ -118,7 +125,7 @@ func startProxy(t testing.TB, cfg Config, tlsCfg *tls.Config) *running {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = srv.Serve(ln, tlsCfg)
+		_ = serve(srv, ln)
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/rs/zerolog"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
 	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
@@ -26,36 +24,11 @@ func (f accessFunc) Allowed(a netip.Addr) bool { return f(a) }
 // startWSProxy serves cfg over plaintext WebSocket on a loopback port.
 func startWSProxy(t *testing.T, cfg Config, trusted []netip.Prefix) *running {
 	t.Helper()
-	logs := &mqtttest.SyncBuffer{}
-	cfg.Logger = zerolog.New(logs)
-	if cfg.Authenticator == nil {
-		cfg.Authenticator = admitAll{}
-	}
-	cfg.DrainTimeout = 200 * time.Millisecond
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	up, err := wstransport.New(wstransport.Options{Trusted: trusted})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.ServeWebSocket(ln, nil, up) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-served
-		if t.Failed() {
-			t.Logf("proxy log:\n%s", logs.String())
-		}
-	})
-	return &running{srv: srv, addr: ln.Addr().String(), logs: logs}
+	return serveProxy(t, cfg, func(srv *Server, ln net.Listener) error { return srv.ServeWebSocket(ln, nil, up) })
 }
 
 const wsRequest = "GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
