@@ -2,20 +2,15 @@ package limits
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/google/renameio/v2"
 	"github.com/mqttgate/mqttgate/limits/cidr"
+	"github.com/mqttgate/mqttgate/limits/sharedfile"
 )
 
 // Ban kinds.
@@ -131,62 +126,34 @@ func later(a, b Ban) Ban {
 }
 
 // Bans are the bans in force, kept in a file that survives restarts.
-type Bans struct {
-	path string
-	cur  atomic.Pointer[banSet]
-	mu   sync.Mutex
-	sum  [32]byte
-}
+type Bans struct{ f *sharedfile.File[*banSet] }
 
 // OpenBans loads the file; a missing file is no bans (it is created by
 // the first Add). With path "" bans live in memory only.
 func OpenBans(path string) (*Bans, error) {
-	b := &Bans{path: path}
-	b.cur.Store(newBanSet(nil))
-	if _, err := b.Reload(true); err != nil {
+	f, err := sharedfile.Open(path, func(raw []byte) (*banSet, error) {
+		list, err := ParseBans(raw)
+		if err != nil {
+			return nil, err
+		}
+		return newBanSet(list), nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	return b, nil
+	return &Bans{f}, nil
 }
 
 // Reload reads the file again when it changed; a corrupt file is an
 // error and the bans in force stay.
-func (b *Bans) Reload(bool) (bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.reloadLocked()
-}
-
-func (b *Bans) reloadLocked() (bool, error) {
-	if b.path == "" {
-		return false, nil
-	}
-	raw, err := os.ReadFile(b.path)
-	if errors.Is(err, os.ErrNotExist) {
-		raw, err = nil, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	sum := sha256.Sum256(raw)
-	if sum == b.sum {
-		return false, nil
-	}
-	list, err := ParseBans(raw)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", b.path, err)
-	}
-	b.cur.Store(newBanSet(list))
-	b.sum = sum
-	return true, nil
-}
+func (b *Bans) Reload(bool) (bool, error) { return b.f.Reload() }
 
 // List returns every entry in force, expired ones included.
-func (b *Bans) List() []Ban { return slices.Clone(b.cur.Load().list) }
+func (b *Bans) List() []Ban { return slices.Clone(b.f.Load().list) }
 
 // Client returns the ban in force on a client id or user name.
 func (b *Bans) Client(clientID, username string, now time.Time) (Ban, bool) {
-	s := b.cur.Load()
+	s := b.f.Load()
 	if ban, ok := s.clientID[clientID]; ok && clientID != "" && now.Before(ban.Until) {
 		return ban, true
 	}
@@ -202,7 +169,7 @@ func (b *Bans) Identity(clientID, user string, now time.Time) (Ban, bool) {
 	if clientID == "" || user == "" {
 		return Ban{}, false
 	}
-	if ban, ok := b.cur.Load().identity[user+"\x00"+clientID]; ok && now.Before(ban.Until) {
+	if ban, ok := b.f.Load().identity[user+"\x00"+clientID]; ok && now.Before(ban.Until) {
 		return ban, true
 	}
 	return Ban{}, false
@@ -211,7 +178,7 @@ func (b *Bans) Identity(clientID, user string, now time.Time) (Ban, bool) {
 // Addr returns the ban in force on an address.
 func (b *Bans) Addr(a netip.Addr, now time.Time) (Ban, bool) {
 	a = a.Unmap()
-	for _, ib := range b.cur.Load().ips {
+	for _, ib := range b.f.Load().ips {
 		if ib.net.Contains(a) && now.Before(ib.ban.Until) {
 			return ib.ban, true
 		}
@@ -249,42 +216,20 @@ func (b *Bans) Remove(kind, value, user string) (bool, error) {
 	return found, err
 }
 
-// edit changes the file under an advisory lock (the proxy and the bans
-// command may both write), from its current content, atomically.
+// edit changes the file (the proxy and the bans command may both
+// write), from its current content; entries that ran out are dropped on
+// the way.
 func (b *Bans) edit(change func([]Ban) []Ban) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	now := time.Now()
-	if b.path == "" {
-		list := slices.DeleteFunc(b.List(), func(x Ban) bool { return !now.Before(x.Until) })
-		b.cur.Store(newBanSet(change(list)))
-		return nil
-	}
-	lock, err := os.OpenFile(b.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return err
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := b.reloadLocked(); err != nil {
-		return err // never overwrite a file we could not read
-	}
-	list := slices.DeleteFunc(b.List(), func(x Ban) bool { return !now.Before(x.Until) })
-	list = change(list)
-	raw, err := json.MarshalIndent(bansFile{Bans: list}, "", "  ")
-	if err != nil {
-		return err
-	}
-	raw = append(raw, '\n')
-	if err := renameio.WriteFile(b.path, raw, 0o600); err != nil {
-		return err
-	}
-	b.cur.Store(newBanSet(list))
-	b.sum = sha256.Sum256(raw)
-	return nil
+	return b.f.Edit(func(cur *banSet) (*banSet, []byte, error) {
+		list := slices.DeleteFunc(slices.Clone(cur.list), func(x Ban) bool { return !now.Before(x.Until) })
+		list = change(list)
+		raw, err := json.MarshalIndent(bansFile{Bans: list}, "", "  ")
+		if err != nil {
+			return nil, nil, err
+		}
+		return newBanSet(list), append(raw, '\n'), nil
+	})
 }
 
 // BanChanges is what changed between two lists of bans at a moment:

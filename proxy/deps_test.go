@@ -12,5 +12,5 @@ import (
 func TestDependencies(t *testing.T) {
 	mqtttest.OnlyDependsOutsideTests(t, ".", "mqttwire", "authn/identity", "limits/cidr", "limits/logbudget", "proxy/audit")
 	mqtttest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "limits/cidr", "proxy/certstore",
-		"acl", "limits", "cmd/mqttgate/devpki", "mqttwire/mqtttest", "proxy/audit", "proxy/wstransport", "proxy/brokerpool")
+		"acl", "limits", "limits/sharedfile", "cmd/mqttgate/devpki", "mqttwire/mqtttest", "proxy/audit", "proxy/wstransport", "proxy/brokerpool")
 }

@@ -10,15 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/google/renameio/v2"
+	"github.com/mqttgate/mqttgate/limits/sharedfile"
 )
 
 // Role is what an API key may do; each role may do what the ones below
@@ -104,55 +100,24 @@ func ParseKeys(b []byte) ([]Key, error) {
 }
 
 // Keys are the API keys in force, from a file reread on change.
-type Keys struct {
-	path string
-	cur  atomic.Pointer[[]Key]
-	mu   sync.Mutex
-	sum  [32]byte
-}
+type Keys struct{ f *sharedfile.File[[]Key] }
 
 // OpenKeys loads the keys file; a missing file has no keys (the first
 // Create makes it).
 func OpenKeys(path string) (*Keys, error) {
-	k := &Keys{path: path}
-	k.cur.Store(new([]Key))
-	if _, err := k.Reload(true); err != nil {
+	f, err := sharedfile.Open(path, ParseKeys)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &Keys{f}, nil
 }
 
 // Reload reads the file again when it changed; a bad file is an error
 // and the keys in force stay.
-func (k *Keys) Reload(bool) (bool, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.reloadLocked()
-}
-
-func (k *Keys) reloadLocked() (bool, error) {
-	raw, err := os.ReadFile(k.path)
-	if errors.Is(err, os.ErrNotExist) {
-		raw, err = nil, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	sum := sha256.Sum256(raw)
-	if sum == k.sum {
-		return false, nil
-	}
-	list, err := ParseKeys(raw)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", k.path, err)
-	}
-	k.cur.Store(&list)
-	k.sum = sum
-	return true, nil
-}
+func (k *Keys) Reload(bool) (bool, error) { return k.f.Reload() }
 
 // List returns the keys in force, expired ones included.
-func (k *Keys) List() []Key { return slices.Clone(*k.cur.Load()) }
+func (k *Keys) List() []Key { return slices.Clone(k.f.Load()) }
 
 // Key errors.
 var (
@@ -167,7 +132,7 @@ func (k *Keys) Check(secret string, now time.Time) (Key, error) {
 	got := sha256.Sum256([]byte(secret))
 	want := make([]byte, sha256.Size)
 	found := -1
-	list := *k.cur.Load()
+	list := k.f.Load()
 	for i, key := range list {
 		if _, err := hex.Decode(want, []byte(key.SHA256)); err != nil {
 			continue
@@ -227,36 +192,18 @@ func (k *Keys) Revoke(name string) (bool, error) {
 	return found, err
 }
 
-// edit changes the file under an advisory lock (several commands may
-// write at once), from its current content, atomically.
+// edit changes the file (several commands may write at once), from its
+// current content.
 func (k *Keys) edit(change func([]Key) ([]Key, error)) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	lock, err := os.OpenFile(k.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return err
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := k.reloadLocked(); err != nil {
-		return err // never overwrite a file we could not read
-	}
-	list, err := change(k.List())
-	if err != nil {
-		return err
-	}
-	raw, err := json.MarshalIndent(keysFile{Keys: list}, "", "  ")
-	if err != nil {
-		return err
-	}
-	raw = append(raw, '\n')
-	if err := renameio.WriteFile(k.path, raw, 0o600); err != nil {
-		return err
-	}
-	k.cur.Store(&list)
-	k.sum = sha256.Sum256(raw)
-	return nil
+	return k.f.Edit(func(cur []Key) ([]Key, []byte, error) {
+		list, err := change(slices.Clone(cur))
+		if err != nil {
+			return nil, nil, err
+		}
+		raw, err := json.MarshalIndent(keysFile{Keys: list}, "", "  ")
+		if err != nil {
+			return nil, nil, err
+		}
+		return list, append(raw, '\n'), nil
+	})
 }
