@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+
+	"github.com/mqttgate/mqttgate/proxy/certstore"
 )
 
 // Options names what the proxy trusts and presents on the broker hop.
@@ -43,18 +45,6 @@ type FileError struct {
 
 func (e *FileError) Error() string { return e.Path + ": " + e.Err.Error() }
 func (e *FileError) Unwrap() error { return e.Err }
-
-// AEAD cipher suites with ECDHE key exchange, the only ones offered for
-// TLS 1.2 (as on the listeners). TLS 1.3 suites are all AEAD and not
-// configurable in Go.
-var tls12Suites = []uint16{
-	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-}
 
 // sessionCacheSize bounds the sessions kept for resumption. Go keys them
 // by server name, and every dial uses the one configured, so one entry
@@ -142,7 +132,7 @@ func (s *Source) Reload(force bool) (changed bool, err error) {
 	}
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		CipherSuites:       tls12Suites,
+		CipherSuites:       certstore.TLS12Suites(),
 		RootCAs:            pool,
 		ServerName:         s.opts.ServerName,
 		ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize),

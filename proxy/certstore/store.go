@@ -143,7 +143,8 @@ type Expiry struct {
 }
 
 // AEAD cipher suites with ECDHE key exchange, the only ones offered for
-// TLS 1.2. TLS 1.3 suites are all AEAD and not configurable in Go.
+// TLS 1.2, on the listeners and to the broker (TLS12Suites). TLS 1.3
+// suites are all AEAD and not configurable in Go.
 var tls12Suites = []uint16{
 	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
@@ -152,6 +153,10 @@ var tls12Suites = []uint16{
 	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
+
+// TLS12Suites returns the TLS 1.2 cipher suites mqttgate offers and
+// accepts: ECDHE with an AEAD, nothing else.
+func TLS12Suites() []uint16 { return slices.Clone(tls12Suites) }
 
 // New loads every file once; any error fails.
 func New(opts Options) (*Store, error) {
