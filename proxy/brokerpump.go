@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/mqttgate/mqttgate/mqttwire"
+)
+
+// brokerToClient copies broker packets to the client, whole packets at a
+// time so that the proxy's own packets never land inside one.
+func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
+	r := mqttwire.NewReader(sess.broker, initialReadBuffer, mqttwire.MaxRemainingLength)
+	r.UsePool(s.bufs)
+	r.HoldPackets()
+	first := true
+	tr := s.cfg.Traffic
+	tl := tally{t: tr, dir: FromBroker}
+	if tr != nil {
+		defer tl.flush()
+	}
+	for {
+		if !r.Buffered() {
+			if tr != nil {
+				tl.flush()
+			}
+			if held := r.Held(); len(held) > 0 {
+				if sess.writeClientAnswer(client, held, !first) != nil {
+					return closeClient
+				}
+				r.Written()
+			}
+		}
+		p, err := r.Next()
+		if err != nil {
+			if held := r.Held(); len(held) > 0 {
+				_ = sess.writeClient(client, held)
+			}
+			if first && sess.Version == mqttwire.V5 && errors.Is(err, io.EOF) {
+				// The broker closed on the v5 CONNECT without a CONNACK:
+				// what a broker that speaks only 3.1.1 does (RabbitMQ
+				// 3.10). The client is told so, rather than left with a
+				// bare close.
+				s.brokerSpeaksNoV5(sess, client, mqttwire.UnsupportedProtocolVersion, "closed without CONNACK")
+			} else if first && s.cfg.BackendTLS != nil && !errors.Is(err, io.EOF) {
+				// Over TLS, an error rather than a close: most often an alert
+				// sent after a TLS 1.3 handshake that was complete on this
+				// side (the broker wanted a client certificate).
+				s.brokerTLSEnded(sess, client, err)
+			}
+			if !sess.disconnected.Load() {
+				sess.closeAll(closeBroker)
+			} // else the client pump reads the client's own close (see afterDisconnect): closing now would reset it
+			return closeBroker
+		}
+		if tr != nil {
+			tl.add(p)
+		}
+		if first {
+			first = false
+			if sess.Version == mqttwire.V5 && p.Type == mqttwire.CONNACK && len(p.Body) == 2 {
+				// A 3.1.1 CONNACK (no properties) to a v5 CONNECT: the
+				// broker does not speak 5.0; its code, in 5.0's terms.
+				code := mqttwire.UnsupportedProtocolVersion
+				switch p.Body[1] {
+				case 0x02:
+					code = mqttwire.ClientIdentifierNotValid
+				case 0x03:
+					code = mqttwire.ServerUnavailable
+				case 0x04:
+					code = mqttwire.BadUserNameOrPassword
+				case 0x05:
+					code = mqttwire.NotAuthorized
+				}
+				s.brokerSpeaksNoV5(sess, client, code, "3.1.1 CONNACK")
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
+			if !s.connackSeen(sess, p) {
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
+			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
+				if !replacePacket(sess, client, r, p, nil) || sess.writeClientAnswer(client, connack, true) != nil {
+					return closeClient
+				}
+				continue
+			}
+		}
+		if sess.limiter != nil {
+			if finalAck(p, sess.Version) {
+				sess.limiter.Acked(uint16(p.Body[0])<<8|uint16(p.Body[1]), p.Type)
+			}
+		}
+		if merged := sess.mergeSuback(p); merged != nil {
+			if !replacePacket(sess, client, r, p, merged) {
+				return closeClient
+			}
+			continue
+		}
+		if rc := sess.topics.recv.Load(); rc == nil {
+			if sess.topics.noteAliases && p.Type == mqttwire.PUBLISH {
+				sess.noteBrokerAlias(p)
+			}
+		} else {
+			switch s.checkDelivery(sess, rc.rights, p) {
+			case deliveryDrop:
+				if !replacePacket(sess, client, r, p, nil) {
+					return closeClient
+				}
+			case deliveryBrokerGone:
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
+		}
+	}
+}
+
+// brokerSpeaksNoV5 answers a v5 client whose CONNECT the broker did not
+// answer in 5.0, and logs why.
+func (s *Server) brokerSpeaksNoV5(sess *Session, client net.Conn, code mqttwire.ReasonCode, what string) {
+	s.cfg.Logger.Warn().Str("event", "broker_no_v5").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).Str("broker", what).
+		Msg("the broker did not accept an MQTT 5.0 CONNECT: the client is refused with a 5.0 CONNACK")
+	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = sess.writeClient(client, mqttwire.AppendConnack(nil, mqttwire.V5, false, code, nil))
+}
+
+// connackSeen takes from the broker's first packet, its CONNACK, once,
+// what the session's enforcement needs: whether the broker accepted the
+// client and resumed a session (MQTT 3.1's CONNACK cannot say: a client
+// that did not ask for a clean start is taken as resumed), the v5 Topic
+// Alias Maximum the client was given and the Session Expiry the broker
+// set. It turns the delivery check on for a resumed session
+// (judgeResumedSession), and reports false when the session must end.
+func (s *Server) connackSeen(sess *Session, p mqttwire.Packet) bool {
+	if p.Type != mqttwire.CONNACK || len(p.Body) < 2 || p.Body[1] != 0 {
+		return true // not accepted: the client reads why from it
+	}
+	present := p.Body[0]&1 != 0
+	if sess.Version == mqttwire.V31 {
+		present = !sess.cleanStart
+	}
+	var expiry uint32
+	var expirySet bool
+	var assigned []byte
+	if sess.Version == mqttwire.V5 {
+		if a, err := mqttwire.ParseAck(p, mqttwire.V5); err == nil {
+			if n, _, ok := a.Properties.Lookup(mqttwire.PropTopicAliasMaximum); ok {
+				sess.topicAliasMax.Store(n)
+			}
+			expiry, _, expirySet = a.Properties.Lookup(mqttwire.PropSessionExpiry)
+			_, assigned, _ = a.Properties.Lookup(mqttwire.PropAssignedClientID)
+		}
+	}
+	if lim := sess.limiter; lim != nil {
+		lim.Started(present, string(assigned))
+		if expirySet {
+			lim.Expiry(expiry)
+		}
+	}
+	return s.judgeResumedSession(sess, present)
+}
+
+// replacePacket writes what was held before p, then out (nil: p is
+// dropped), and marks p dealt with. Two writes: appending to the held
+// bytes would write into the read buffer over the packets after p.
+func replacePacket(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, out []byte) bool {
+	defer r.Written()
+	if held := r.HeldBefore(p); len(held) > 0 && sess.writeClient(client, held) != nil {
+		return false
+	}
+	return len(out) == 0 || sess.writeClient(client, out) == nil
+}
