@@ -16,6 +16,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 	r.UsePool(s.bufs)
 	r.HoldPackets()
 	first := true
+	// accepted: the broker's CONNACK admitted the client; said: the
+	// broker sent its own DISCONNECT.
+	accepted, said := false, false
 	tr := s.cfg.Traffic
 	tl := tally{t: tr, dir: FromBroker}
 	if tr != nil {
@@ -49,6 +52,8 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				// sent after a TLS 1.3 handshake that was complete on this
 				// side (the broker wanted a client certificate).
 				s.brokerTLSEnded(sess, client, err)
+			} else if accepted && !said {
+				s.brokerLost(sess, client)
 			}
 			if !sess.disconnected.Load() {
 				sess.closeAll(closeBroker)
@@ -78,6 +83,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				sess.closeAll(closeBroker)
 				return closeBroker
 			}
+			accepted = p.Type == mqttwire.CONNACK && len(p.Body) >= 2 && p.Body[1] == 0
 			if !s.connackSeen(sess, p) {
 				sess.closeAll(closeBroker)
 				return closeBroker
@@ -89,6 +95,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				continue
 			}
 		}
+		said = said || p.Type == mqttwire.DISCONNECT
 		if sess.limiter != nil {
 			if finalAck(p, sess.Version) {
 				sess.limiter.Acked(uint16(p.Body[0])<<8|uint16(p.Body[1]), p.Type)
@@ -116,6 +123,24 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 		}
 	}
+}
+
+// brokerLost tells a v5 client whose broker connection ended without
+// the broker's DISCONNECT (the broker died or was cut off) why its
+// connection ends, as a node taken down by the checks does: DISCONNECT
+// 0x9C Use another server with Config.DrainServerReference, 0x8B Server
+// shutting down without. Not after the client's own DISCONNECT, nor when
+// the proxy is the one closing (a kick, a drain, the client's end).
+func (s *Server) brokerLost(sess *Session, client net.Conn) {
+	if sess.Version != mqttwire.V5 || !sess.answered.Load() || sess.disconnected.Load() || sess.isClosed() {
+		return
+	}
+	code, ref := mqttwire.ServerShuttingDown, s.cfg.DrainServerReference
+	if ref != "" {
+		code = mqttwire.UseAnotherServer
+	}
+	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = sess.writeClient(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ref))
 }
 
 // brokerSpeaksNoV5 answers a v5 client whose CONNECT the broker did not

@@ -1009,3 +1009,55 @@ func TestDrainBeforeConnackCloses(t *testing.T) {
 		t.Fatalf("got %s %x before any CONNACK, want the connection closed", p.Type, p.Raw)
 	}
 }
+
+// A v5 client whose broker connection ends without the broker's own
+// DISCONNECT (the broker died) is told so, as when the checks take its
+// node down: DISCONNECT 0x8B, or 0x9C with the Server Reference when one
+// is set. A broker's own DISCONNECT passes alone; a 3.1.1 client is
+// closed, with nothing added.
+func TestBrokerLostTellsTheV5Client(t *testing.T) {
+	closes := func(before []byte) string { // a broker that accepts, sends before, then closes on the next packet
+		return scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+			if p.Type == mqttwire.CONNECT {
+				v := mqttwire.V5
+				if p.Body[6] == 4 { // the protocol level
+					v = mqttwire.V311
+				}
+				_, _ = c.Write(mqttwire.AppendConnack(nil, v, false, mqttwire.Success, nil))
+				return true
+			}
+			_, _ = c.Write(before)
+			return false
+		})
+	}
+	takenOver := mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.SessionTakenOver, "")
+	for _, tc := range []struct {
+		name   string
+		v      mqttwire.Version
+		broker []byte // what the broker sends before it closes
+		ref    string
+		want   []byte // nil: closed with nothing
+	}{
+		{"v5, broker gone", mqttwire.V5, nil, "", mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.ServerShuttingDown, "")},
+		{"v5, broker gone, a reference", mqttwire.V5, nil, "other.example:8883", mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.UseAnotherServer, "other.example:8883")},
+		{"v5, the broker's own DISCONNECT", mqttwire.V5, takenOver, "", takenOver},
+		{"3.1.1", mqttwire.V311, nil, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			px := startProxy(t, Config{Backend: closes(tc.broker), DrainServerReference: tc.ref}, nil)
+			c, ack := dialRaw(t, px.addr, tc.v, &mqttwire.Connect{ClientID: []byte("lost")})
+			if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
+				t.Fatalf("CONNACK %x", ack.Raw)
+			}
+			c.Send([]byte{0xC0, 0}) // PINGREQ: the broker closes on it
+			if tc.want != nil {
+				if p := c.Next(); !bytes.Equal(p.Raw, tc.want) {
+					t.Fatalf("got %s %x, want %x", p.Type, p.Raw, tc.want)
+				}
+			}
+			if p, ok := c.NextOrClosed(); ok {
+				t.Fatalf("then %s %x, want the connection closed", p.Type, p.Raw)
+			}
+		})
+	}
+}
