@@ -197,9 +197,7 @@ func (s *Session) writeClient(c net.Conn, b []byte) error {
 	return err
 }
 
-// shutdown is called once when the server begins to shut down: a v5
-// client is told (DISCONNECT 0x8B) and closed, a client that has not
-// finished CONNECT is closed, a v3 client is left to drain.
+// isConnected reports whether the client's CONNECT went to the broker.
 func (s *Session) isConnected() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
