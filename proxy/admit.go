@@ -274,6 +274,5 @@ func (s *Server) checkConnect(sess *Session, conn net.Conn, c *mqttwire.Connect)
 
 // refuse answers a CONNECT with a failure CONNACK.
 func (s *Server) refuse(sess *Session, c net.Conn, v mqttwire.Version, code mqttwire.ReasonCode) {
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = sess.writeClient(c, mqttwire.AppendConnack(nil, v, false, code, nil))
+	sess.writeClientLast(c, mqttwire.AppendConnack(nil, v, false, code, nil), false)
 }

@@ -46,8 +46,9 @@ type sinkConn struct {
 	n int
 }
 
-func (s *sinkConn) Write(b []byte) (int, error) { s.n += len(b); return len(b), nil }
-func (s *sinkConn) Close() error                { return nil }
+func (s *sinkConn) Write(b []byte) (int, error)      { s.n += len(b); return len(b), nil }
+func (s *sinkConn) SetWriteDeadline(time.Time) error { return nil }
+func (s *sinkConn) Close() error                     { return nil }
 
 // topicCheck is an inspector that looks at every PUBLISH topic, as the ACL
 // check will.
@@ -152,7 +153,7 @@ func deliver(tb testing.TB, pkt []byte, judged bool, n int) *sinkConn {
 		tb.Fatal(err)
 	}
 	client, broker := &sinkConn{}, &repeatConn{pkt: pkt, n: n}
-	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311, brokerShared: true}
+	sess := &Session{srv: srv, client: client, broker: broker, Version: mqttwire.V311, brokerShared: true, start: time.Now()} // start: the client write bound runs
 	if judged {
 		srv.judgeDeliveries(sess)
 	}

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
-	"time"
+	"os"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
@@ -30,8 +30,8 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				tl.flush()
 			}
 			if held := r.Held(); len(held) > 0 {
-				if sess.writeClientAnswer(client, held, !first) != nil {
-					return closeClient
+				if err := sess.writeClientAnswer(client, held, !first); err != nil {
+					return s.clientWriteFailed(sess, err)
 				}
 				r.Written()
 			}
@@ -89,8 +89,12 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				return closeBroker
 			}
 			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
-				if !replacePacket(sess, client, r, p, nil) || sess.writeClientAnswer(client, connack, true) != nil {
-					return closeClient
+				err := replacePacket(sess, client, r, p, nil)
+				if err == nil {
+					err = sess.writeClientAnswer(client, connack, true)
+				}
+				if err != nil {
+					return s.clientWriteFailed(sess, err)
 				}
 				continue
 			}
@@ -102,8 +106,8 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			}
 		}
 		if merged := sess.mergeSuback(p); merged != nil {
-			if !replacePacket(sess, client, r, p, merged) {
-				return closeClient
+			if err := replacePacket(sess, client, r, p, merged); err != nil {
+				return s.clientWriteFailed(sess, err)
 			}
 			continue
 		}
@@ -114,8 +118,8 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 		} else {
 			switch s.checkDelivery(sess, rc.rights, p) {
 			case deliveryDrop:
-				if !replacePacket(sess, client, r, p, nil) {
-					return closeClient
+				if err := replacePacket(sess, client, r, p, nil); err != nil {
+					return s.clientWriteFailed(sess, err)
 				}
 			case deliveryBrokerGone:
 				sess.closeAll(closeBroker)
@@ -132,15 +136,14 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 // shutting down without. Not after the client's own DISCONNECT, nor when
 // the proxy is the one closing (a kick, a drain, the client's end).
 func (s *Server) brokerLost(sess *Session, client net.Conn) {
-	if sess.Version != mqttwire.V5 || !sess.answered.Load() || sess.disconnected.Load() || sess.isClosed() {
+	if sess.Version != mqttwire.V5 || sess.disconnected.Load() || sess.isClosed() {
 		return
 	}
 	code, ref := mqttwire.ServerShuttingDown, s.cfg.DrainServerReference
 	if ref != "" {
 		code = mqttwire.UseAnotherServer
 	}
-	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = sess.writeClient(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ref))
+	sess.writeClientLast(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ref), true)
 }
 
 // brokerSpeaksNoV5 answers a v5 client whose CONNECT the broker did not
@@ -148,8 +151,7 @@ func (s *Server) brokerLost(sess *Session, client net.Conn) {
 func (s *Server) brokerSpeaksNoV5(sess *Session, client net.Conn, code mqttwire.ReasonCode, what string) {
 	s.cfg.Logger.Warn().Str("event", "broker_no_v5").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).Str("broker", what).
 		Msg("the broker did not accept an MQTT 5.0 CONNECT: the client is refused with a 5.0 CONNACK")
-	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = sess.writeClient(client, mqttwire.AppendConnack(nil, mqttwire.V5, false, code, nil))
+	sess.writeClientLast(client, mqttwire.AppendConnack(nil, mqttwire.V5, false, code, nil), false)
 }
 
 // connackSeen takes from the broker's first packet, its CONNACK, once,
@@ -191,10 +193,30 @@ func (s *Server) connackSeen(sess *Session, p mqttwire.Packet) bool {
 // replacePacket writes what was held before p, then out (nil: p is
 // dropped), and marks p dealt with. Two writes: appending to the held
 // bytes would write into the read buffer over the packets after p.
-func replacePacket(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, out []byte) bool {
+func replacePacket(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwire.Packet, out []byte) error {
 	defer r.Written()
-	if held := r.HeldBefore(p); len(held) > 0 && sess.writeClient(client, held) != nil {
-		return false
+	if held := r.HeldBefore(p); len(held) > 0 {
+		if err := sess.writeClient(client, held); err != nil {
+			return err
+		}
 	}
-	return len(out) == 0 || sess.writeClient(client, out) == nil
+	if len(out) == 0 {
+		return nil
+	}
+	return sess.writeClient(client, out)
+}
+
+// clientWriteFailed ends the session when what the broker sent cannot be
+// written to the client: it went away, or it took nothing for
+// Config.ClientWriteTimeout (a client that stops reading is cut off, and
+// its broker session with it, rather than left to pin what it will not
+// take while it keeps sending).
+func (s *Server) clientWriteFailed(sess *Session, err error) string {
+	reason := closeClient
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		reason = closeSlowReader
+		s.limitHit(sess, "client_write_timeout")
+	}
+	sess.closeAll(reason)
+	return reason
 }

@@ -95,8 +95,7 @@ func (s *Server) brokerTLSEnded(sess *Session, client net.Conn, err error) {
 	s.Stats.BackendDown.Add(1)
 	s.cfg.Logger.Error().Str("event", "broker_tls_failed").Uint64("conn", sess.ID).Str("backend", sess.backend).Str("step", "CONNACK").Err(err).
 		Msg("the broker ended the TLS connection before its CONNACK: the client is refused as the broker being unavailable")
-	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = sess.writeClient(client, mqttwire.AppendConnack(nil, sess.Version, false, mqttwire.ServerUnavailable, nil))
+	sess.writeClientLast(client, mqttwire.AppendConnack(nil, sess.Version, false, mqttwire.ServerUnavailable, nil), false)
 }
 
 // isClosed reports whether the session was closed (closeAll).

@@ -35,7 +35,11 @@ type Config struct {
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	ConnectTimeout   time.Duration // first packet must be a CONNECT within this time
-	DrainTimeout     time.Duration // the time over which Shutdown spreads the disconnects
+	// ClientWriteTimeout bounds each write to a client (within a second):
+	// a client that takes nothing for that long while the proxy has
+	// packets for it is cut off, so that it cannot pin them for ever.
+	ClientWriteTimeout time.Duration
+	DrainTimeout       time.Duration // the time over which Shutdown spreads the disconnects
 	// DrainServerReference, when set, is the Server Reference a v5
 	// client is told to use instead (DISCONNECT 0x9C Use another server);
 	// otherwise it is told 0x8B (Server shutting down).
@@ -88,8 +92,9 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultDialTimeout      = 5 * time.Second
-	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultConnectTimeout   = 10 * time.Second
-	DefaultDrainTimeout     = 10 * time.Second
+	DefaultDialTimeout        = 5 * time.Second
+	DefaultHandshakeTimeout   = 10 * time.Second
+	DefaultConnectTimeout     = 10 * time.Second
+	DefaultDrainTimeout       = 10 * time.Second
+	DefaultClientWriteTimeout = time.Minute
 )

@@ -1061,3 +1061,84 @@ func TestBrokerLostTellsTheV5Client(t *testing.T) {
 		})
 	}
 }
+
+// A client that stops reading while the broker has messages for it is
+// cut off after ClientWriteTimeout, though it keeps sending PINGREQs,
+// and its broker connection ends with it; another client is served all
+// the while.
+func TestClientThatStopsReadingIsCutOff(t *testing.T) {
+	brokerGone := make(chan struct{}, 4)
+	payload := make([]byte, 32<<10)
+	broker := scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+		switch p.Type {
+		case mqttwire.CONNECT:
+			_, _ = c.Write(mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Success, nil))
+			if !bytes.Contains(p.Raw, []byte("stops-reading")) {
+				return true
+			}
+			go func() { // a flood of QoS 0 deliveries, until the proxy closes this side
+				pkt := mqtttest.PublishPacket(mqttwire.V5, "t", 0, 0, nil, string(payload))
+				for range 100_000 { // bounded: ~3 GB, far past any buffer
+					_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+					if _, err := c.Write(pkt); err != nil {
+						brokerGone <- struct{}{}
+						return
+					}
+				}
+			}()
+		case mqttwire.PINGREQ:
+			_, _ = c.Write([]byte{0xD0, 0})
+		}
+		return true
+	})
+	px := startProxy(t, Config{Backend: broker, ClientWriteTimeout: time.Second}, nil)
+	conn, err := net.DialTCP("tcp", nil, mustResolve(t, px.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadBuffer(4096)
+	slow, _ := mqtttest.NewRawClient(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("stops-reading")})
+	began := time.Now()
+	cutOff := false
+	for range 100 { // PINGREQs every 100 ms for at most 10 s; nothing read
+		if _, err := slow.Write([]byte{0xC0, 0}); err != nil {
+			cutOff = true
+			break
+		}
+		if strings.Contains(px.logs.String(), `"reason":"client not reading"`) {
+			cutOff = true
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the client's pace, not a wait for the proxy
+	}
+	if !cutOff {
+		t.Fatalf("a client that read nothing for 10 s is still served:\n%s", px.logs.String())
+	}
+	if d := time.Since(began); d < 750*time.Millisecond {
+		t.Fatalf("cut off after %v, before its timeout", d)
+	}
+	select {
+	case <-brokerGone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the broker connection outlived the client's")
+	}
+	mqtttest.WaitFor(t, "the limit event", func() bool { return strings.Contains(px.logs.String(), `"limit":"client_write_timeout"`) })
+	other, ack := dialRaw(t, px.addr, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("bystander")})
+	if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
+		t.Fatalf("bystander CONNACK %x", ack.Raw)
+	}
+	other.Send([]byte{0xC0, 0})
+	if p := other.Next(); p.Type != mqttwire.PINGRESP {
+		t.Fatalf("bystander got %s", p.Type)
+	}
+}
+
+func mustResolve(t *testing.T, addr string) *net.TCPAddr {
+	t.Helper()
+	a, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

@@ -257,6 +257,19 @@ func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.Reason
 	if sess.Version != mqttwire.V5 {
 		return
 	}
-	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = sess.writeClient(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ""))
+	awaitConnack(sess)
+	sess.writeClientLast(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ""), true)
 }
+
+// awaitConnack waits, for at most finalWriteWait, until the broker's
+// CONNACK has reached the client: a v5 client whose error came pipelined
+// with its CONNECT is told why after its CONNACK, as a broker would tell
+// it, and never before [MQTT-3.14.0-1]. Nothing signals that write, so
+// this rare path polls.
+func awaitConnack(sess *Session) {
+	for i := 0; i < int(finalWriteWait/connackPoll) && !sess.answered.Load() && !sess.isClosed(); i++ {
+		time.Sleep(connackPoll)
+	}
+}
+
+const connackPoll = 5 * time.Millisecond

@@ -56,6 +56,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
+	if cfg.ClientWriteTimeout <= 0 {
+		cfg.ClientWriteTimeout = DefaultClientWriteTimeout
+	}
 	if cfg.MaxPacketSize <= 0 {
 		cfg.MaxPacketSize = mqttwire.DefaultMaxPacketSize
 	}

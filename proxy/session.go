@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -19,7 +20,6 @@ type Session struct {
 	ID         uint64
 	ClientAddr netip.AddrPort       // the real client: from the PROXY header when one was accepted
 	TLS        *tls.ConnectionState // nil on a plaintext listener
-	Version    mqttwire.Version
 	ClientID   string
 	Username   string
 	Identity   *identity.Identity // from the Authenticator; nil before authentication
@@ -32,21 +32,23 @@ type Session struct {
 	token     string    // a bearer token the WebSocket upgrade carried
 	node      int       // the broker node serving it (Config.Brokers); -1: none
 	backend   string    // that node's address
+
+	mu     sync.Mutex
+	client net.Conn // the raw accepted connection
+	cw     net.Conn // what client packets are written to (the TLS conn), once known
+	broker net.Conn
+	reader *mqttwire.Reader // client packets, from CONNECT on
+	reason string
+
+	Version   mqttwire.Version // the client's, from its CONNECT; set before connected
+	connected bool             // CONNECT forwarded; under mu
+	closed    bool             // under mu
 	// gateAfterUpgrade: a trusted balancer's WebSocket connection, judged
 	// by the access rules and the connection gate as the client its
 	// headers name, once the upgrade has read them.
 	gateAfterUpgrade bool
 	// proxyHeader: a trusted balancer's PROXY header named the client.
 	proxyHeader bool
-
-	mu        sync.Mutex
-	client    net.Conn // the raw accepted connection
-	cw        net.Conn // what client packets are written to (the TLS conn), once known
-	broker    net.Conn
-	reader    *mqttwire.Reader // client packets, from CONNECT on
-	connected bool             // CONNECT forwarded
-	closed    bool
-	reason    string
 
 	topics topicState
 	// refusedQoS2 are packet ids of QoS 2 PUBLISHes the proxy refused
@@ -71,8 +73,12 @@ type Session struct {
 	// CONNACK: the aliases the client may set.
 	topicAliasMax atomic.Uint32
 
-	bmu      sync.Mutex // serialises writes to the broker, with the delivery check on
-	wmu      sync.Mutex // serialises writes to the client
+	bmu sync.Mutex // serialises writes to the broker, with the delivery check on
+	wmu sync.Mutex // serialises writes to the client
+	// wdl, under wmu, is the client's write deadline in force, as time
+	// since start (monotonic: a step of the wall clock moves nothing);
+	// finalWrite once a last write set its own.
+	wdl      time.Duration
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 	// disconnected is set when the client sent DISCONNECT: a clean end.
@@ -104,6 +110,7 @@ const (
 	closeBackend     = "broker unavailable"
 	closeInspector   = "refused by policy"
 	closeWriteError  = "write error"
+	closeSlowReader  = "client not reading"
 )
 
 // ClientCert returns the client's certificate when it was verified against
@@ -179,6 +186,7 @@ func (s *Session) writeBroker(b []byte) error {
 func (s *Session) writeClientAnswer(c net.Conn, b []byte, connack bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.clientDeadline(c)
 	n, err := c.Write(b)
 	s.bytesOut.Add(int64(n))
 	if err == nil && connack {
@@ -192,9 +200,58 @@ func (s *Session) writeClientAnswer(c net.Conn, b []byte, connack bool) error {
 func (s *Session) writeClient(c net.Conn, b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.clientDeadline(c)
 	n, err := c.Write(b)
 	s.bytesOut.Add(int64(n))
 	return err
+}
+
+// finalWriteWait bounds the proxy's last words to a client (a refusal,
+// a DISCONNECT), so that a client that reads nothing holds up nobody.
+const finalWriteWait = time.Second
+
+// writeClientLast writes the last packet the proxy sends a client before
+// it closes the connection, within finalWriteWait; connackFirst: only
+// once the CONNACK reached the client (a DISCONNECT [MQTT-3.14.0-1]).
+// Nothing written after it waits longer.
+func (s *Session) writeClientLast(c net.Conn, b []byte, connackFirst bool) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_ = c.SetWriteDeadline(time.Now().Add(finalWriteWait))
+	s.wdl = finalWrite
+	if connackFirst && !s.answered.Load() {
+		return
+	}
+	n, _ := c.Write(b)
+	s.bytesOut.Add(int64(n))
+}
+
+// finalWrite marks the write deadline as set by writeClientLast: never
+// extended again.
+const finalWrite = time.Duration(math.MaxInt64)
+
+// deadlineStep is how often at most a busy connection's write deadline
+// is moved (a quarter of the timeout when that is shorter): a timer
+// change costs more than reading the clock.
+const deadlineStep = time.Second
+
+// clientDeadline, under wmu, moves the client's write deadline so that
+// the write about to start has at least Config.ClientWriteTimeout less
+// the step to finish: a client that stops reading while the proxy has
+// packets for it is cut off then (the write fails, the session ends),
+// instead of pinning the packets it will not take.
+func (s *Session) clientDeadline(c net.Conn) {
+	d := s.srv.cfg.ClientWriteTimeout
+	if d <= 0 || s.wdl == finalWrite {
+		return
+	}
+	now := time.Now()
+	at := now.Sub(s.start)
+	if at+d-min(deadlineStep, d/4) < s.wdl {
+		return
+	}
+	s.wdl = at + d
+	_ = c.SetWriteDeadline(now.Add(d))
 }
 
 // isConnected reports whether the client's CONNECT went to the broker.
@@ -248,13 +305,7 @@ func (s *Session) end(code mqttwire.ReasonCode, serverReference, reason string, 
 			t.Stop()
 		}
 		if s.Version == mqttwire.V5 && cw != nil { // Version is set before connected, under mu
-			_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
-			s.wmu.Lock()
-			if s.answered.Load() { // a client still waiting for its CONNACK is only closed [MQTT-3.14.0-1]
-				n, _ := cw.Write(mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference))
-				s.bytesOut.Add(int64(n))
-			}
-			s.wmu.Unlock()
+			s.writeClientLast(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference), true)
 		}
 		s.closeAll(reason)
 	}()

@@ -132,10 +132,11 @@ type config struct {
 
 	FilePollInterval time.Duration `env:"FILE_POLL_INTERVAL" envDefault:"2s"` // how often password, key and CRL files are checked for changes
 
-	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`
-	ConnectTimeout   time.Duration `env:"CONNECT_TIMEOUT" envDefault:"10s"`
-	DialTimeout      time.Duration `env:"DIAL_TIMEOUT" envDefault:"5s"`
-	DrainTimeout     time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
+	HandshakeTimeout   time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s"`
+	ConnectTimeout     time.Duration `env:"CONNECT_TIMEOUT" envDefault:"10s"`
+	DialTimeout        time.Duration `env:"DIAL_TIMEOUT" envDefault:"5s"`
+	DrainTimeout       time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
+	ClientWriteTimeout time.Duration `env:"CLIENT_WRITE_TIMEOUT" envDefault:"1m"`
 	// DrainDelay: from SIGTERM to the listeners closing, /readyz says 503
 	// so that balancers stop sending clients first.
 	DrainDelay           time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
@@ -362,7 +363,7 @@ func (c *config) check() error {
 		return bad("PROXY_PROTOCOL_TRUSTED", "empty: inbound PROXY headers need the load balancers' addresses")
 	}
 	for name, d := range map[string]time.Duration{"HANDSHAKE_TIMEOUT": c.HandshakeTimeout, "CONNECT_TIMEOUT": c.ConnectTimeout,
-		"DIAL_TIMEOUT": c.DialTimeout, "DRAIN_TIMEOUT": c.DrainTimeout} {
+		"DIAL_TIMEOUT": c.DialTimeout, "DRAIN_TIMEOUT": c.DrainTimeout, "CLIENT_WRITE_TIMEOUT": c.ClientWriteTimeout} {
 		if d <= 0 {
 			return bad(name, "%v: must be positive", d)
 		}
@@ -399,7 +400,7 @@ func (c *config) proxyConfig(log zerolog.Logger) proxy.Config {
 	pc := proxy.Config{
 		Backend: c.Backend, BackendProxyProtocol: c.BackendProxyProtocol, BackendProxyTLVs: c.parsed.proxyTLVs,
 		DialTimeout: c.DialTimeout, HandshakeTimeout: c.HandshakeTimeout, ConnectTimeout: c.ConnectTimeout,
-		DrainTimeout: c.DrainTimeout, DrainServerReference: c.DrainServerReference, MaxPacketSize: c.MaxPacketSize, Access: c.parsed.access, Logger: log,
+		DrainTimeout: c.DrainTimeout, ClientWriteTimeout: c.ClientWriteTimeout, DrainServerReference: c.DrainServerReference, MaxPacketSize: c.MaxPacketSize, Access: c.parsed.access, Logger: log,
 	}
 	if c.ProxyProtocol {
 		pc.ProxyProtocolTrusted = c.parsed.trusted

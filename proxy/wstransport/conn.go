@@ -57,6 +57,24 @@ type Conn struct {
 	wmu    sync.Mutex
 	closed bool                   // a close frame was sent
 	whdr   [ws.MaxHeaderSize]byte // the writer's frame header (a field: a local would escape)
+	wdl    time.Time              // the write deadline the user set, which a pong keeps
+}
+
+// SetWriteDeadline sets the write deadline; a pong the reader sends
+// keeps it (bounded by its own wait), rather than clearing it.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wdl = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines, the write one as SetWriteDeadline.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wdl = t
+	return c.Conn.SetDeadline(t)
 }
 
 // waitingConn is a Conn over a source that can wait for readability
@@ -162,9 +180,13 @@ func (c *Conn) control(h ws.Header) error {
 		}
 		// A client that sends pings and reads nothing would otherwise hold
 		// its reader in this write for ever.
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(pongWait))
+		wait := time.Now().Add(pongWait)
+		if !c.wdl.IsZero() && c.wdl.Before(wait) {
+			wait = c.wdl
+		}
+		_ = c.Conn.SetWriteDeadline(wait)
 		_, err := c.writeFrame(ws.OpPong, p)
-		_ = c.Conn.SetWriteDeadline(time.Time{})
+		_ = c.Conn.SetWriteDeadline(c.wdl) // the user's, not none: a session's write bound holds
 		if err != nil {
 			c.err = err
 		}

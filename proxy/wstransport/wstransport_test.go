@@ -405,3 +405,33 @@ func TestDribbledHeadAllocatesItsSizeOnly(t *testing.T) {
 		t.Fatalf("done %v, %v allocations for a %d-byte head read a byte at a time", h.done, allocs, len(head))
 	}
 }
+
+// deadlineConn records the write deadlines set on it.
+type deadlineConn struct {
+	memConn
+	set []time.Time
+}
+
+func (d *deadlineConn) SetWriteDeadline(t time.Time) error { d.set = append(d.set, t); return nil }
+
+// A pong the reader sends keeps the write deadline its user set (the
+// proxy's bound on a client that stops reading), rather than clearing
+// it; with none set it leaves none.
+func TestPongKeepsTheWriteDeadline(t *testing.T) {
+	ping := frame(ws.OpPing, true, []byte("p"), false)
+	data := frame(ws.OpBinary, true, []byte{0xC0, 0}, false)
+	for _, user := range []time.Time{time.Now().Add(time.Minute), {}} {
+		dc := &deadlineConn{memConn: memConn{r: bytes.NewReader(append(append([]byte{}, ping...), data...))}}
+		c := NewConn(dc, 1024)
+		if !user.IsZero() {
+			_ = c.SetWriteDeadline(user)
+		}
+		buf := make([]byte, 16)
+		if n, err := c.Read(buf); err != nil || n != 2 {
+			t.Fatalf("read %d, %v", n, err)
+		}
+		if len(dc.set) == 0 || !dc.set[len(dc.set)-1].Equal(user) {
+			t.Fatalf("deadlines set %v, want the last to be %v", dc.set, user)
+		}
+	}
+}
