@@ -11,25 +11,31 @@ import (
 )
 
 // acceptPeer applies every admission control to the peer and reads the
-// PROXY header a trusted balancer sends. Only a trusted balancer's header
-// can change the client address, so anybody else is judged on its own
+// PROXY header a trusted balancer sends. Only a trusted balancer can
+// change the client address, so anybody else is judged on its own
 // address at accept, before a byte is read; a balancer's connections by
-// the header's address.
+// the address it names.
 //
-// On a WebSocket listener a trusted balancer may send no PROXY header
-// and name the client in X-Forwarded-For or Forwarded instead (an HTTP
-// balancer): its connections are then judged once the upgrade has read
-// those (gateAfterUpgrade).
-func (s *Server) acceptPeer(sess *Session, conn net.Conn, ws bool) (net.Conn, string) {
+// Two kinds of balancer are trusted, each by a list of its own: an L4
+// balancer (Config.ProxyProtocolTrusted) must send a PROXY header, which
+// names the client; an HTTP balancer in front of a WebSocket listener
+// (up.Forwards) names it in X-Forwarded-For or Forwarded, and its
+// connections are judged once the upgrade has read those
+// (gateAfterUpgrade). A peer in both lists may do either on a WebSocket
+// listener: a PROXY header, when sent, names the client, and the
+// request's headers (the client's own, through an L4 balancer) are then
+// not believed.
+func (s *Server) acceptPeer(sess *Session, conn net.Conn, up Upgrader) (net.Conn, string) {
 	peer := sess.ClientAddr
-	trusted := cidr.Contains(s.cfg.ProxyProtocolTrusted, peer.Addr())
-	if !trusted {
+	l4 := cidr.Contains(s.cfg.ProxyProtocolTrusted, peer.Addr())
+	http := up != nil && up.Forwards(peer.Addr())
+	if !l4 && !http {
 		if reason := s.gate(sess); reason != "" {
 			return conn, reason
 		}
 	}
 	if len(s.cfg.ProxyProtocolTrusted) > 0 {
-		pc, client, err := inboundHeader(conn, peer, trusted, trusted && ws, s.cfg.HandshakeTimeout)
+		pc, client, err := inboundHeader(conn, peer, l4, l4 && http, s.cfg.HandshakeTimeout)
 		if err != nil {
 			s.Stats.ProxyHeaderRefused.Add(1)
 			s.securityEvent(zerolog.WarnLevel, sess).Str("event", "proxy_header_refused").Stringer("peer", peer).Err(err).Msg("PROXY header refused")
@@ -38,16 +44,11 @@ func (s *Server) acceptPeer(sess *Session, conn net.Conn, ws bool) (net.Conn, st
 		sess.proxyHeader = pc.(*proxyproto.Conn).ProxyHeader() != nil
 		conn, sess.ClientAddr = pc, client
 	}
-	if trusted {
-		if ws && !sess.proxyHeader {
-			// An HTTP balancer: the client it names in its forwarding
-			// headers is judged once the upgrade has read them. Had it
-			// sent a PROXY header, that would name the client, and the
-			// request's headers (the client's own, through an L4
-			// balancer) would be ignored.
-			sess.gateAfterUpgrade = true
-			return conn, ""
-		}
+	if http && !sess.proxyHeader {
+		sess.gateAfterUpgrade = true
+		return conn, ""
+	}
+	if l4 {
 		if reason := s.gate(sess); reason != "" {
 			return conn, reason
 		}

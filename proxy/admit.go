@@ -73,7 +73,7 @@ func (s *Server) finish(sess *Session, reason string, admitted bool) {
 // PROXY header and TLS), and a close reason, or "" once the broker
 // connection is up.
 func (s *Server) admit(sess *Session, conn net.Conn, tlsConfig *tls.Config, up Upgrader) (net.Conn, string) {
-	conn, reason := s.acceptPeer(sess, conn, up != nil)
+	conn, reason := s.acceptPeer(sess, conn, up)
 	if reason != "" {
 		return conn, reason
 	}

@@ -89,9 +89,13 @@ const drainInFlightWait = 500 * time.Millisecond
 // forwarded client address before the upgrade is granted. It returns the
 // stream, the client's address when a trusted peer forwarded one (zero
 // otherwise) and a bearer token the request carried ("" when none). On
-// an error it has answered the client itself (an HTTP error).
+// an error it has answered the client itself (an HTTP error). Forwards
+// reports whether peer is an HTTP balancer whose forwarding headers name
+// the client: its connections are judged as that client once the
+// upgrade has read them.
 type Upgrader interface {
 	Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.AddrPort) bool) (stream net.Conn, client netip.AddrPort, token string, err error)
+	Forwards(peer netip.Addr) bool
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.

@@ -109,3 +109,24 @@ func TestPingFloodEndsAtTheConnectDeadline(t *testing.T) {
 		t.Errorf("closed after %v, with a 3 s CONNECT deadline and 2 s for a pong", d)
 	}
 }
+
+// A balancer trusted for PROXY headers only must send one on a WebSocket
+// listener too: without it, it is no HTTP balancer (none is listed), and
+// its request is refused before the upgrade, whatever forwarding headers
+// it carries.
+func TestL4BalancerMustSendItsHeaderOnWebSocket(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	px := startWSProxy(t, Config{Backend: startMosquitto(t), ProxyProtocolTrusted: trusted}, nil)
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, wsRequest+"X-Forwarded-For: 127.0.0.7\r\n\r\n")
+	b, _ := io.ReadAll(c)
+	if strings.Contains(string(b), "101") {
+		t.Fatalf("upgraded without the PROXY header: %q", b)
+	}
+	mqtttest.WaitFor(t, "the refusal", func() bool { return px.srv.Stats.ProxyHeaderRefused.Load() == 1 })
+}

@@ -57,6 +57,7 @@ type config struct {
 	WSPath        string   `env:"WS_PATH" envDefault:"/mqtt"`
 	WSOrigins     []string `env:"WS_ORIGINS" envSeparator:","` // browser Origins allowed; none: no browser
 	WSTokenCookie string   `env:"WS_TOKEN_COOKIE"`             // a cookie carrying a JWT for browsers
+	WSTrusted     string   `env:"WS_TRUSTED_PROXIES"`          // HTTP balancers whose forwarding headers name the client
 
 	TLSCert           []string      `env:"TLS_CERT"` // comma-separated; the first pair is the default
 	TLSKey            []string      `env:"TLS_KEY"`
@@ -389,7 +390,7 @@ func (c *config) check() error {
 	if err := c.checkAdmin(); err != nil {
 		return err
 	}
-	if err := c.checkWebSocket(); err != nil { // after the trusted peers and the packet size
+	if err := c.checkWebSocket(); err != nil { // after the packet size
 		return err
 	}
 	return c.checkAuthn(auth)

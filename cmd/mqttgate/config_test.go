@@ -29,6 +29,10 @@ func TestBadConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 	}{
 		{map[string]string{}, "MQTTGATE_TLS_CERT"},
 		{map[string]string{"MQTTGATE_DIAL_TIMEOUT": "soon"}, "MQTTGATE_DIAL_TIMEOUT"},
+		{map[string]string{"MQTTGATE_CLIENT_WRITE_TIMEOUT": "0s"}, "MQTTGATE_CLIENT_WRITE_TIMEOUT"},
+		{map[string]string{"MQTTGATE_WS_TRUSTED_PROXIES": "127.0.0.1"}, "MQTTGATE_WS_TRUSTED_PROXIES"}, // no WebSocket listener
+		{map[string]string{"MQTTGATE_LISTEN_WS": "127.0.0.1:0", "MQTTGATE_WS_TRUSTED_PROXIES": "10.0.0.0/33"}, "MQTTGATE_WS_TRUSTED_PROXIES"},
+		{map[string]string{"MQTTGATE_LISTEN_WS": "127.0.0.1:0", "MQTTGATE_WS_TRUSTED_PROXIES": "all"}, "MQTTGATE_WS_TRUSTED_PROXIES"},
 		{map[string]string{"MQTTGATE_TLS_CLIENT_AUTH": "maybe"}, "MQTTGATE_TLS_CLIENT_AUTH"},
 		{map[string]string{"MQTTGATE_TLS_CLIENT_AUTH": "require"}, "MQTTGATE_TLS_CLIENT_CA"},
 		{map[string]string{"MQTTGATE_ACCESS_RULES": "allow 10.0.0.0/33"}, "MQTTGATE_ACCESS_RULES"},

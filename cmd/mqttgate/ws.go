@@ -5,6 +5,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/limits/cidr"
 	"github.com/mqttgate/mqttgate/proxy/wstransport"
 )
 
@@ -26,8 +27,14 @@ func (c *config) checkWebSocket() error {
 			return bad("WS_ORIGINS", "set, but no WebSocket listener (MQTTGATE_LISTEN_WSS, MQTTGATE_LISTEN_WS)")
 		case c.WSTokenCookie != "":
 			return bad("WS_TOKEN_COOKIE", "set, but no WebSocket listener (MQTTGATE_LISTEN_WSS, MQTTGATE_LISTEN_WS)")
+		case c.WSTrusted != "":
+			return bad("WS_TRUSTED_PROXIES", "set, but no WebSocket listener (MQTTGATE_LISTEN_WSS, MQTTGATE_LISTEN_WS)")
 		}
 		return nil
+	}
+	forwarders, err := cidr.ParseList(c.WSTrusted)
+	if err != nil {
+		return bad("WS_TRUSTED_PROXIES", "%v", err)
 	}
 	if c.WSTokenCookie != "" && len(c.WSOrigins) == 0 {
 		// A cookie goes with every request the browser makes, from any
@@ -35,7 +42,7 @@ func (c *config) checkWebSocket() error {
 		// request with an Origin is refused), so the setting is a mistake.
 		return bad("WS_TOKEN_COOKIE", "a token cookie needs MQTTGATE_WS_ORIGINS: the browser pages allowed to use it")
 	}
-	up, err := wstransport.New(wstransport.Options{Path: c.WSPath, Origins: c.WSOrigins, Trusted: c.parsed.trusted,
+	up, err := wstransport.New(wstransport.Options{Path: c.WSPath, Origins: c.WSOrigins, Trusted: forwarders,
 		TokenCookie: c.WSTokenCookie, MaxFrame: int64(c.MaxPacketSize) + 5})
 	if err != nil {
 		if len(c.WSOrigins) > 0 {

@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -188,5 +191,84 @@ func TestWebSocketBearerTokens(t *testing.T) {
 		if ack.Body[1] == 0 {
 			t.Errorf("no token at all was admitted")
 		}
+	}
+}
+
+// An HTTP balancer in front of the WebSocket listener (HAProxy in mode
+// http, setting X-Forwarded-For), trusted by MQTTGATE_WS_TRUSTED_PROXIES
+// alone (no PROXY protocol): the client it names is who the access rules
+// judge, whom the per-address cap counts and whom the log names, not the
+// balancer's one address. A client's own X-Forwarded-For, sent directly,
+// names nobody.
+func TestHTTPBalancerNamesTheClient(t *testing.T) {
+	haproxy := mqtttest.Need(t, "haproxy")
+	g := startWSGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_WS_TRUSTED_PROXIES=127.0.0.1/32",
+		"MQTTGATE_ACCESS_RULES=deny 127.0.0.66, allow all", "MQTTGATE_MAX_CONNECTIONS_PER_IP=1")
+	front := mqtttest.FreeAddr(t)
+	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
+	body := fmt.Sprintf(`global
+  log stderr format raw local0 warning
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout tunnel 60s
+frontend ws
+  bind %s
+  http-request set-header X-Forwarded-For %%[src]
+  default_backend gate
+backend gate
+  server mqttgate %s source 127.0.0.1
+`, front, g.ws)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.Start(t, "haproxy", exec.Command(haproxy, "-db", "-f", conf))
+	mqtttest.WaitListening(t, front)
+
+	// dial connects from src through HAProxy (or, direct, to the gate) and
+	// sends a CONNECT; it reports the CONNACK's code, or false when the
+	// upgrade or the session was refused.
+	dial := func(src string, direct bool, header http.Header, id string) (*mqtttest.WSClient, bool) {
+		t.Helper()
+		url := "ws://" + front + "/mqtt"
+		if direct {
+			url = "ws://" + g.ws + "/mqtt"
+		}
+		conn, err := mqtttest.DialWSFrom(net.ParseIP(src), url, nil, "mqtt", header)
+		if err != nil {
+			return nil, false
+		}
+		t.Cleanup(func() { conn.Close() })
+		connect := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: []byte(id), KeepAlive: 30, CleanStart: true})
+		if _, err := conn.Write(connect); err != nil {
+			return conn, false
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p, err := mqttwire.NewReader(conn, 256, 1<<16).Next()
+		return conn, err == nil && p.Type == mqttwire.CONNACK && p.Body[1] == 0
+	}
+	if _, ok := dial("127.0.0.5", false, nil, "first"); !ok {
+		t.Fatalf("a client through the balancer was refused:\n%s", g.logs.String())
+	}
+	g.waitLog(t, `"client":"127.0.0.5:`) // the session is the client's, not HAProxy's 127.0.0.1
+	if _, ok := dial("127.0.0.6", false, nil, "second"); !ok {
+		t.Fatal("another client through the same balancer was refused: the cap counted the balancer")
+	}
+	if _, ok := dial("127.0.0.5", false, nil, "again"); ok {
+		t.Fatal("a second connection from 127.0.0.5 was admitted with MAX_CONNECTIONS_PER_IP=1")
+	}
+	if _, ok := dial("127.0.0.66", false, nil, "denied"); ok {
+		t.Fatal("a client the access rules deny was admitted through the balancer")
+	}
+	// Directly from 127.0.0.7, naming 127.0.0.8: not a trusted peer, so
+	// the header names nobody and the session is 127.0.0.7's.
+	if _, ok := dial("127.0.0.7", true, http.Header{"X-Forwarded-For": {"127.0.0.8"}}, "direct"); !ok {
+		t.Fatal("a direct client was refused")
+	}
+	g.waitLog(t, `"client":"127.0.0.7:`)
+	if strings.Contains(g.logs.String(), `"client":"127.0.0.8:`) {
+		t.Fatal("a direct client's own X-Forwarded-For was believed")
 	}
 }

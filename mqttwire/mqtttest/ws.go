@@ -35,7 +35,17 @@ func (e *WSClosed) Error() string { return fmt.Sprintf("websocket closed %d", e.
 // latter) asking for subprotocol ("" asks for none) with the extra
 // header, within 5 s. A refused upgrade is an error naming the status.
 func DialWS(url string, tlsCfg *tls.Config, subprotocol string, header http.Header) (*WSClient, error) {
+	return DialWSFrom(nil, url, tlsCfg, subprotocol, header)
+}
+
+// DialWSFrom is DialWS from the local address src (nil: any), such as
+// another loopback address, to stand for another client.
+func DialWSFrom(src net.IP, url string, tlsCfg *tls.Config, subprotocol string, header http.Header) (*WSClient, error) {
 	d := ws.Dialer{TLSConfig: tlsCfg, Timeout: 5 * time.Second}
+	if src != nil {
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 5 * time.Second}
+		d.NetDial = nd.DialContext
+	}
 	if subprotocol != "" {
 		d.Protocols = []string{subprotocol}
 	}

@@ -28,7 +28,7 @@ type Options struct {
 	// with an Origin header not listed gets 403 before the upgrade; one
 	// without Origin (not a browser) is allowed. None listed: no browser.
 	Origins []string
-	// Trusted are the peers (balancers) whose X-Forwarded-For and
+	// Trusted are the peers (HTTP balancers) whose X-Forwarded-For and
 	// Forwarded headers name the client; anybody else's are ignored.
 	Trusted []netip.Prefix
 	// TokenCookie names a cookie that carries a bearer token (a JWT) for
@@ -46,6 +46,10 @@ type Upgrader struct {
 	o       Options
 	origins []origin
 }
+
+// Forwards reports whether peer is a trusted HTTP balancer, whose
+// forwarding headers name the client.
+func (u *Upgrader) Forwards(peer netip.Addr) bool { return cidr.Contains(u.o.Trusted, peer) }
 
 // New checks o.
 func New(o Options) (*Upgrader, error) {
@@ -99,7 +103,7 @@ func (u *Upgrader) Upgrade(conn net.Conn, peer netip.AddrPort, admit func(netip.
 		forwardedKind    string
 		cookie           string
 	)
-	trusted := cidr.Contains(u.o.Trusted, peer.Addr())
+	trusted := u.Forwards(peer.Addr())
 	lr := &headReader{r: conn, max: u.o.MaxRequest}
 	upgrader := ws.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 512,
