@@ -82,10 +82,29 @@ func (s *Server) answer(sess *Session, client net.Conn, in *Inspected, code mqtt
 		}
 		sess.refusedQoS2[in.Publish.PacketID] = struct{}{}
 	}
-	if reply != nil && sess.writeClient(client, reply) != nil {
-		return topicEnd, closeWriteError
+	if reply != nil {
+		if reason := s.reply(sess, client, reply); reason != "" {
+			return topicEnd, reason
+		}
 	}
 	return topicHandled, ""
+}
+
+// reply writes the proxy's own answer to a client's packet (a refusal's
+// PUBACK, PUBREC or SUBACK, a PUBCOMP). The client must have its CONNACK
+// before any other packet [MQTT-3.2.0-1]: a packet that came pipelined
+// with the CONNECT waits for it (awaitConnack), and when no CONNACK
+// admitting the client comes, nothing is answered and the session ends.
+func (s *Server) reply(sess *Session, client net.Conn, b []byte) string {
+	if !sess.answered.Load() {
+		if awaitConnack(sess); !sess.answered.Load() {
+			return closeBackend
+		}
+	}
+	if err := sess.writeClient(client, b); err != nil {
+		return s.clientWriteEnd(sess, err)
+	}
+	return ""
 }
 
 // releaseRefused answers with PUBCOMP the PUBREL of a QoS 2 PUBLISH the
@@ -99,8 +118,8 @@ func (s *Server) releaseRefused(sess *Session, client net.Conn, r *mqttwire.Read
 	if !flush(r.HeldBefore(p)) {
 		return topicEnd, closeBroker
 	}
-	if sess.writeClient(client, mqttwire.AppendPubAck(nil, mqttwire.PUBCOMP, sess.Version, a.PacketID, mqttwire.Success, nil)) != nil {
-		return topicEnd, closeWriteError
+	if reason := s.reply(sess, client, mqttwire.AppendPubAck(nil, mqttwire.PUBCOMP, sess.Version, a.PacketID, mqttwire.Success, nil)); reason != "" {
+		return topicEnd, reason
 	}
 	return topicHandled, ""
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
@@ -30,7 +29,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				tl.flush()
 			}
 			if held := r.Held(); len(held) > 0 {
-				if err := sess.writeClientAnswer(client, held, !first); err != nil {
+				if err := sess.writeClientAnswer(client, held, accepted); err != nil {
 					return s.clientWriteFailed(sess, err)
 				}
 				r.Written()
@@ -91,7 +90,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
 				err := replacePacket(sess, client, r, p, nil)
 				if err == nil {
-					err = sess.writeClientAnswer(client, connack, true)
+					err = sess.writeClientAnswer(client, connack, accepted)
 				}
 				if err != nil {
 					return s.clientWriteFailed(sess, err)
@@ -136,7 +135,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 // shutting down without. Not after the client's own DISCONNECT, nor when
 // the proxy is the one closing (a kick, a drain, the client's end).
 func (s *Server) brokerLost(sess *Session, client net.Conn) {
-	if sess.Version != mqttwire.V5 || sess.disconnected.Load() || sess.isClosed() {
+	if sess.Version != mqttwire.V5 || sess.isClosed() {
 		return
 	}
 	code, ref := mqttwire.ServerShuttingDown, s.cfg.DrainServerReference
@@ -206,17 +205,11 @@ func replacePacket(sess *Session, client net.Conn, r *mqttwire.Reader, p mqttwir
 	return sess.writeClient(client, out)
 }
 
-// clientWriteFailed ends the session when what the broker sent cannot be
-// written to the client: it went away, or it took nothing for
-// Config.ClientWriteTimeout (a client that stops reading is cut off, and
-// its broker session with it, rather than left to pin what it will not
-// take while it keeps sending).
+// clientWriteFailed ends the session, and its broker connection with
+// it, when what the broker sent cannot be written to the client (see
+// clientWriteEnd): the broker pump never ends alone.
 func (s *Server) clientWriteFailed(sess *Session, err error) string {
-	reason := closeClient
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		reason = closeSlowReader
-		s.limitHit(sess, "client_write_timeout")
-	}
+	reason := s.clientWriteEnd(sess, err)
 	sess.closeAll(reason)
 	return reason
 }

@@ -23,7 +23,7 @@ func (s *Server) dialBroker(sess *Session, conn net.Conn, v mqttwire.Version, fo
 		s.refuse(sess, conn, v, mqttwire.ServerUnavailable)
 		return closeBackend
 	}
-	bc = direct(bc)
+	bc = direct(bc, 0) // the broker may take its time: no write bound on this side
 	if !sess.setBroker(bc) {
 		bc.Close()
 		return closeShutdown

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
@@ -1062,26 +1064,37 @@ func TestBrokerLostTellsTheV5Client(t *testing.T) {
 	}
 }
 
-// A client that stops reading while the broker has messages for it is
-// cut off after ClientWriteTimeout, though it keeps sending PINGREQs,
-// and its broker connection ends with it; another client is served all
-// the while.
-func TestClientThatStopsReadingIsCutOff(t *testing.T) {
-	brokerGone := make(chan struct{}, 4)
+// floodingBroker accepts every CONNECT and, for a client id holding
+// "flood", sends 32 KiB QoS 0 deliveries until the proxy closes its side;
+// stalled says once a write of its waited 300 ms (every buffer on the
+// way is full: the proxy's write to the client waits), gone once the
+// proxy closed.
+func floodingBroker(t *testing.T) (addr string, stalled, gone chan struct{}) {
+	stalled, gone = make(chan struct{}, 4), make(chan struct{}, 4)
 	payload := make([]byte, 32<<10)
-	broker := scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+	addr = scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
 		switch p.Type {
 		case mqttwire.CONNECT:
 			_, _ = c.Write(mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Success, nil))
-			if !bytes.Contains(p.Raw, []byte("stops-reading")) {
+			if !bytes.Contains(p.Raw, []byte("flood")) {
 				return true
 			}
-			go func() { // a flood of QoS 0 deliveries, until the proxy closes this side
+			go func() {
 				pkt := mqtttest.PublishPacket(mqttwire.V5, "t", 0, 0, nil, string(payload))
+				said := false
 				for range 100_000 { // bounded: ~3 GB, far past any buffer
-					_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-					if _, err := c.Write(pkt); err != nil {
-						brokerGone <- struct{}{}
+					_ = c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+					n, err := c.Write(pkt)
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						if !said {
+							said = true
+							stalled <- struct{}{}
+						}
+						_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+						_, err = c.Write(pkt[n:]) // the rest of the packet, whenever it can go
+					}
+					if err != nil {
+						gone <- struct{}{}
 						return
 					}
 				}
@@ -1091,14 +1104,34 @@ func TestClientThatStopsReadingIsCutOff(t *testing.T) {
 		}
 		return true
 	})
-	px := startProxy(t, Config{Backend: broker, ClientWriteTimeout: time.Second}, nil)
-	conn, err := net.DialTCP("tcp", nil, mustResolve(t, px.addr))
+	return addr, stalled, gone
+}
+
+// slowClient connects a v5 client with a small receive window that
+// never reads.
+func slowClient(t *testing.T, addr, id string) *mqtttest.RawClient {
+	t.Helper()
+	conn, err := net.DialTCP("tcp", nil, mustResolve(t, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetReadBuffer(4096)
-	slow, _ := mqtttest.NewRawClient(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte("stops-reading")})
+	c, ack := mqtttest.NewRawClient(t, conn, mqttwire.V5, &mqttwire.Connect{ClientID: []byte(id)})
+	if ack.Type != mqttwire.CONNACK || ack.Body[1] != 0 {
+		t.Fatalf("CONNACK %x", ack.Raw)
+	}
+	return c
+}
+
+// A client that stops reading while the broker has messages for it is
+// cut off after ClientWriteTimeout, though it keeps sending PINGREQs,
+// and its broker connection ends with it; another client is served all
+// the while.
+func TestClientThatStopsReadingIsCutOff(t *testing.T) {
+	broker, _, brokerGone := floodingBroker(t)
+	px := startProxy(t, Config{Backend: broker, ClientWriteTimeout: time.Second}, nil)
+	slow := slowClient(t, px.addr, "flood-stops-reading")
 	began := time.Now()
 	cutOff := false
 	for range 100 { // PINGREQs every 100 ms for at most 10 s; nothing read
@@ -1131,6 +1164,113 @@ func TestClientThatStopsReadingIsCutOff(t *testing.T) {
 	other.Send([]byte{0xC0, 0})
 	if p := other.Next(); p.Type != mqttwire.PINGRESP {
 		t.Fatalf("bystander got %s", p.Type)
+	}
+}
+
+// A kick of a client that reads nothing, while a write to it waits,
+// ends it within the second the proxy's last words get, for the kick's
+// reason, not after the whole client write bound.
+func TestKickOfAClientThatReadsNothingIsPrompt(t *testing.T) {
+	broker, stalled, _ := floodingBroker(t)
+	px := startProxy(t, Config{Backend: broker, ClientWriteTimeout: 20 * time.Second}, nil)
+	slowClient(t, px.addr, "flood-kicked")
+	select {
+	case <-stalled: // the proxy's write to the client waits
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flood never stalled")
+	}
+	began := time.Now()
+	if n := px.srv.Kick(func(s *Session) bool { return s.ClientID == "flood-kicked" }, "kicked"); n != 1 {
+		t.Fatalf("kicked %d", n)
+	}
+	mqtttest.WaitFor(t, "the session closed", func() bool { return px.srv.Stats.Closed.Load() == 1 })
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("closed %v after the kick", d)
+	}
+	if !strings.Contains(px.logs.String(), `"reason":"kicked"`) {
+		t.Errorf("close reason not the kick's:\n%s", px.logs.String())
+	}
+}
+
+// An idle client is not cut off: the bound holds a write waiting for a
+// full socket, not the time since the last write. A WebSocket ping from
+// a client idle past the bound is answered, and the session goes on.
+func TestIdleClientIsNotCutOff(t *testing.T) {
+	px := startWSProxy(t, Config{Backend: startMosquitto(t), ClientWriteTimeout: 300 * time.Millisecond}, nil)
+	conn, err := mqtttest.DialWS("ws://"+px.addr+"/mqtt", nil, "mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, ack := mqtttest.NewRawClient(t, conn, mqttwire.V311, &mqttwire.Connect{ClientID: []byte("idle"), KeepAlive: 300})
+	if ack.Type != mqttwire.CONNACK {
+		t.Fatalf("CONNACK %x", ack.Raw)
+	}
+	c.Send([]byte{0xC0, 0})
+	if p := c.Next(); p.Type != mqttwire.PINGRESP {
+		t.Fatalf("got %s", p.Type)
+	}
+	time.Sleep(time.Second) // idle, three times the bound: the scenario itself
+	if err := conn.WriteFrame(ws.OpPing, true, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte{0xC0, 0})
+	if p := c.Next(); p.Type != mqttwire.PINGRESP {
+		t.Fatalf("after idling: got %s", p.Type)
+	}
+}
+
+// The proxy's own answers and DISCONNECTs wait for the CONNACK that
+// admits the client [MQTT-3.2.0-1, MQTT-3.14.0-1]: a refused SUBSCRIBE
+// pipelined with the CONNECT gets its SUBACK after the CONNACK, and a
+// protocol error pipelined with a CONNECT the broker refuses gets no
+// DISCONNECT after that refusal.
+func TestNothingBeforeTheConnack(t *testing.T) {
+	slowAck := func(code mqttwire.ReasonCode) string {
+		return scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+			if p.Type != mqttwire.CONNECT {
+				return true
+			}
+			time.Sleep(200 * time.Millisecond) // a broker slow to answer: the pipelined packet is judged first
+			_, _ = c.Write(mqttwire.AppendConnack(nil, mqttwire.V5, false, code, nil))
+			return code == mqttwire.Success
+		})
+	}
+	connect := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, ClientID: []byte("pipelined"), CleanStart: true, KeepAlive: 30})
+	read := func(addr string, b []byte) []mqttwire.Packet {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		r := mqttwire.NewReader(c, 256, 1<<16)
+		var got []mqttwire.Packet
+		for range 4 {
+			p, err := r.Next()
+			if err != nil {
+				break
+			}
+			got = append(got, mqttwire.Packet{Type: p.Type, Raw: append([]byte(nil), p.Raw...)})
+			if p.Type == mqttwire.SUBACK {
+				break
+			}
+		}
+		return got
+	}
+	px := startProxy(t, withRights(Config{Backend: slowAck(mqttwire.Success)}), nil)
+	got := read(px.addr, append(append([]byte{}, connect...), subscribePkt(mqttwire.V5, 1, "denied/x")...))
+	if len(got) != 2 || got[0].Type != mqttwire.CONNACK || got[1].Type != mqttwire.SUBACK {
+		t.Errorf("pipelined SUBSCRIBE: got %v, want CONNACK then SUBACK", got)
+	}
+	px = startProxy(t, Config{Backend: slowAck(mqttwire.NotAuthorized)}, nil)
+	got = read(px.addr, append(append([]byte{}, connect...), 0x36, 0x03, 0, 1, 't')) // a PUBLISH of QoS 3
+	if len(got) != 1 || got[0].Type != mqttwire.CONNACK {
+		t.Errorf("an error pipelined with a refused CONNECT: got %v, want the CONNACK alone", got)
 	}
 }
 

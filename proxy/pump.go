@@ -72,6 +72,9 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 		p, err := r.Next()
 		if err != nil {
 			flush(r.Held())
+			if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "write" {
+				return s.clientWriteEnd(sess, err) // a write the read made (a WebSocket pong, a TLS key update) failed
+			}
 			if ne, ok := err.(net.Error); ok && ne.Timeout() && sess.keepAlive > 0 {
 				s.limitHit(sess, "keepalive")
 				s.disconnect(sess, client, mqttwire.KeepAliveTimeout)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -32,25 +33,38 @@ type directConn struct {
 	readFunc  func(uintptr) bool
 	peekFunc  func(uintptr) bool
 	peek      [1]byte
-	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr
+	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr, wfirst
 	wbuf      []byte
 	wn        int
 	werr      syscall.Errno
+	wfirst    bool // the write's first try: a full socket ends it, to arm the bound
 	writeFunc func(uintptr) bool
+
+	// bound is how long a write that finds the socket full may take to
+	// finish (0: for ever); the deadline is armed only while a write
+	// waits, so no stale deadline is left on the connection (see Write).
+	// TLS writes a record (16 KiB at most) per Write: the bound is then
+	// one on the peer taking a record.
+	bound time.Duration
+	dmu   sync.Mutex // wdl, armed, and setting the socket's write deadline
+	wdl   time.Time  // the write deadline the user set
+	armed time.Time  // the deadline of a write waiting now; zero: none waits
 }
 
 // direct returns c reading and writing with raw system calls when it is a
-// TCP connection, and c itself otherwise.
-func direct(c net.Conn) net.Conn {
+// TCP connection, and c itself otherwise. A write that finds the socket
+// full must finish within writeBound (0: no bound), or by the write
+// deadline the user set when that is sooner.
+func direct(c net.Conn, writeBound time.Duration) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return c
+		return boundWrites(c, writeBound)
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return c
+		return boundWrites(c, writeBound)
 	}
-	d := &directConn{TCPConn: tc, rc: rc}
+	d := &directConn{TCPConn: tc, rc: rc, bound: writeBound}
 	// Method values made once: a closure per call would allocate.
 	d.readFunc, d.peekFunc, d.writeFunc = d.readFD, d.peekFD, d.writeFD
 	return d
@@ -128,8 +142,16 @@ func (c *directConn) Write(b []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf, c.wn, c.werr = b, 0, 0
+	c.wbuf, c.wn, c.werr, c.wfirst = b, 0, 0, c.bound > 0
 	err := c.rc.Write(c.writeFunc)
+	if c.wfirst && err == nil && c.werr == 0 && c.wn < len(b) {
+		// The socket is full: the peer is not reading as fast as this
+		// writes. The rest must go within the bound.
+		c.wfirst = false
+		c.armWrite()
+		err = c.rc.Write(c.writeFunc)
+		c.disarmWrite()
+	}
 	n := c.wn
 	c.wbuf = nil
 	switch {
@@ -153,13 +175,48 @@ func (c *directConn) writeFD(fd uintptr) bool {
 			c.wn += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false
+			return c.wfirst // a first try stops here, to arm the bound
 		default:
 			c.werr = e
 			return true
 		}
 	}
 	return true
+}
+
+// armWrite sets the socket's write deadline for a write that waits: the
+// bound from now, or the user's deadline when that comes first.
+func (c *directConn) armWrite() {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.armed = time.Now().Add(c.bound)
+	_ = c.TCPConn.SetWriteDeadline(earlier(c.wdl, c.armed))
+}
+
+// disarmWrite puts the user's write deadline back (none, usually).
+func (c *directConn) disarmWrite() {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.armed = time.Time{}
+	_ = c.TCPConn.SetWriteDeadline(c.wdl)
+}
+
+// SetWriteDeadline sets the user's write deadline. A write waiting for
+// the socket at that moment is held to it too, and never released from
+// its bound by it.
+func (c *directConn) SetWriteDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.wdl = t
+	return c.TCPConn.SetWriteDeadline(earlier(t, c.armed))
+}
+
+// SetDeadline sets both deadlines, the write one as SetWriteDeadline.
+func (c *directConn) SetDeadline(t time.Time) error {
+	if err := c.TCPConn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
 }
 
 func (c *directConn) opError(op string, err error) error {

@@ -16,7 +16,7 @@ import (
 func tcpPair(t *testing.T) (raw net.Conn, peer net.Conn) {
 	t.Helper()
 	c, peer := tcpLoopback(t)
-	raw = direct(c)
+	raw = direct(c, 0)
 	if _, ok := raw.(*directConn); !ok {
 		t.Fatalf("direct(%T) = %T, want *directConn", c, raw)
 	}
@@ -169,5 +169,55 @@ func TestDirectConnAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per round trip, want 0", allocs)
+	}
+}
+
+// The write bound holds only a write that waits for a full socket: a
+// connection idle far past it still writes, a write the peer does not
+// take fails at the bound (a timeout), and a user deadline sooner than
+// the bound wins; none is left on the connection after a write.
+func TestDirectConnWriteBound(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		wrap func(net.Conn) net.Conn
+	}{
+		{"direct", func(c net.Conn) net.Conn { return direct(c, 300*time.Millisecond) }},
+		{"portable", func(c net.Conn) net.Conn { return boundWrites(c, 300*time.Millisecond) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			accepted, peer := tcpLoopback(t)
+			_ = accepted.SetDeadline(time.Time{})
+			bounded := c.wrap(accepted)
+			// A write that waits for a peer that reads a little late, then
+			// idling past the bound, then another such write: each wait
+			// has the bound from its own start.
+			drain := func() {
+				go func() {
+					time.Sleep(100 * time.Millisecond)
+					_, _ = io.CopyN(io.Discard, peer, 8<<20)
+				}()
+			}
+			for i := range 2 {
+				drain()
+				if _, err := bounded.Write(make([]byte, 8<<20)); err != nil {
+					t.Fatalf("write %d, to a peer that reads: %v", i, err)
+				}
+				time.Sleep(500 * time.Millisecond) // idle past the bound: the scenario itself
+			}
+			big := make([]byte, 64<<20) // far more than the sockets hold: the peer reads nothing now
+			began := time.Now()
+			_, err := bounded.Write(big)
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("a write the peer does not take: %v", err)
+			}
+			if d := time.Since(began); d < 250*time.Millisecond || d > 5*time.Second {
+				t.Fatalf("failed after %v, bound 300ms", d)
+			}
+			_ = bounded.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			began = time.Now()
+			if _, err := bounded.Write(big); !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(began) > 250*time.Millisecond {
+				t.Fatalf("a user deadline sooner than the bound: %v after %v", err, time.Since(began))
+			}
+		})
 	}
 }

@@ -2,7 +2,11 @@
 
 package proxy
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
-// direct returns c: raw system calls are used on Linux only.
-func direct(c net.Conn) net.Conn { return c }
+// direct returns c with its writes bounded: raw system calls are used on
+// Linux only.
+func direct(c net.Conn, writeBound time.Duration) net.Conn { return boundWrites(c, writeBound) }

@@ -153,7 +153,7 @@ func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config, up Upgrader) erro
 		}
 		backoff = 0
 		s.Stats.Accepted.Add(1)
-		sess := s.track(direct(c))
+		sess := s.track(direct(c, s.cfg.ClientWriteTimeout))
 		if sess == nil {
 			c.Close()
 			return ErrServerClosed

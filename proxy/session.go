@@ -3,9 +3,10 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"math"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,10 +76,9 @@ type Session struct {
 
 	bmu sync.Mutex // serialises writes to the broker, with the delivery check on
 	wmu sync.Mutex // serialises writes to the client
-	// wdl, under wmu, is the client's write deadline in force, as time
-	// since start (monotonic: a step of the wall clock moves nothing);
-	// finalWrite once a last write set its own.
-	wdl      time.Duration
+	// final, under wmu: the proxy's last words to the client were
+	// written (writeClientLast); nothing more is.
+	final    bool
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 	// disconnected is set when the client sent DISCONNECT: a clean end.
@@ -129,7 +129,10 @@ func (s *Session) closeAll(reason string) {
 	if s.closed {
 		return
 	}
-	s.closed, s.reason = true, reason
+	s.closed = true
+	if s.reason == "" { // else end named it before it interrupted the pumps
+		s.reason = reason
+	}
 	if s.done != nil {
 		close(s.done)
 	}
@@ -140,6 +143,14 @@ func (s *Session) closeAll(reason string) {
 	if s.broker != nil {
 		s.broker.Close()
 	}
+}
+
+// ending reports whether the session was closed or is being ended by
+// the proxy (end): then a write it cut short is not the client's doing.
+func (s *Session) ending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason != ""
 }
 
 func (s *Session) closeReason() string {
@@ -179,28 +190,28 @@ func (s *Session) writeBroker(b []byte) error {
 	return err
 }
 
-// writeClientAnswer is writeClient for the broker's packets; connack
-// says b holds (or follows) the CONNACK, which is then marked written in
-// the same step, so that a DISCONNECT of the proxy's comes after it or
-// not at all.
-func (s *Session) writeClientAnswer(c net.Conn, b []byte, connack bool) error {
+// writeClientAnswer is writeClient for the broker's packets; accepted
+// says b holds (or follows) the broker's CONNACK admitting the client,
+// which is then marked written in the same step, so that a DISCONNECT
+// of the proxy's comes after it or not at all [MQTT-3.14.0-1].
+func (s *Session) writeClientAnswer(c net.Conn, b []byte, accepted bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.clientDeadline(c)
 	n, err := c.Write(b)
 	s.bytesOut.Add(int64(n))
-	if err == nil && connack {
+	if err == nil && accepted {
 		s.answered.Store(true)
 	}
 	return err
 }
 
 // writeClient writes whole packets to the client; the two pumps never
-// interleave inside a packet.
+// interleave inside a packet. A write that cannot go on within
+// Config.ClientWriteTimeout fails (the client transport bounds it: see
+// direct).
 func (s *Session) writeClient(c net.Conn, b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.clientDeadline(c)
 	n, err := c.Write(b)
 	s.bytesOut.Add(int64(n))
 	return err
@@ -211,47 +222,38 @@ func (s *Session) writeClient(c net.Conn, b []byte) error {
 const finalWriteWait = time.Second
 
 // writeClientLast writes the last packet the proxy sends a client before
-// it closes the connection, within finalWriteWait; connackFirst: only
-// once the CONNACK reached the client (a DISCONNECT [MQTT-3.14.0-1]).
-// Nothing written after it waits longer.
-func (s *Session) writeClientLast(c net.Conn, b []byte, connackFirst bool) {
+// it closes the connection, within finalWriteWait, once. A DISCONNECT
+// (disconnect) goes only to a client that has its CONNACK and sent no
+// DISCONNECT itself [MQTT-3.14.0-1].
+func (s *Session) writeClientLast(c net.Conn, b []byte, disconnect bool) {
+	// The bound goes on the accepted socket first, outside wmu: a write
+	// of the other pump's that is waiting there, holding wmu, then fails
+	// within it too, rather than holding this one up for the whole
+	// client write bound.
+	wait := time.Now().Add(finalWriteWait)
+	_ = s.client.SetWriteDeadline(wait)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	_ = c.SetWriteDeadline(time.Now().Add(finalWriteWait))
-	s.wdl = finalWrite
-	if connackFirst && !s.answered.Load() {
+	if s.final || disconnect && (!s.answered.Load() || s.disconnected.Load()) {
+		s.final = true
 		return
 	}
+	s.final = true
+	_ = c.SetWriteDeadline(wait) // and on the layer written to (a WebSocket keeps its user's deadline)
 	n, _ := c.Write(b)
 	s.bytesOut.Add(int64(n))
 }
 
-// finalWrite marks the write deadline as set by writeClientLast: never
-// extended again.
-const finalWrite = time.Duration(math.MaxInt64)
-
-// deadlineStep is how often at most a busy connection's write deadline
-// is moved (a quarter of the timeout when that is shorter): a timer
-// change costs more than reading the clock.
-const deadlineStep = time.Second
-
-// clientDeadline, under wmu, moves the client's write deadline so that
-// the write about to start has at least Config.ClientWriteTimeout less
-// the step to finish: a client that stops reading while the proxy has
-// packets for it is cut off then (the write fails, the session ends),
-// instead of pinning the packets it will not take.
-func (s *Session) clientDeadline(c net.Conn) {
-	d := s.srv.cfg.ClientWriteTimeout
-	if d <= 0 || s.wdl == finalWrite {
-		return
+// clientWriteEnd is the close reason for a failed write to the client:
+// it went away, or it took nothing for Config.ClientWriteTimeout (a
+// client that stops reading is cut off, rather than left to pin what it
+// will not take while it keeps sending).
+func (s *Server) clientWriteEnd(sess *Session, err error) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) && !sess.ending() {
+		s.limitHit(sess, "client_write_timeout")
+		return closeSlowReader
 	}
-	now := time.Now()
-	at := now.Sub(s.start)
-	if at+d-min(deadlineStep, d/4) < s.wdl {
-		return
-	}
-	s.wdl = at + d
-	_ = c.SetWriteDeadline(now.Add(d))
+	return closeWriteError
 }
 
 // isConnected reports whether the client's CONNECT went to the broker.
@@ -304,9 +306,14 @@ func (s *Session) end(code mqttwire.ReasonCode, serverReference, reason string, 
 			}
 			t.Stop()
 		}
+		s.mu.Lock()
+		if s.reason == "" {
+			s.reason = reason // this end's, whatever the pumps it interrupts say
+		}
+		s.mu.Unlock()
 		if s.Version == mqttwire.V5 && cw != nil { // Version is set before connected, under mu
 			s.writeClientLast(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference), true)
 		}
-		s.closeAll(reason)
+		s.closeAll(reason) // a write waiting for the client, if any, fails with the close
 	}()
 }

@@ -64,8 +64,8 @@ func (s *Server) checkSubscribe(sess *Session, client net.Conn, r *mqttwire.Read
 		}
 	}
 	if len(keep) == 0 {
-		if sess.writeClient(client, mqttwire.AppendSuback(nil, sess.Version, sub.PacketID, codes, nil)) != nil {
-			return topicEnd, closeWriteError
+		if reason := s.reply(sess, client, mqttwire.AppendSuback(nil, sess.Version, sub.PacketID, codes, nil)); reason != "" {
+			return topicEnd, reason
 		}
 		return topicHandled, ""
 	}
