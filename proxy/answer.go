@@ -50,7 +50,7 @@ func (s *Server) enforce(sess *Session, client net.Conn, r *mqttwire.Reader, in 
 			return v, reason
 		}
 	}
-	s.disconnect(sess, client, d.Code)
+	s.disconnect(sess, client, d.Code, closeReason)
 	return topicEnd, closeReason
 }
 
@@ -77,7 +77,7 @@ func (s *Server) answer(sess *Session, client net.Conn, in *Inspected, code mqtt
 		}
 		if _, held := sess.refusedQoS2[in.Publish.PacketID]; !held && len(sess.refusedQoS2) >= maxRefusedQoS2 {
 			s.limitHit(sess, "refused_unreleased")
-			s.disconnect(sess, client, mqttwire.ReceiveMaximumExceeded)
+			s.disconnect(sess, client, mqttwire.ReceiveMaximumExceeded, closeLimit)
 			return topicEnd, closeLimit
 		}
 		sess.refusedQoS2[in.Publish.PacketID] = struct{}{}
@@ -97,7 +97,7 @@ func (s *Server) answer(sess *Session, client net.Conn, in *Inspected, code mqtt
 // admitting the client comes, nothing is answered and the session ends.
 func (s *Server) reply(sess *Session, client net.Conn, b []byte) string {
 	if !sess.answered.Load() {
-		if awaitConnack(sess); !sess.answered.Load() {
+		if awaitConnack(sess, s.cfg.ConnectTimeout); !sess.answered.Load() { // as long as a CONNECT may take
 			return closeBackend
 		}
 	}

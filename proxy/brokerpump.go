@@ -82,10 +82,22 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				sess.closeAll(closeBroker)
 				return closeBroker
 			}
-			accepted = p.Type == mqttwire.CONNACK && len(p.Body) >= 2 && p.Body[1] == 0
+			if p.Type != mqttwire.CONNACK || len(p.Body) < 2 {
+				// The broker's first packet must be its CONNACK
+				// [MQTT-3.2.0-1]: anything else would reach a client that
+				// is not admitted.
+				s.cfg.Logger.Error().Str("event", "broker_protocol_error").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).
+					Stringer("packet", p.Type).Msg("the broker's first packet is not a CONNACK")
+				sess.closeAll(closeBroker)
+				return closeBroker
+			}
+			accepted = p.Body[1] == 0
 			if !s.connackSeen(sess, p) {
 				sess.closeAll(closeBroker)
 				return closeBroker
+			}
+			if !accepted {
+				continue // the refusal goes to the client as the broker wrote it (held); the broker closes next
 			}
 			if connack := s.rewriteConnack(sess, p, sess.keepAliveCapped); connack != nil {
 				err := replacePacket(sess, client, r, p, nil)
@@ -97,6 +109,15 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				}
 				continue
 			}
+		}
+		if !accepted {
+			// After a CONNACK that refused the client, the broker closes
+			// [MQTT-3.2.2-7]; nothing it sends first reaches the client.
+			if held := r.HeldBefore(p); len(held) > 0 {
+				_ = sess.writeClient(client, held)
+			}
+			sess.closeAll(closeBroker)
+			return closeBroker
 		}
 		said = said || p.Type == mqttwire.DISCONNECT
 		if sess.limiter != nil {

@@ -47,11 +47,12 @@ func (s *Server) upgrade(sess *Session, conn net.Conn, up Upgrader) (net.Conn, s
 	// upgrade together: a slow TLS handshake leaves the upgrade less.
 	_ = conn.SetDeadline(sess.start.Add(s.cfg.HandshakeTimeout))
 	// The peer whose forwarding headers may be believed: the TCP peer,
-	// unless a PROXY header already named the client (an L4 balancer
-	// passes the client's own headers through).
+	// and nobody once a PROXY header named the client (an L4 balancer
+	// passes the client's own headers through, and a client so named was
+	// gated as itself: a header naming another would skip that).
 	peer := addrPort(sess.client.RemoteAddr())
 	if sess.proxyHeader {
-		peer = sess.ClientAddr
+		peer = netip.AddrPort{}
 	}
 	stream, client, token, err := up.Upgrade(conn, peer, func(a netip.AddrPort) bool {
 		return s.cfg.Access == nil || s.cfg.Access.Allowed(a.Addr())

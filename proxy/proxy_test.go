@@ -1272,6 +1272,34 @@ func TestNothingBeforeTheConnack(t *testing.T) {
 	if len(got) != 1 || got[0].Type != mqttwire.CONNACK {
 		t.Errorf("an error pipelined with a refused CONNECT: got %v, want the CONNACK alone", got)
 	}
+	// A broker that sends a PUBLISH before its CONNACK, or after one
+	// refusing the client: nothing of it reaches the client but the
+	// refusal.
+	publish := mqtttest.PublishPacket(mqttwire.V5, "early", 0, 0, nil, "x")
+	for _, tc := range []struct {
+		name   string
+		answer []byte
+		want   []mqttwire.Type
+	}{
+		{"PUBLISH first", append(append([]byte{}, publish...), mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Success, nil)...), nil},
+		{"PUBLISH after a refusal", append(mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.NotAuthorized, nil), publish...), []mqttwire.Type{mqttwire.CONNACK}},
+	} {
+		broker := scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+			if p.Type == mqttwire.CONNECT {
+				_, _ = c.Write(tc.answer)
+			}
+			return true // the broker keeps the connection: the proxy must end it
+		})
+		px := startProxy(t, Config{Backend: broker}, nil)
+		got := read(px.addr, connect)
+		var types []mqttwire.Type
+		for _, p := range got {
+			types = append(types, p.Type)
+		}
+		if !slices.Equal(types, tc.want) {
+			t.Errorf("%s: the client got %v, want %v", tc.name, types, tc.want)
+		}
+	}
 }
 
 func mustResolve(t *testing.T, addr string) *net.TCPAddr {

@@ -20,7 +20,7 @@ func (s *Server) pump(sess *Session, client net.Conn) string {
 			s.Stats.Expired.Add(1)
 			s.cfg.Logger.Info().Str("event", "credentials_expired").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 				Str("client_id", sess.ClientID).Msg("credentials expired: disconnecting")
-			s.disconnect(sess, client, mqttwire.NotAuthorized)
+			s.disconnect(sess, client, mqttwire.NotAuthorized, closeExpired)
 			sess.closeAll(closeExpired)
 		})
 		defer expired.Stop()
@@ -77,7 +77,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			}
 			if ne, ok := err.(net.Error); ok && ne.Timeout() && sess.keepAlive > 0 {
 				s.limitHit(sess, "keepalive")
-				s.disconnect(sess, client, mqttwire.KeepAliveTimeout)
+				s.disconnect(sess, client, mqttwire.KeepAliveTimeout, closeKeepAlive)
 				return closeKeepAlive
 			}
 			return s.readFailed(sess, client, err)
@@ -227,7 +227,7 @@ func (s *Server) throttle(sess *Session, client net.Conn, d time.Duration) strin
 	s.Stats.Throttled.Add(1)
 	if dec := sess.limiter.OverRate(); dec.Verdict == End {
 		s.limitHit(sess, dec.Why)
-		s.disconnect(sess, client, dec.Code)
+		s.disconnect(sess, client, dec.Code, closeLimit)
 		return closeLimit
 	}
 	t := time.NewTimer(d)
@@ -248,29 +248,34 @@ func (s *Server) readFailed(sess *Session, client net.Conn, err error) string {
 		s.Stats.BadPacket.Add(1)
 		s.securityEvent(zerolog.InfoLevel, sess).Str("event", "protocol_error").Uint64("conn", sess.ID).Stringer("client", sess.ClientAddr).
 			Str("client_id", sess.ClientID).Err(err).Msg("client protocol error")
-		s.disconnect(sess, client, perr.Code)
+		s.disconnect(sess, client, perr.Code, closeProtocol)
 		return closeProtocol
 	}
 	return closeClient // EOF, reset, or closed by the other pump
 }
 
-// disconnect sends a v5 client DISCONNECT with a reason code; v3 has no
+// disconnect ends the session for reason (the close reason the caller
+// then returns, named first: a write of the broker pump's that the
+// DISCONNECT's bound cuts short is then not taken for the client's
+// doing), and sends a v5 client DISCONNECT with a reason code; v3 has no
 // way to say why, so the connection is just closed.
-func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.ReasonCode) {
+func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.ReasonCode, reason string) {
+	sess.name(reason)
 	if sess.Version != mqttwire.V5 {
 		return
 	}
-	awaitConnack(sess)
+	awaitConnack(sess, finalWriteWait)
 	sess.writeClientLast(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ""), true)
 }
 
-// awaitConnack waits, for at most finalWriteWait, until the broker's
-// CONNACK has reached the client: a v5 client whose error came pipelined
-// with its CONNECT is told why after its CONNACK, as a broker would tell
-// it, and never before [MQTT-3.14.0-1]. Nothing signals that write, so
-// this rare path polls.
-func awaitConnack(sess *Session) {
-	for i := 0; i < int(finalWriteWait/connackPoll) && !sess.answered.Load() && !sess.isClosed(); i++ {
+// awaitConnack waits, for at most d, until the broker's CONNACK
+// admitting the client has reached it: a client whose packet came
+// pipelined with its CONNECT is answered after its CONNACK, as a broker
+// would answer it, and never before [MQTT-3.2.0-1, MQTT-3.14.0-1].
+// Nothing signals that write, so this rare path polls; it holds nothing
+// and stalls only the session's own client pump.
+func awaitConnack(sess *Session, d time.Duration) {
+	for i := 0; i < int(d/connackPoll) && !sess.answered.Load() && !sess.isClosed(); i++ {
 		time.Sleep(connackPoll)
 	}
 }

@@ -23,7 +23,7 @@ import (
 // This is the I/O an event loop such as HAProxy's does: one call per read
 // or write, no thread handoffs.
 type directConn struct {
-	*net.TCPConn
+	tc *net.TCPConn // a field, not embedded: its ReadFrom and writev would bypass the write bound
 	rc syscall.RawConn
 
 	rmu       sync.Mutex // one reader at a time: rbuf, rn, rerr
@@ -37,14 +37,14 @@ type directConn struct {
 	wbuf      []byte
 	wn        int
 	werr      syscall.Errno
-	wfirst    bool // the write's first try: a full socket ends it, to arm the bound
+	wstop     bool // a full socket ends the try, to (re)arm the bound: on the first try, and after progress
+	warmed    int  // wn when the bound was armed
 	writeFunc func(uintptr) bool
 
-	// bound is how long a write that finds the socket full may take to
-	// finish (0: for ever); the deadline is armed only while a write
-	// waits, so no stale deadline is left on the connection (see Write).
-	// TLS writes a record (16 KiB at most) per Write: the bound is then
-	// one on the peer taking a record.
+	// bound is how long a write that finds the socket full may wait
+	// without the peer taking anything (0: for ever); the deadline is
+	// armed only while a write waits, so no stale deadline is left on the
+	// connection (see Write).
 	bound time.Duration
 	dmu   sync.Mutex // wdl, armed, and setting the socket's write deadline
 	wdl   time.Time  // the write deadline the user set
@@ -64,7 +64,7 @@ func direct(c net.Conn, writeBound time.Duration) net.Conn {
 	if err != nil {
 		return boundWrites(c, writeBound)
 	}
-	d := &directConn{TCPConn: tc, rc: rc, bound: writeBound}
+	d := &directConn{tc: tc, rc: rc, bound: writeBound}
 	// Method values made once: a closure per call would allocate.
 	d.readFunc, d.peekFunc, d.writeFunc = d.readFD, d.peekFD, d.writeFD
 	return d
@@ -142,14 +142,18 @@ func (c *directConn) Write(b []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf, c.wn, c.werr, c.wfirst = b, 0, 0, c.bound > 0
+	c.wbuf, c.wn, c.werr, c.wstop = b, 0, 0, c.bound > 0
 	err := c.rc.Write(c.writeFunc)
-	if c.wfirst && err == nil && c.werr == 0 && c.wn < len(b) {
+	if c.wstop && err == nil && c.werr == 0 && c.wn < len(b) {
 		// The socket is full: the peer is not reading as fast as this
-		// writes. The rest must go within the bound.
-		c.wfirst = false
-		c.armWrite()
-		err = c.rc.Write(c.writeFunc)
+		// writes. It must take something within the bound; each wakeup
+		// that moved bytes arms the bound again (a timer change per
+		// wait of a slow write, none on a write that never waits).
+		for err == nil && c.werr == 0 && c.wn < len(b) { // bounded: each turn moved bytes, or failed
+			c.warmed = c.wn
+			c.armWrite()
+			err = c.rc.Write(c.writeFunc)
+		}
 		c.disarmWrite()
 	}
 	n := c.wn
@@ -175,7 +179,9 @@ func (c *directConn) writeFD(fd uintptr) bool {
 			c.wn += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return c.wfirst // a first try stops here, to arm the bound
+			// Stop to (re)arm the bound: on the first try, and once the
+			// peer took bytes since it was armed; else wait.
+			return c.wstop && (c.armed.IsZero() || c.wn > c.warmed)
 		default:
 			c.werr = e
 			return true
@@ -190,7 +196,7 @@ func (c *directConn) armWrite() {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	c.armed = time.Now().Add(c.bound)
-	_ = c.TCPConn.SetWriteDeadline(earlier(c.wdl, c.armed))
+	_ = c.tc.SetWriteDeadline(earlier(c.wdl, c.armed))
 }
 
 // disarmWrite puts the user's write deadline back (none, usually).
@@ -198,7 +204,7 @@ func (c *directConn) disarmWrite() {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	c.armed = time.Time{}
-	_ = c.TCPConn.SetWriteDeadline(c.wdl)
+	_ = c.tc.SetWriteDeadline(c.wdl)
 }
 
 // SetWriteDeadline sets the user's write deadline. A write waiting for
@@ -208,16 +214,21 @@ func (c *directConn) SetWriteDeadline(t time.Time) error {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	c.wdl = t
-	return c.TCPConn.SetWriteDeadline(earlier(t, c.armed))
+	return c.tc.SetWriteDeadline(earlier(t, c.armed))
 }
 
 // SetDeadline sets both deadlines, the write one as SetWriteDeadline.
 func (c *directConn) SetDeadline(t time.Time) error {
-	if err := c.TCPConn.SetReadDeadline(t); err != nil {
+	if err := c.tc.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)
 }
+
+func (c *directConn) Close() error                      { return c.tc.Close() }
+func (c *directConn) LocalAddr() net.Addr               { return c.tc.LocalAddr() }
+func (c *directConn) RemoteAddr() net.Addr              { return c.tc.RemoteAddr() }
+func (c *directConn) SetReadDeadline(t time.Time) error { return c.tc.SetReadDeadline(t) }
 
 func (c *directConn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}

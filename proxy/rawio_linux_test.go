@@ -204,8 +204,31 @@ func TestDirectConnWriteBound(t *testing.T) {
 				}
 				time.Sleep(500 * time.Millisecond) // idle past the bound: the scenario itself
 			}
-			big := make([]byte, 64<<20) // far more than the sockets hold: the peer reads nothing now
+			// A peer that reads slowly but steadily (32 KiB every 50 ms)
+			// takes a 512 KiB write over a second and more, each wait well within the
+			// bound: progress starts the bound again.
+			_ = accepted.(*net.TCPConn).SetWriteBuffer(64 << 10)
+			_ = peer.(*net.TCPConn).SetReadBuffer(64 << 10)
+			slowDone := make(chan struct{})
+			go func() {
+				defer close(slowDone)
+				buf := make([]byte, 32<<10)
+				for got := 0; got < 512<<10; { // bounded by the 512 KiB written
+					time.Sleep(50 * time.Millisecond) // the reader's pace
+					n, err := io.ReadFull(peer, buf[:min(len(buf), 512<<10-got)])
+					if err != nil {
+						return
+					}
+					got += n
+				}
+			}()
 			began := time.Now()
+			if _, err := bounded.Write(make([]byte, 512<<10)); err != nil {
+				t.Fatalf("a slow reader's 512 KiB after %v: %v", time.Since(began), err)
+			}
+			<-slowDone
+			big := make([]byte, 64<<20) // far more than the sockets hold: the peer reads nothing now
+			began = time.Now()
 			_, err := bounded.Write(big)
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("a write the peer does not take: %v", err)

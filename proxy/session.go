@@ -130,7 +130,7 @@ func (s *Session) closeAll(reason string) {
 		return
 	}
 	s.closed = true
-	if s.reason == "" { // else end named it before it interrupted the pumps
+	if s.reason == "" { // else name gave it before the pumps were interrupted
 		s.reason = reason
 	}
 	if s.done != nil {
@@ -145,8 +145,20 @@ func (s *Session) closeAll(reason string) {
 	}
 }
 
+// name gives the session the reason it is about to end for, unless it
+// has one: the proxy's own ends name theirs before they interrupt the
+// pumps (writeClientLast), and closeAll keeps it.
+func (s *Session) name(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reason == "" {
+		s.reason = reason
+	}
+}
+
 // ending reports whether the session was closed or is being ended by
-// the proxy (end): then a write it cut short is not the client's doing.
+// the proxy (end, disconnect): then a write it cut short is not the
+// client's doing.
 func (s *Session) ending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -306,11 +318,7 @@ func (s *Session) end(code mqttwire.ReasonCode, serverReference, reason string, 
 			}
 			t.Stop()
 		}
-		s.mu.Lock()
-		if s.reason == "" {
-			s.reason = reason // this end's, whatever the pumps it interrupts say
-		}
-		s.mu.Unlock()
+		s.name(reason)                             // this end's, whatever the pumps it interrupts say
 		if s.Version == mqttwire.V5 && cw != nil { // Version is set before connected, under mu
 			s.writeClientLast(cw, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, serverReference), true)
 		}

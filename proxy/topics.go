@@ -133,7 +133,7 @@ func (s *Server) checkPublish(sess *Session, client net.Conn, r *mqttwire.Reader
 				if !flush(r.HeldBefore(in.Packet)) {
 					return topicEnd, closeBroker
 				}
-				s.disconnect(sess, client, mqttwire.QuotaExceeded)
+				s.disconnect(sess, client, mqttwire.QuotaExceeded, closeLimit)
 				return topicEnd, closeLimit
 			}
 			a.topic = append(a.topic[:0], topic...)
@@ -168,7 +168,7 @@ func (s *Server) badAlias(sess *Session, client net.Conn, r *mqttwire.Reader, in
 	if !flush(r.HeldBefore(in.Packet)) {
 		return topicEnd, closeBroker
 	}
-	s.disconnect(sess, client, mqttwire.TopicAliasInvalid)
+	s.disconnect(sess, client, mqttwire.TopicAliasInvalid, closeProtocol)
 	return topicEnd, closeProtocol
 }
 

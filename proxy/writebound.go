@@ -19,8 +19,8 @@ func earlier(a, b time.Time) time.Time {
 
 // boundConn holds writes to the bound (see direct) where the raw socket
 // is not at hand: it cannot tell a full socket from a free one, so it
-// sets the deadline around each piece of boundChunk bytes (progress
-// within a large write starts the bound again, as direct's does).
+// sets the deadline around each piece of boundChunk bytes: the peer must
+// take a piece within the bound (direct's: anything at all).
 type boundConn struct {
 	net.Conn
 	bound time.Duration

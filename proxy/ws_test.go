@@ -39,8 +39,12 @@ const wsRequest = "GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r
 // client is judged by the access rules before anything else is read.
 func TestProxyHeaderBeatsForwardingHeaders(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	// The client the header names, 127.0.0.5, is an HTTP balancer's
+	// address too: its forwarding headers are not believed all the same
+	// (they would name a client that was never gated).
+	forwarders := append(trusted, netip.MustParsePrefix("127.0.0.5/32"))
 	px := startWSProxy(t, Config{Backend: startMosquitto(t), ProxyProtocolTrusted: trusted,
-		Access: accessFunc(func(a netip.Addr) bool { return a != netip.MustParseAddr("127.0.0.66") })}, trusted)
+		Access: accessFunc(func(a netip.Addr) bool { return a != netip.MustParseAddr("127.0.0.66") })}, forwarders)
 	dial := func(named, forwarded string) (string, net.Conn) {
 		t.Helper()
 		c, err := net.Dial("tcp", px.addr)
