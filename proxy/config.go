@@ -35,10 +35,10 @@ type Config struct {
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	ConnectTimeout   time.Duration // first packet must be a CONNECT within this time
-	// ClientWriteTimeout bounds a write to a client that finds its
-	// socket full: a client that stops reading while the proxy has
-	// packets for it is cut off, so that it cannot pin them for ever
-	// (see direct). Idle connections hold no deadline.
+	// ClientWriteTimeout bounds how long a write to a client may wait
+	// with the client taking nothing: one that stops reading while the
+	// proxy has packets for it is cut off, so that it cannot pin them for
+	// ever (see direct). Idle connections hold no deadline.
 	ClientWriteTimeout time.Duration
 	DrainTimeout       time.Duration // the time over which Shutdown spreads the disconnects
 	// DrainServerReference, when set, is the Server Reference a v5
