@@ -202,9 +202,9 @@ func TestRefusalLoggedWithoutSecretAndCounted(t *testing.T) {
 
 // authn decides one question: it never depends on the proxy, the ACLs or
 // the limits (tests included); only on the wire format and the shared
-// leaves (the identity, the security-log budget).
+// leaves (the identity, the security-log budget, the file kept in force).
 func TestDependencies(t *testing.T) {
-	mqtttest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "mqttwire/mqtttest")
+	mqtttest.OnlyDepends(t, ".", "mqttwire", "authn/identity", "limits/logbudget", "limits/sharedfile", "mqttwire/mqtttest")
 	mqtttest.OnlyDepends(t, "./identity", "mqttwire", "mqttwire/mqtttest")
 }
 

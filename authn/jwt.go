@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/mqttgate/mqttgate/limits/sharedfile"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -70,7 +71,7 @@ type JWTOptions struct {
 type JWT struct {
 	o      JWTOptions
 	parser *jwt.Parser
-	files  []*watched[[]jwtKey]
+	files  []*sharedfile.File[[]jwtKey]
 	remote atomic.Pointer[[]jwtKey]
 
 	refresh chan struct{}
@@ -122,7 +123,7 @@ func NewJWT(o JWTOptions) (*JWT, error) {
 	}
 	j := &JWT{o: o, parser: jwt.NewParser(opts...), refresh: make(chan struct{}, 1), stop: make(chan struct{})}
 	for _, f := range o.KeyFiles {
-		w, err := newWatched(f, parseKeyFile)
+		w, err := sharedfile.OpenExisting(f, parseKeyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +163,7 @@ func (j *JWT) Reload(force bool) (bool, error) {
 	var changed bool
 	var errs []error
 	for _, w := range j.files {
-		c, err := w.reload(force)
+		c, err := w.Reload(force)
 		changed = changed || c
 		errs = append(errs, err)
 	}
@@ -311,7 +312,7 @@ func (j *JWT) keyFor(alg, kid string) (any, error) {
 		}
 	}
 	for _, w := range j.files {
-		consider(*w.load())
+		consider(w.Load())
 	}
 	if r := j.remote.Load(); r != nil {
 		consider(*r)

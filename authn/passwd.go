@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mqttgate/mqttgate/limits/sharedfile"
 	"github.com/mqttgate/mqttgate/mqttwire"
 )
 
@@ -120,7 +121,7 @@ type PasswordOptions struct {
 // PasswordFile authenticates users against a password file. A user not
 // in the file passes to the next authenticator; a wrong password is denied.
 type PasswordFile struct {
-	file   *watched[*Passwords]
+	file   *sharedfile.File[*Passwords]
 	ttl    time.Duration
 	sem    chan struct{}
 	flight singleflight.Group
@@ -134,7 +135,7 @@ var _ Authenticator = (*PasswordFile)(nil)
 
 // NewPasswordFile loads the file.
 func NewPasswordFile(o PasswordOptions) (*PasswordFile, error) {
-	w, err := newWatched(o.Path, ParsePasswords)
+	w, err := sharedfile.OpenExisting(o.Path, ParsePasswords)
 	if err != nil {
 		return nil, err
 	}
@@ -152,10 +153,10 @@ func (*PasswordFile) Name() string { return "password" }
 
 // Reload reads the file again if it changed (force: whatever its time
 // stamp says). A broken file keeps the users in service.
-func (p *PasswordFile) Reload(force bool) (bool, error) { return p.file.reload(force) }
+func (p *PasswordFile) Reload(force bool) (bool, error) { return p.file.Reload(force) }
 
 // Users is the number of users in service.
-func (p *PasswordFile) Users() int { return (*p.file.load()).Len() }
+func (p *PasswordFile) Users() int { return p.file.Load().Len() }
 
 // Authenticate implements Authenticator.
 //
@@ -168,7 +169,7 @@ func (p *PasswordFile) Authenticate(ctx context.Context, r *Request) Result {
 	if !r.UsernameSet {
 		return ignore("no_username")
 	}
-	pw := *p.file.load()
+	pw := p.file.Load()
 	h, ok := pw.users[r.Username]
 	if !ok {
 		if !r.PasswordSet {

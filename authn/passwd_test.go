@@ -271,7 +271,7 @@ func TestUnknownUserCostsAKnownUsersHash(t *testing.T) {
 	p.onVerify = hashes.record
 	ctx := context.Background()
 	fileHashes := map[string]bool{}
-	for _, h := range (*p.file.load()).users {
+	for _, h := range p.file.Load().users {
 		fileHashes[h.String()] = true
 	}
 

@@ -146,7 +146,7 @@ func OpenBans(path string) (*Bans, error) {
 
 // Reload reads the file again when it changed; a corrupt file is an
 // error and the bans in force stay.
-func (b *Bans) Reload(bool) (bool, error) { return b.f.Reload() }
+func (b *Bans) Reload(force bool) (bool, error) { return b.f.Reload(force) }
 
 // List returns every entry in force, expired ones included.
 func (b *Bans) List() []Ban { return slices.Clone(b.f.Load().list) }

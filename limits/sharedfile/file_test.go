@@ -54,7 +54,7 @@ func TestEditsFromTwoWritersAllLand(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if _, err := a.Reload(); err != nil {
+	if _, err := a.Reload(false); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(a.Load()); got != 40 {
@@ -76,7 +76,7 @@ func TestBadFileKeepsTheValueInForce(t *testing.T) {
 	if err := os.WriteFile(path, []byte("one\nbad\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := f.Reload(); err == nil || changed || !strings.Contains(err.Error(), path) {
+	if changed, err := f.Reload(false); err == nil || changed || !strings.Contains(err.Error(), path) {
 		t.Fatalf("reload of a bad file: changed %v, error %v (want one naming the file)", changed, err)
 	}
 	if err := f.Edit(add("two")); err == nil {
@@ -115,7 +115,7 @@ func TestFailedChangeAndMemoryOnly(t *testing.T) {
 	if err := m.Edit(add("a")); err != nil || len(m.Load()) != 1 {
 		t.Fatalf("in memory: %v, %v", m.Load(), err)
 	}
-	if changed, err := m.Reload(); changed || err != nil {
+	if changed, err := m.Reload(false); changed || err != nil {
 		t.Fatalf("in-memory reload: %v, %v", changed, err)
 	}
 }

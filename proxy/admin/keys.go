@@ -114,7 +114,7 @@ func OpenKeys(path string) (*Keys, error) {
 
 // Reload reads the file again when it changed; a bad file is an error
 // and the keys in force stay.
-func (k *Keys) Reload(bool) (bool, error) { return k.f.Reload() }
+func (k *Keys) Reload(force bool) (bool, error) { return k.f.Reload(force) }
 
 // List returns the keys in force, expired ones included.
 func (k *Keys) List() []Key { return slices.Clone(k.f.Load()) }
