@@ -119,3 +119,40 @@ func TestFailedChangeAndMemoryOnly(t *testing.T) {
 		t.Fatalf("in-memory reload: %v, %v", changed, err)
 	}
 }
+
+// A file that must exist: missing at start is an error, missing later
+// keeps the value in force. A poll reads a file only when it looks
+// changed (size, time, another file); force reads it whatever it looks.
+func TestExistingFileAndPolls(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if _, err := OpenExisting(path, lines); err == nil {
+		t.Fatal("a missing file that must exist opened")
+	}
+	if err := os.WriteFile(path, []byte("one\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parsed := 0
+	counting := func(raw []byte) ([]string, error) { parsed++; return lines(raw) }
+	f, err := OpenExisting(path, counting)
+	if err != nil || parsed != 1 {
+		t.Fatalf("open: %v, %d parses", err, parsed)
+	}
+	st, _ := os.Stat(path)
+	// The same size and time, other bytes: a poll does not see it.
+	if err := os.WriteFile(path, []byte("two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(path, st.ModTime(), st.ModTime())
+	if changed, err := f.Reload(false); changed || err != nil || parsed != 1 {
+		t.Fatalf("a poll of a file that looks unchanged: changed %v, %v, %d parses", changed, err, parsed)
+	}
+	if changed, err := f.Reload(true); !changed || err != nil || f.Load()[0] != "two" {
+		t.Fatalf("a forced reload: changed %v, %v, %v", changed, err, f.Load())
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Reload(false); err == nil || f.Load()[0] != "two" {
+		t.Fatalf("a removed file that must exist: %v, in force %v", err, f.Load())
+	}
+}
