@@ -320,30 +320,41 @@ func TestCertificateReloadOnSIGHUP(t *testing.T) {
 	expectLine(t, lines, "r/after still subscribed")
 }
 
-func TestBehindHAProxySendProxyV2(t *testing.T) {
+// startHAProxy runs HAProxy in mode (tcp or http) in front of the
+// gate's address gate, connecting from 127.0.0.1, with extra frontend
+// lines and server options; it returns the frontend's address once it
+// listens.
+func startHAProxy(t *testing.T, mode, gate, frontend, server string) string {
+	t.Helper()
 	haproxy := mqtttest.Need(t, "haproxy")
-	broker := mqtttest.Mosquitto(t, "")
-	g := startGate(t, broker, "MQTTGATE_PROXY_PROTOCOL=true", "MQTTGATE_PROXY_PROTOCOL_TRUSTED=127.0.0.1")
 	front := mqtttest.FreeAddr(t)
 	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
 	body := fmt.Sprintf(`global
   log stderr format raw local0 warning
 defaults
-  mode tcp
+  mode %s
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-frontend mqtt
+  timeout tunnel 60s
+frontend front
   bind %s
-  default_backend gate
+%s  default_backend gate
 backend gate
-  server mqttgate %s send-proxy-v2 source 127.0.0.1
-`, front, g.addr)
+  server mqttgate %s source 127.0.0.1 %s
+`, mode, front, frontend, gate, server)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mqtttest.Start(t, "haproxy", exec.Command(haproxy, "-db", "-f", conf))
 	mqtttest.WaitListening(t, front)
+	return front
+}
+
+func TestBehindHAProxySendProxyV2(t *testing.T) {
+	broker := mqtttest.Mosquitto(t, "")
+	g := startGate(t, broker, "MQTTGATE_PROXY_PROTOCOL=true", "MQTTGATE_PROXY_PROTOCOL_TRUSTED=127.0.0.1")
+	front := startHAProxy(t, "tcp", g.addr, "", "send-proxy-v2")
 	_, frontPort, _ := net.SplitHostPort(front)
 
 	// mosquitto clients through HAProxy.

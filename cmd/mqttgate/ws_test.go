@@ -2,10 +2,8 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -201,31 +199,9 @@ func TestWebSocketBearerTokens(t *testing.T) {
 // balancer's one address. A client's own X-Forwarded-For, sent directly,
 // names nobody.
 func TestHTTPBalancerNamesTheClient(t *testing.T) {
-	haproxy := mqtttest.Need(t, "haproxy")
 	g := startWSGate(t, mqtttest.Mosquitto(t, ""), "MQTTGATE_WS_TRUSTED_PROXIES=127.0.0.1/32",
 		"MQTTGATE_ACCESS_RULES=deny 127.0.0.66, allow all", "MQTTGATE_MAX_CONNECTIONS_PER_IP=1")
-	front := mqtttest.FreeAddr(t)
-	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
-	body := fmt.Sprintf(`global
-  log stderr format raw local0 warning
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  timeout tunnel 60s
-frontend ws
-  bind %s
-  http-request set-header X-Forwarded-For %%[src]
-  default_backend gate
-backend gate
-  server mqttgate %s source 127.0.0.1
-`, front, g.ws)
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mqtttest.Start(t, "haproxy", exec.Command(haproxy, "-db", "-f", conf))
-	mqtttest.WaitListening(t, front)
+	front := startHAProxy(t, "http", g.ws, "  http-request set-header X-Forwarded-For %[src]\n", "")
 
 	// dial connects from src through HAProxy (or, direct, to the gate) and
 	// sends a CONNECT; it reports the CONNACK's code, or false when the
