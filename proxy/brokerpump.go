@@ -18,16 +18,12 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 	// accepted: the broker's CONNACK admitted the client; said: the
 	// broker sent its own DISCONNECT.
 	accepted, said := false, false
-	tr := s.cfg.Traffic
-	tl := tally{t: tr, dir: FromBroker}
-	if tr != nil {
-		defer tl.flush()
-	}
+	// tl counts nothing without Traffic.
+	tl := tally{t: s.cfg.Traffic, dir: FromBroker}
+	defer tl.flush()
 	for {
 		if !r.Buffered() {
-			if tr != nil {
-				tl.flush()
-			}
+			tl.flush()
 			if held := r.Held(); len(held) > 0 {
 				if err := sess.writeClientAnswer(client, held, accepted); err != nil {
 					return s.clientWriteFailed(sess, err)
@@ -59,9 +55,7 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			} // else the client pump reads the client's own close (see afterDisconnect): closing now would reset it
 			return closeBroker
 		}
-		if tr != nil {
-			tl.add(p)
-		}
+		tl.add(p)
 		if first {
 			first = false
 			if sess.Version == mqttwire.V5 && p.Type == mqttwire.CONNACK && len(p.Body) == 2 {

@@ -51,16 +51,12 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 	}
 	in := new(Inspected)
 	var now time.Time // of the last read from the client, once a PUBLISH needed it
-	tr := s.cfg.Traffic
-	tl := tally{t: tr, dir: FromClient}
-	if tr != nil {
-		defer tl.flush()
-	}
+	// tl counts nothing without Traffic.
+	tl := tally{t: s.cfg.Traffic, dir: FromClient}
+	defer tl.flush()
 	for {
 		if !r.Buffered() {
-			if tr != nil {
-				tl.flush()
-			}
+			tl.flush()
 			if !flush(r.Held()) {
 				return closeBroker
 			}
@@ -83,9 +79,7 @@ func (s *Server) clientToBroker(sess *Session, client net.Conn) string {
 			return s.readFailed(sess, client, err)
 		}
 		in.Packet = p
-		if tr != nil {
-			tl.add(p)
-		}
+		tl.add(p)
 		switch p.Type {
 		case mqttwire.PUBLISH:
 			in.Publish, err = mqttwire.ParsePublish(p, v)

@@ -41,6 +41,9 @@ type tally struct {
 }
 
 func (t *tally) add(p mqttwire.Packet) {
+	if t.t == nil {
+		return
+	}
 	if p.Type != mqttwire.PUBLISH {
 		t.t.count(t.dir, p)
 		return
@@ -50,7 +53,8 @@ func (t *tally) add(p mqttwire.Packet) {
 }
 
 // flush adds the tally to the Traffic: before each read that may block,
-// and when the pump ends.
+// and when the pump ends. Without Traffic there is nothing to add (add
+// counted nothing).
 func (t *tally) flush() {
 	if t.n == 0 {
 		return
