@@ -81,7 +81,7 @@ func (s *Server) dialNode(ctx context.Context, sess *Session, clientID []byte) (
 		bc, err := s.cfg.Dial(actx, "tcp", sess.backend)
 		cancel()
 		if o := s.cfg.Observer; o != nil {
-			o.Dialed(err, time.Since(began))
+			o.Dialed(sess.backend, err, time.Since(began))
 		}
 		if pool == nil {
 			return bc, err

@@ -77,6 +77,7 @@ type Observer interface {
 	// Handshake is told each TLS handshake's outcome (st nil when it
 	// failed) and duration.
 	Handshake(st *tls.ConnectionState, err error, d time.Duration)
-	// Dialed is told each broker dial's outcome and duration.
-	Dialed(err error, d time.Duration)
+	// Dialed is told each broker dial's node (its address), outcome and
+	// duration.
+	Dialed(backend string, err error, d time.Duration)
 }

@@ -166,7 +166,7 @@ func TestPrometheusScrapesTheAdminListener(t *testing.T) {
 		`mqttgate_tls_handshakes_total{result="failed"}`,
 		`mqttgate_tls_handshakes_total{version="TLS 1.3",result="ok"}`,
 		`mqttgate_tls_handshake_duration_seconds_count`,
-		`mqttgate_broker_dial_duration_seconds_count{result="ok"}`,
+		`mqttgate_broker_dial_duration_seconds_count{result="ok",backend!=""}`,
 		`mqttgate_bans{kind="clientid"}`,
 		`mqttgate_reloads_total{file="MQTTGATE_BANS_FILE",result="ok"}`,
 		`mqttgate_limit_hits_total{limit="banned"}`,

@@ -101,7 +101,7 @@ func NewTimings() *Timings {
 		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mqttgate_tls_handshake_duration_seconds",
 			Help: "How long TLS handshakes took, failed ones included.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mqttgate_broker_dial_duration_seconds",
-			Help: "How long dials to the broker took, by result.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"result"}),
+			Help: "How long dials to the broker took, by broker node and result.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"backend", "result"}),
 	}
 }
 
@@ -121,10 +121,10 @@ func (t *Timings) Handshake(st *tls.ConnectionState, err error, d time.Duration)
 }
 
 // Dialed implements proxy.Observer.
-func (t *Timings) Dialed(err error, d time.Duration) {
+func (t *Timings) Dialed(backend string, err error, d time.Duration) {
 	result := "ok"
 	if err != nil {
 		result = "failed"
 	}
-	t.dial.WithLabelValues(result).Observe(d.Seconds())
+	t.dial.WithLabelValues(backend, result).Observe(d.Seconds())
 }
