@@ -153,6 +153,7 @@ func (s *Server) brokerLost(sess *Session, client net.Conn) {
 	if sess.Version != mqttwire.V5 || sess.isClosed() {
 		return
 	}
+	sess.name(closeBroker) // before the DISCONNECT's bound cuts a waiting write short: not the client's doing
 	code, ref := mqttwire.ServerShuttingDown, s.cfg.DrainServerReference
 	if ref != "" {
 		code = mqttwire.UseAnotherServer

@@ -33,7 +33,7 @@ type directConn struct {
 	readFunc  func(uintptr) bool
 	peekFunc  func(uintptr) bool
 	peek      [1]byte
-	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr, wfirst
+	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr, wstop, warmed
 	wbuf      []byte
 	wn        int
 	werr      syscall.Errno
@@ -53,8 +53,8 @@ type directConn struct {
 
 // direct returns c reading and writing with raw system calls when it is a
 // TCP connection, and c itself otherwise. A write that finds the socket
-// full must finish within writeBound (0: no bound), or by the write
-// deadline the user set when that is sooner.
+// full fails once the peer has taken nothing for writeBound (0: no
+// bound), or at the write deadline the user set when that is sooner.
 func direct(c net.Conn, writeBound time.Duration) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
