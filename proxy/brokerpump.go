@@ -56,6 +56,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 			return closeBroker
 		}
 		tl.add(p)
+		if first && sess.Version == mqttwire.V5 && p.Type == mqttwire.AUTH {
+			continue // enhanced authentication, which may come before the CONNACK [MQTT-3.2.0-1]: passed on as it is
+		}
 		if first {
 			first = false
 			if sess.Version == mqttwire.V5 && p.Type == mqttwire.CONNACK && len(p.Body) == 2 {
@@ -77,9 +80,9 @@ func (s *Server) brokerToClient(sess *Session, client net.Conn) string {
 				return closeBroker
 			}
 			if p.Type != mqttwire.CONNACK || len(p.Body) < 2 {
-				// The broker's first packet must be its CONNACK
-				// [MQTT-3.2.0-1]: anything else would reach a client that
-				// is not admitted.
+				// The broker's first packet must be its CONNACK (after
+				// AUTH, above) [MQTT-3.2.0-1]: anything else would reach a
+				// client that is not admitted.
 				s.cfg.Logger.Error().Str("event", "broker_protocol_error").Uint64("conn", sess.ID).Str("client_id", sess.ClientID).
 					Stringer("packet", p.Type).Msg("the broker's first packet is not a CONNACK")
 				sess.closeAll(closeBroker)

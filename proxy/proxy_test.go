@@ -1283,6 +1283,9 @@ func TestNothingBeforeTheConnack(t *testing.T) {
 	}{
 		{"PUBLISH first", append(append([]byte{}, publish...), mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Success, nil)...), nil},
 		{"PUBLISH after a refusal", append(mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.NotAuthorized, nil), publish...), []mqttwire.Type{mqttwire.CONNACK}},
+		// AUTH may come first (enhanced authentication, where an
+		// authenticator admits it): it and the CONNACK after it go on.
+		{"AUTH, then CONNACK", append([]byte{0xF0, 0x02, 0x18, 0x00}, mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Success, nil)...), []mqttwire.Type{mqttwire.AUTH, mqttwire.CONNACK}},
 	} {
 		broker := scriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
 			if p.Type == mqttwire.CONNECT {
