@@ -96,10 +96,8 @@ func (s *Server) answer(sess *Session, client net.Conn, in *Inspected, code mqtt
 // with the CONNECT waits for it (awaitConnack), and when no CONNACK
 // admitting the client comes, nothing is answered and the session ends.
 func (s *Server) reply(sess *Session, client net.Conn, b []byte) string {
-	if !sess.answered.Load() {
-		if awaitConnack(sess, s.cfg.ConnectTimeout); !sess.answered.Load() { // as long as a CONNECT may take
-			return closeBackend
-		}
+	if !sess.awaitConnack(s.cfg.ConnectTimeout) { // as long as a CONNECT may take
+		return closeBackend
 	}
 	if err := sess.writeClient(client, b); err != nil {
 		return s.clientWriteEnd(sess, err)

@@ -16,10 +16,44 @@ func (s *Session) writeClientAnswer(c net.Conn, b []byte, accepted bool) error {
 	defer s.wmu.Unlock()
 	n, err := c.Write(b)
 	s.bytesOut.Add(int64(n))
-	if err == nil && accepted {
+	if err == nil && accepted && !s.answered.Load() {
 		s.answered.Store(true)
+		if s.connacked != nil {
+			close(s.connacked)
+		}
 	}
 	return err
+}
+
+// awaitConnack waits, for at most d, until the broker's CONNACK
+// admitting the client has reached it: a client whose packet came
+// pipelined with its CONNECT is answered after its CONNACK, as a broker
+// would answer it, and never before [MQTT-3.2.0-1, MQTT-3.14.0-1]. It
+// reports whether the CONNACK is out; it stalls only the session's own
+// client pump.
+func (s *Session) awaitConnack(d time.Duration) bool {
+	if s.answered.Load() {
+		return true
+	}
+	s.wmu.Lock()
+	if s.answered.Load() {
+		s.wmu.Unlock()
+		return true
+	}
+	if s.connacked == nil {
+		s.connacked = make(chan struct{})
+	}
+	connacked := s.connacked
+	s.wmu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-connacked:
+		return true
+	case <-s.done: // closed: the broker refused it, or went
+	case <-t.C:
+	}
+	return s.answered.Load()
 }
 
 // writeClient writes whole packets to the client; the two pumps never

@@ -258,20 +258,6 @@ func (s *Server) disconnect(sess *Session, client net.Conn, code mqttwire.Reason
 	if sess.Version != mqttwire.V5 {
 		return
 	}
-	awaitConnack(sess, finalWriteWait)
+	sess.awaitConnack(finalWriteWait)
 	sess.writeClientLast(client, mqttwire.AppendDisconnect(nil, mqttwire.V5, code, ""), true)
 }
-
-// awaitConnack waits, for at most d, until the broker's CONNACK
-// admitting the client has reached it: a client whose packet came
-// pipelined with its CONNECT is answered after its CONNACK, as a broker
-// would answer it, and never before [MQTT-3.2.0-1, MQTT-3.14.0-1].
-// Nothing signals that write, so this rare path polls; it holds nothing
-// and stalls only the session's own client pump.
-func awaitConnack(sess *Session, d time.Duration) {
-	for i := 0; i < int(d/connackPoll) && !sess.answered.Load() && !sess.isClosed(); i++ {
-		time.Sleep(connackPoll)
-	}
-}
-
-const connackPoll = 5 * time.Millisecond

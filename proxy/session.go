@@ -76,9 +76,12 @@ type Session struct {
 	wmu sync.Mutex // serialises writes to the client
 	// final, under wmu: the proxy's last words to the client were
 	// written (writeClientLast); nothing more is.
-	final    bool
-	bytesIn  atomic.Int64
-	bytesOut atomic.Int64
+	final bool
+	// connacked, under wmu: made by a wait for the CONNACK (awaitConnack),
+	// closed when it is written; nil on every session nobody waits on.
+	connacked chan struct{}
+	bytesIn   atomic.Int64
+	bytesOut  atomic.Int64
 	// disconnected is set when the client sent DISCONNECT: a clean end.
 	disconnected atomic.Bool
 	// answered is set once the broker's CONNACK has been written to the
