@@ -33,38 +33,44 @@ type directConn struct {
 	readFunc  func(uintptr) bool
 	peekFunc  func(uintptr) bool
 	peek      [1]byte
-	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr, wstop, warmed
+	wstop     bool       // under wmu: a full socket ends the try, to (re)arm the bound (first try, and after progress)
+	wmu       sync.Mutex // one writer at a time: wbuf, wn, werr, wstop, wb.warmed
 	wbuf      []byte
 	wn        int
 	werr      syscall.Errno
-	wstop     bool // a full socket ends the try, to (re)arm the bound: on the first try, and after progress
-	warmed    int  // wn when the bound was armed
 	writeFunc func(uintptr) bool
+	wb        *writeBound // nil: writes wait for ever (the broker side)
+}
 
-	// bound is how long a write that finds the socket full may wait
-	// without the peer taking anything (0: for ever); the deadline is
-	// armed only while a write waits, so no stale deadline is left on the
-	// connection (see Write).
-	bound time.Duration
-	dmu   sync.Mutex // wdl, armed, and setting the socket's write deadline
-	wdl   time.Time  // the write deadline the user set
-	armed time.Time  // the deadline of a write waiting now; zero: none waits
+// writeBound bounds how long a write that finds the socket full may
+// wait without the peer taking anything; the deadline is armed only
+// while a write waits, so no stale deadline is left on the connection
+// (see Write). Out of line: only the clients' connections have one.
+type writeBound struct {
+	bound  time.Duration
+	warmed int        // under wmu: wn when the bound was armed
+	dmu    sync.Mutex // wdl, armed, and setting the socket's write deadline
+	wdl    time.Time  // the write deadline the user set
+	armed  time.Time  // the deadline of a write waiting now; zero: none waits
 }
 
 // direct returns c reading and writing with raw system calls when it is a
 // TCP connection, and c itself otherwise. A write that finds the socket
-// full fails once the peer has taken nothing for writeBound (0: no
-// bound), or at the write deadline the user set when that is sooner.
-func direct(c net.Conn, writeBound time.Duration) net.Conn {
+// full fails once the peer has taken nothing for bound (0: no bound),
+// or at the write deadline the user set when that is sooner.
+func direct(c net.Conn, bound time.Duration) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return boundWrites(c, writeBound)
+		return boundWrites(c, bound)
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return boundWrites(c, writeBound)
+		return boundWrites(c, bound)
 	}
-	d := &directConn{tc: tc, rc: rc, bound: writeBound}
+	d := &directConn{tc: tc, rc: rc}
+	if bound > 0 {
+		d.wb = &writeBound{bound: bound}
+	}
 	// Method values made once: a closure per call would allocate.
 	d.readFunc, d.peekFunc, d.writeFunc = d.readFD, d.peekFD, d.writeFD
 	return d
@@ -142,7 +148,7 @@ func (c *directConn) Write(b []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf, c.wn, c.werr, c.wstop = b, 0, 0, c.bound > 0
+	c.wbuf, c.wn, c.werr, c.wstop = b, 0, 0, c.wb != nil
 	err := c.rc.Write(c.writeFunc)
 	if c.wstop && err == nil && c.werr == 0 && c.wn < len(b) {
 		// The socket is full: the peer is not reading as fast as this
@@ -150,11 +156,11 @@ func (c *directConn) Write(b []byte) (int, error) {
 		// that moved bytes arms the bound again (a timer change per
 		// wait of a slow write, none on a write that never waits).
 		for err == nil && c.werr == 0 && c.wn < len(b) { // bounded: each turn moved bytes, or failed
-			c.warmed = c.wn
-			c.armWrite()
+			c.wb.warmed = c.wn
+			c.wb.arm(c.tc)
 			err = c.rc.Write(c.writeFunc)
 		}
-		c.disarmWrite()
+		c.wb.disarm(c.tc)
 	}
 	n := c.wn
 	c.wbuf = nil
@@ -181,7 +187,7 @@ func (c *directConn) writeFD(fd uintptr) bool {
 		case syscall.EAGAIN:
 			// Stop to (re)arm the bound: on the first try, and once the
 			// peer took bytes since it was armed; else wait.
-			return c.wstop && (c.armed.IsZero() || c.wn > c.warmed)
+			return c.wstop && (c.wb.armed.IsZero() || c.wn > c.wb.warmed)
 		default:
 			c.werr = e
 			return true
@@ -190,31 +196,35 @@ func (c *directConn) writeFD(fd uintptr) bool {
 	return true
 }
 
-// armWrite sets the socket's write deadline for a write that waits: the
+// arm sets the socket's write deadline for a write that waits: the
 // bound from now, or the user's deadline when that comes first.
-func (c *directConn) armWrite() {
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	c.armed = time.Now().Add(c.bound)
-	_ = c.tc.SetWriteDeadline(earlier(c.wdl, c.armed))
+func (w *writeBound) arm(tc *net.TCPConn) {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	w.armed = time.Now().Add(w.bound)
+	_ = tc.SetWriteDeadline(earlier(w.wdl, w.armed))
 }
 
-// disarmWrite puts the user's write deadline back (none, usually).
-func (c *directConn) disarmWrite() {
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	c.armed = time.Time{}
-	_ = c.tc.SetWriteDeadline(c.wdl)
+// disarm puts the user's write deadline back (none, usually).
+func (w *writeBound) disarm(tc *net.TCPConn) {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	w.armed = time.Time{}
+	_ = tc.SetWriteDeadline(w.wdl)
 }
 
 // SetWriteDeadline sets the user's write deadline. A write waiting for
 // the socket at that moment is held to it too, and never released from
 // its bound by it.
 func (c *directConn) SetWriteDeadline(t time.Time) error {
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	c.wdl = t
-	return c.tc.SetWriteDeadline(earlier(t, c.armed))
+	w := c.wb
+	if w == nil {
+		return c.tc.SetWriteDeadline(t)
+	}
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	w.wdl = t
+	return c.tc.SetWriteDeadline(earlier(t, w.armed))
 }
 
 // SetDeadline sets both deadlines, the write one as SetWriteDeadline.
