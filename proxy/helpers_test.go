@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -204,61 +203,11 @@ func expectMsg(t testing.TB, c *mqttClient, topic, payload string) {
 	}
 }
 
-// scriptedBroker is a broker on a loopback port that hands each packet
-// it receives, on each connection, to answer; answer returns false to
-// close that connection. It returns the broker's address.
-func scriptedBroker(t testing.TB, answer func(c net.Conn, p mqttwire.Packet) bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptLoop(t, ln, func(c net.Conn) {
-		defer c.Close()
-		r := mqttwire.NewReader(c, 256, 1<<20)
-		for {
-			p, err := r.Next()
-			if err != nil || !answer(c, p) {
-				return
-			}
-		}
-	})
-	return ln.Addr().String()
-}
-
-// acceptLoop runs handle in a goroutine for each connection ln accepts,
-// until the test ends; cleanup closes them all and waits for every goroutine.
-func acceptLoop(t testing.TB, ln net.Listener, handle func(net.Conn)) {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); handle(c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-}
+// scriptedBroker and acceptLoop are the shared kit's (mqtttest).
+var (
+	scriptedBroker = mqtttest.ScriptedBroker
+	acceptLoop     = mqtttest.Serve
+)
 
 // admitAll is the tests' authenticator where authentication is not the point.
 type admitAll struct{}

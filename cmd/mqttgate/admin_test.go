@@ -198,27 +198,19 @@ func TestReadyzFollowsTheBrokerAndTheDrain(t *testing.T) {
 	}
 	brokerAddr := ln.Addr().String()
 	accept := func(ln net.Listener) { // a broker that accepts every CONNECT and keeps the connection
-		go func() {
+		mqtttest.Serve(t, ln, func(c net.Conn) {
+			defer c.Close()
+			r := mqttwire.NewReader(c, 256, 1<<16)
 			for {
-				c, err := ln.Accept()
+				p, err := r.Next()
 				if err != nil {
 					return
 				}
-				go func() {
-					defer c.Close()
-					r := mqttwire.NewReader(c, 256, 1<<16)
-					for {
-						p, err := r.Next()
-						if err != nil {
-							return
-						}
-						if p.Type == mqttwire.CONNECT {
-							_, _ = c.Write([]byte{0x20, 2, 0, 0})
-						}
-					}
-				}()
+				if p.Type == mqttwire.CONNECT {
+					_, _ = c.Write([]byte{0x20, 2, 0, 0})
+				}
 			}
-		}()
+		})
 	}
 	accept(ln)
 	adminAddr := mqtttest.FreeAddr(t)

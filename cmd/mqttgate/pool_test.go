@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -320,31 +321,7 @@ func TestPoolSkipsAStuckBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-		conns.Wait()
-	})
-	conns.Add(1)
-	go func() { // reads and says nothing
-		defer conns.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
+	mqtttest.Serve(t, ln, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) // reads and says nothing
 	real := startNode(t)
 	g := poolGate(t, []string{ln.Addr().String(), real.addr}, "MQTTGATE_BACKEND_CHECK=mqtt", "MQTTGATE_DIAL_TIMEOUT=2s")
 	g.waitLog(t, `"event":"broker_node_down","backend":"`+ln.Addr().String()+`"`)

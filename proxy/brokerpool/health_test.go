@@ -3,7 +3,6 @@ package brokerpool
 import (
 	"context"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mqttgate/mqttgate/mqttwire"
+	"github.com/mqttgate/mqttgate/mqttwire/mqtttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -19,38 +19,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // fakeBroker accepts on loopback; answering says whether it answers a
 // CONNECT with a CONNACK (a stuck broker reads and says nothing).
 func fakeBroker(t *testing.T, answering *atomic.Bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				r := mqttwire.NewReader(c, 64, 1024)
-				if p, err := r.Next(); err != nil || p.Type != mqttwire.CONNECT {
-					return
-				}
-				if answering.Load() {
-					_, _ = c.Write(mqttwire.AppendConnack(nil, mqttwire.V311, false, 0, nil))
-				}
-				_, _ = r.Next() // the DISCONNECT, or the checker giving up
-			}()
+	return mqtttest.ScriptedBroker(t, func(c net.Conn, p mqttwire.Packet) bool {
+		if p.Type == mqttwire.CONNECT && answering.Load() {
+			_, _ = c.Write(mqttwire.AppendConnack(nil, mqttwire.V311, false, 0, nil))
 		}
-	}()
-	return ln.Addr().String()
+		return p.Type == mqttwire.CONNECT // then the DISCONNECT, or the checker giving up, ends it
+	})
 }
 
 // A broker that takes TCP but never answers CONNECT passes a TCP check
